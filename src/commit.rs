@@ -1,0 +1,255 @@
+//! The commit protocol, in the order it runs:
+//!
+//! 1. no-op check: new contents equal to the old ones end the transaction
+//!    with nothing written, renamed or synced;
+//! 2. outside-writer check: the target must still be the inode and version
+//!    the transaction began with;
+//! 3. finish the temporary file: remaining bytes, owner and mode of the old
+//!    target (new files were created with the configured mode minus umask);
+//! 4. fsync the temporary file;
+//! 5. rename it over the target;
+//! 6. fsync the directory;
+//! 7. release the lock (dropping the transaction).
+//!
+//! With `Durability::None`, steps 4 and 6 are skipped. Any failure before
+//! step 5 removes the temporary file and leaves the target as it was.
+
+use std::io;
+
+use crate::error::Op;
+use crate::fs::Meta;
+use crate::transaction::{BUFFER, NewContents, OldFile, Temp, Transaction};
+use crate::{Durability, Error, Symlinks, TxFile, names};
+
+/// A deliberately broken commit protocol, for showing that the crash tests
+/// catch each classic mistake. Never use one for real data.
+#[doc(hidden)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash)]
+#[non_exhaustive]
+#[cfg_attr(not(feature = "sim"), allow(dead_code, unreachable_pub))]
+pub enum Mutant {
+    /// The correct protocol.
+    #[default]
+    None,
+    /// Skip the fsync of the temporary file.
+    NoFileFsync,
+    /// Skip the fsync of the directory after the rename.
+    NoDirFsync,
+    /// Rename first, fsync the (renamed) file after.
+    RenameBeforeFsync,
+    /// Sweep every hidden file that starts with the target's name.
+    SweepForeignTemp,
+    /// Release the lock before the rename.
+    UnlockBeforeRename,
+    /// Carry on as if a failed fsync had succeeded.
+    IgnoreFsyncError,
+}
+
+#[cfg(feature = "sim")]
+fn mutant(file: &TxFile) -> Mutant {
+    file.inner.options.mutant
+}
+
+/// Without the `sim` feature the protocol is always the correct one, and
+/// the checks below fold away.
+#[cfg(not(feature = "sim"))]
+#[inline(always)]
+fn mutant(_: &TxFile) -> Mutant {
+    Mutant::None
+}
+
+/// Whether `name` is a temporary file that a dead writer of `file`'s target
+/// left behind.
+pub(crate) fn is_stale_temp(file: &TxFile, name: &str) -> bool {
+    #[cfg(feature = "sim")]
+    if mutant(file) == Mutant::SweepForeignTemp {
+        let stem = file.inner.temp_prefix.trim_end_matches('.');
+        return name.starts_with(stem) && name.contains(".t");
+    }
+    names::is_temp_of(&file.inner.temp_prefix, name)
+}
+
+/// Creates the temporary file. When it will replace an existing target it
+/// starts private (0600) and gets the target's owner and mode at commit, so
+/// new contents are never more exposed than the old; a new target is created
+/// with the configured mode, and only creation applies the umask.
+pub(crate) fn create_temp(file: &TxFile, replaces_existing: bool) -> Result<Temp, Error> {
+    let inner = &*file.inner;
+    let mode = if replaces_existing { 0o600 } else { inner.options.mode };
+    let (path, handle) = inner
+        .fs
+        .create_temp(&inner.dir_path, &inner.temp_prefix, names::temp_suffix(), mode)
+        .map_err(|e| Error::io(Op::CreateTemp, &inner.dir_path, e))?;
+    Ok(Temp { path, file: handle })
+}
+
+pub(crate) fn commit(tx: &mut Transaction<'_>) -> Result<(), Error> {
+    let file = tx.file;
+    let inner = &*file.inner;
+    if tx.new.failed {
+        return Err(tx.new.failed_error(file));
+    }
+    if unchanged(tx)? {
+        return Ok(());
+    }
+    let old_meta = tx.old.as_ref().map(|old| old.meta);
+    check_no_outside_writer(file, old_meta.as_ref())?;
+    tx.new.flush(file)?;
+    let temp = tx.new.temp.as_mut().expect("flush creates the temporary file");
+    if let Some(old) = &old_meta {
+        copy_owner_and_mode(temp, old)?;
+    }
+    let full = inner.options.durability == Durability::Full;
+    let mutant = mutant(file);
+    if full && mutant != Mutant::NoFileFsync && mutant != Mutant::RenameBeforeFsync {
+        sync(temp, mutant)?;
+    }
+    if mutant == Mutant::UnlockBeforeRename {
+        drop(tx.locked.take());
+    }
+    if let Err(source) = inner.fs.rename(&temp.path, &inner.path) {
+        return Err(Error::Rename {
+            from: temp.path.clone(),
+            to: inner.path.clone(),
+            source,
+        });
+    }
+    // Renamed: the file is the target now, no longer ours to remove.
+    let mut temp = tx.new.temp.take().expect("still there after the rename");
+    if full && mutant == Mutant::RenameBeforeFsync {
+        sync(&mut temp, mutant)?;
+    }
+    drop(temp);
+    if full && mutant != Mutant::NoDirFsync {
+        inner
+            .dir
+            .sync()
+            .map_err(|e| Error::io(Op::SyncDir, &inner.dir_path, e))?;
+    }
+    Ok(())
+}
+
+/// Whether the new contents equal the old ones: lengths first, then the CRC
+/// when the old bytes are in memory anyway, then the bytes themselves. A
+/// missing file never equals new contents, even empty ones.
+fn unchanged(tx: &mut Transaction<'_>) -> Result<bool, Error> {
+    let Some(old) = &tx.old else {
+        return Ok(false);
+    };
+    if old.meta.size != tx.new.len {
+        return Ok(false);
+    }
+    if let Some(bytes) = old.cached() {
+        if crc32fast::hash(bytes) != tx.new.crc.clone().finalize() {
+            return Ok(false);
+        }
+        if tx.new.temp.is_none() {
+            return Ok(bytes == tx.new.buf.as_slice());
+        }
+    }
+    let path = &tx.file.inner.path;
+    same_bytes(old, &tx.new).map_err(|e| Error::io(Op::Read, path, e))
+}
+
+/// Compares the old file with the new contents chunk by chunk, stopping at
+/// the first difference.
+fn same_bytes(old: &OldFile, new: &NewContents) -> io::Result<bool> {
+    let mut a = vec![0; BUFFER];
+    let mut b = vec![0; BUFFER];
+    let mut offset = 0u64;
+    let temp_len = new.len - new.buf.len() as u64;
+    while offset < new.len {
+        let want = BUFFER.min((new.len - offset) as usize);
+        read_exact_at(old.file.as_ref(), &mut a[..want], offset)?;
+        // The new contents: the temporary file, then the buffered tail.
+        let mut filled = 0;
+        if offset < temp_len {
+            let from_temp = want.min((temp_len - offset) as usize);
+            if let Some(temp) = &new.temp {
+                read_temp_exact_at(temp, &mut b[..from_temp], offset)?;
+            }
+            filled = from_temp;
+        }
+        if filled < want {
+            let start = (offset + filled as u64 - temp_len) as usize;
+            b[filled..want].copy_from_slice(&new.buf[start..start + want - filled]);
+        }
+        if a[..want] != b[..want] {
+            return Ok(false);
+        }
+        offset += want as u64;
+    }
+    Ok(true)
+}
+
+fn read_exact_at(file: &dyn crate::fs::ReadFile, mut buf: &mut [u8], mut offset: u64) -> io::Result<()> {
+    while !buf.is_empty() {
+        match file.read_at(buf, offset) {
+            Ok(0) => return Err(io::ErrorKind::UnexpectedEof.into()),
+            Ok(n) => {
+                buf = &mut buf[n..];
+                offset += n as u64;
+            }
+            Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+            Err(e) => return Err(e),
+        }
+    }
+    Ok(())
+}
+
+fn read_temp_exact_at(temp: &Temp, mut buf: &mut [u8], mut offset: u64) -> io::Result<()> {
+    while !buf.is_empty() {
+        match temp.file.read_at(buf, offset) {
+            Ok(0) => return Err(io::ErrorKind::UnexpectedEof.into()),
+            Ok(n) => {
+                buf = &mut buf[n..];
+                offset += n as u64;
+            }
+            Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+            Err(e) => return Err(e),
+        }
+    }
+    Ok(())
+}
+
+/// Someone not using txfile replaced, removed, created or rewrote the target
+/// since the transaction began: keep their version.
+fn check_no_outside_writer(file: &TxFile, began: Option<&Meta>) -> Result<(), Error> {
+    let inner = &*file.inner;
+    let now = match inner.options.symlinks {
+        Symlinks::Replace => inner.fs.stat(&inner.path),
+        Symlinks::Follow | Symlinks::Reject => inner.fs.lstat(&inner.path),
+    }
+    .map_err(|e| Error::io(Op::Stat, &inner.path, e))?;
+    let same = match (began, now) {
+        (None, None) => true,
+        (Some(began), Some(now)) => began.same_version(&now),
+        _ => false,
+    };
+    if same {
+        Ok(())
+    } else {
+        Err(Error::Conflict {
+            path: inner.path.clone(),
+        })
+    }
+}
+
+fn copy_owner_and_mode(temp: &mut Temp, old: &Meta) -> Result<(), Error> {
+    // Owner first: chown clears set-id bits, which the mode then restores.
+    temp.file
+        .set_owner(old.uid, old.gid)
+        .and_then(|()| temp.file.set_mode(old.mode))
+        .map_err(|e| Error::io(Op::SetPermissions, &temp.path, e))
+}
+
+/// One fsync, never retried: after a failure the kernel may have dropped the
+/// dirty pages and marked them clean, so a second fsync could report success
+/// for data that is gone ("fsyncgate").
+fn sync(temp: &mut Temp, mutant: Mutant) -> Result<(), Error> {
+    match temp.file.sync() {
+        Ok(()) => Ok(()),
+        Err(_) if mutant == Mutant::IgnoreFsyncError => Ok(()),
+        Err(e) => Err(Error::io(Op::Sync, &temp.path, e)),
+    }
+}

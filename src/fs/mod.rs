@@ -1,0 +1,127 @@
+//! The seam between the commit protocol and the filesystem.
+//!
+//! Every filesystem effect of the protocol goes through [`Fs`] and the handle
+//! traits below, so that the same protocol code runs on the real filesystem
+//! ([`real::RealFs`], the default) and on the simulated one (`crate::sim`)
+//! that models power loss. Nothing above this module touches `std::fs`.
+
+use std::fmt::Debug;
+use std::io;
+
+use camino::{Utf8Path, Utf8PathBuf};
+
+use crate::LockStyle;
+
+pub(crate) mod real;
+
+/// What kind of directory entry a path names.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum Kind {
+    File,
+    Dir,
+    Symlink,
+    Other,
+}
+
+/// The parts of an inode's metadata the protocol uses.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) struct Meta {
+    pub(crate) kind: Kind,
+    pub(crate) dev: u64,
+    pub(crate) ino: u64,
+    pub(crate) size: u64,
+    pub(crate) mtime: (i64, i64),
+    pub(crate) ctime: (i64, i64),
+    pub(crate) mode: u32,
+    pub(crate) uid: u32,
+    pub(crate) gid: u32,
+}
+
+impl Meta {
+    /// Same inode on the same device.
+    pub(crate) fn same_inode(&self, other: &Meta) -> bool {
+        self.dev == other.dev && self.ino == other.ino
+    }
+
+    /// Same inode, and nothing suggests its contents changed.
+    pub(crate) fn same_version(&self, other: &Meta) -> bool {
+        self.same_inode(other)
+            && self.size == other.size
+            && self.mtime == other.mtime
+            && self.ctime == other.ctime
+    }
+}
+
+/// A filesystem as the protocol sees it.
+pub(crate) trait Fs: Send + Sync + Debug {
+    /// Identifies this filesystem in the process-wide guard registry.
+    fn id(&self) -> u64;
+    /// `lstat`: `Ok(None)` when nothing is there.
+    fn lstat(&self, path: &Utf8Path) -> io::Result<Option<Meta>>;
+    /// `stat` (follows symbolic links): `Ok(None)` when nothing is there.
+    fn stat(&self, path: &Utf8Path) -> io::Result<Option<Meta>>;
+    /// The target of a symbolic link, as stored.
+    fn read_link(&self, path: &Utf8Path) -> io::Result<Utf8PathBuf>;
+    /// Opens a file for reading; `Ok(None)` when it does not exist.
+    fn open_read(&self, path: &Utf8Path) -> io::Result<Option<Box<dyn ReadFile>>>;
+    /// Opens or creates a guard file (read-write, close-on-exec, 0666 - umask).
+    fn open_guard(&self, path: &Utf8Path) -> io::Result<Box<dyn GuardFile>>;
+    /// Opens a directory for fsync and listing.
+    fn open_dir(&self, path: &Utf8Path) -> io::Result<Box<dyn DirHandle>>;
+    /// Creates `<prefix><random><suffix>` in `dir` with `O_EXCL` and `mode`
+    /// (umask applied).
+    fn create_temp(
+        &self,
+        dir: &Utf8Path,
+        prefix: &str,
+        suffix: &str,
+        mode: u32,
+    ) -> io::Result<(Utf8PathBuf, Box<dyn TempFile>)>;
+    /// Atomically replaces `to` with `from`.
+    fn rename(&self, from: &Utf8Path, to: &Utf8Path) -> io::Result<()>;
+    /// Unlinks a file.
+    fn remove_file(&self, path: &Utf8Path) -> io::Result<()>;
+}
+
+/// A file opened for reading at fixed offsets.
+pub(crate) trait ReadFile: Send + Sync + Debug {
+    /// `fstat`.
+    fn meta(&self) -> io::Result<Meta>;
+    /// `pread`.
+    fn read_at(&self, buf: &mut [u8], offset: u64) -> io::Result<usize>;
+}
+
+/// A freshly created temporary file.
+pub(crate) trait TempFile: Send + Sync + Debug {
+    /// Appends; may write less than asked.
+    fn write(&mut self, buf: &[u8]) -> io::Result<usize>;
+    /// `pread` of what was written.
+    fn read_at(&self, buf: &mut [u8], offset: u64) -> io::Result<usize>;
+    /// `fchown`, quietly keeping ours when not permitted.
+    fn set_owner(&mut self, uid: u32, gid: u32) -> io::Result<()>;
+    /// `fchmod` to exactly these bits.
+    fn set_mode(&mut self, mode: u32) -> io::Result<()>;
+    /// `fsync` (`F_FULLFSYNC` on macOS).
+    fn sync(&mut self) -> io::Result<()>;
+}
+
+/// An open directory.
+pub(crate) trait DirHandle: Send + Sync + Debug {
+    /// `fsync` of the directory: its pending entry operations become durable.
+    fn sync(&self) -> io::Result<()>;
+    /// The names in the directory (names that are not UTF-8 are skipped: no
+    /// file of ours has one).
+    fn list(&self) -> io::Result<Vec<String>>;
+}
+
+/// The one open descriptor of a guard file.
+pub(crate) trait GuardFile: Send + Sync + Debug {
+    /// `fstat`.
+    fn meta(&self) -> io::Result<Meta>;
+    /// Takes the exclusive lock; `Ok(None)` when `wait` is false and another
+    /// holder has it. Dropping the returned value unlocks.
+    fn lock(&self, style: LockStyle, wait: bool) -> io::Result<Option<Box<dyn LockHeld>>>;
+}
+
+/// A held operating-system lock; dropping it unlocks.
+pub(crate) trait LockHeld: Send + Debug {}

@@ -1,0 +1,152 @@
+//! The real filesystem: thin wrappers over std and `crate::sys`.
+
+use std::fs::File;
+use std::io::{self, Write};
+use std::sync::Arc;
+
+use camino::{Utf8Path, Utf8PathBuf};
+
+use super::{DirHandle, Fs, GuardFile, LockHeld, Meta, ReadFile, TempFile};
+use crate::{LockStyle, sys};
+
+/// The operating system's filesystem.
+#[derive(Debug, Default)]
+pub(crate) struct RealFs;
+
+fn not_found_to_none<T>(result: io::Result<T>) -> io::Result<Option<T>> {
+    match result {
+        Ok(v) => Ok(Some(v)),
+        Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(None),
+        Err(e) => Err(e),
+    }
+}
+
+fn utf8(path: std::path::PathBuf) -> io::Result<Utf8PathBuf> {
+    Utf8PathBuf::from_path_buf(path).map_err(|p| {
+        io::Error::new(io::ErrorKind::InvalidData, format!("path is not UTF-8: {}", p.display()))
+    })
+}
+
+impl Fs for RealFs {
+    fn id(&self) -> u64 {
+        0
+    }
+
+    fn lstat(&self, path: &Utf8Path) -> io::Result<Option<Meta>> {
+        not_found_to_none(std::fs::symlink_metadata(path)).map(|m| m.map(|m| sys::meta(&m)))
+    }
+
+    fn stat(&self, path: &Utf8Path) -> io::Result<Option<Meta>> {
+        not_found_to_none(std::fs::metadata(path)).map(|m| m.map(|m| sys::meta(&m)))
+    }
+
+    fn read_link(&self, path: &Utf8Path) -> io::Result<Utf8PathBuf> {
+        utf8(std::fs::read_link(path)?)
+    }
+
+    fn open_read(&self, path: &Utf8Path) -> io::Result<Option<Box<dyn ReadFile>>> {
+        Ok(not_found_to_none(File::open(path))?.map(|f| Box::new(RealFile(f)) as Box<dyn ReadFile>))
+    }
+
+    fn open_guard(&self, path: &Utf8Path) -> io::Result<Box<dyn GuardFile>> {
+        Ok(Box::new(RealGuard(Arc::new(sys::open_guard(path)?))))
+    }
+
+    fn open_dir(&self, path: &Utf8Path) -> io::Result<Box<dyn DirHandle>> {
+        Ok(Box::new(RealDir {
+            file: sys::open_dir(path)?,
+            path: path.to_owned(),
+        }))
+    }
+
+    fn create_temp(
+        &self,
+        dir: &Utf8Path,
+        prefix: &str,
+        suffix: &str,
+        mode: u32,
+    ) -> io::Result<(Utf8PathBuf, Box<dyn TempFile>)> {
+        let (path, file) = sys::create_temp(dir, prefix, suffix, crate::names::RANDOM_LEN, mode)?;
+        Ok((utf8(path)?, Box::new(RealFile(file))))
+    }
+
+    fn rename(&self, from: &Utf8Path, to: &Utf8Path) -> io::Result<()> {
+        std::fs::rename(from, to)
+    }
+
+    fn remove_file(&self, path: &Utf8Path) -> io::Result<()> {
+        std::fs::remove_file(path)
+    }
+}
+
+#[derive(Debug)]
+struct RealFile(File);
+
+impl ReadFile for RealFile {
+    fn meta(&self) -> io::Result<Meta> {
+        Ok(sys::meta(&self.0.metadata()?))
+    }
+
+    fn read_at(&self, buf: &mut [u8], offset: u64) -> io::Result<usize> {
+        sys::read_at(&self.0, buf, offset)
+    }
+}
+
+impl TempFile for RealFile {
+    fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
+        self.0.write(buf)
+    }
+
+    fn read_at(&self, buf: &mut [u8], offset: u64) -> io::Result<usize> {
+        sys::read_at(&self.0, buf, offset)
+    }
+
+    fn set_owner(&mut self, uid: u32, gid: u32) -> io::Result<()> {
+        sys::set_owner(&self.0, uid, gid)
+    }
+
+    fn set_mode(&mut self, mode: u32) -> io::Result<()> {
+        sys::set_mode(&self.0, mode)
+    }
+
+    fn sync(&mut self) -> io::Result<()> {
+        sys::sync_file(&self.0)
+    }
+}
+
+#[derive(Debug)]
+struct RealDir {
+    file: File,
+    path: Utf8PathBuf,
+}
+
+impl DirHandle for RealDir {
+    fn sync(&self) -> io::Result<()> {
+        sys::sync_dir(&self.file)
+    }
+
+    fn list(&self) -> io::Result<Vec<String>> {
+        let mut names = Vec::new();
+        for entry in std::fs::read_dir(&self.path)? {
+            if let Ok(name) = entry?.file_name().into_string() {
+                names.push(name);
+            }
+        }
+        Ok(names)
+    }
+}
+
+#[derive(Debug)]
+struct RealGuard(Arc<File>);
+
+impl GuardFile for RealGuard {
+    fn meta(&self) -> io::Result<Meta> {
+        Ok(sys::meta(&self.0.metadata()?))
+    }
+
+    fn lock(&self, style: LockStyle, wait: bool) -> io::Result<Option<Box<dyn LockHeld>>> {
+        Ok(sys::lock(&self.0, style, wait)?.map(|held| Box::new(held) as Box<dyn LockHeld>))
+    }
+}
+
+impl LockHeld for sys::OsLock {}

@@ -1,0 +1,251 @@
+//! The guard file `<name>.lock`: one descriptor per process, shared by every
+//! handle and thread, locked in-process before the OS lock is taken.
+//!
+//! POSIX record locks belong to the process and vanish when it closes *any*
+//! descriptor of the file. So the registry below keeps at most one descriptor
+//! per guard inode (keyed by filesystem, device and inode), never closes it
+//! while a handle or transaction can still use it, and never opens a guard
+//! path again while that path's inode is registered. Closing happens under
+//! the registry lock, so no other thread can open and lock a second
+//! descriptor of the same inode while the first is being closed.
+
+use std::collections::BTreeMap;
+use std::io;
+use std::sync::{Arc, Condvar, Mutex, MutexGuard, PoisonError};
+use std::thread;
+use std::time::{Duration, Instant};
+
+use camino::Utf8Path;
+
+use crate::LockStyle;
+use crate::fs::{Fs, GuardFile, LockHeld, Meta};
+
+/// (filesystem id, device, inode).
+type Key = (u64, u64, u64);
+
+#[derive(Debug)]
+struct Entry {
+    file: Box<dyn GuardFile>,
+    /// True while a transaction of this process holds or is taking the lock.
+    busy: Mutex<bool>,
+    turn_free: Condvar,
+    /// Descriptors opened by a lost race for an inode that was registered
+    /// meanwhile. Closing them early could release POSIX locks held through
+    /// `file`, so they are closed with the entry.
+    spare: Mutex<Vec<Box<dyn GuardFile>>>,
+}
+
+#[derive(Debug)]
+struct Slot {
+    entry: Arc<Entry>,
+    refs: usize,
+}
+
+static REGISTRY: Mutex<BTreeMap<Key, Slot>> = Mutex::new(BTreeMap::new());
+
+fn lock<T>(mutex: &Mutex<T>) -> MutexGuard<'_, T> {
+    // No code that can panic runs while these mutexes are held, but a
+    // poisoned registry must not take the whole process down.
+    mutex.lock().unwrap_or_else(PoisonError::into_inner)
+}
+
+fn key_of(fs: &dyn Fs, meta: &Meta) -> Key {
+    (fs.id(), meta.dev, meta.ino)
+}
+
+/// A counted reference to a registered guard descriptor.
+#[derive(Debug)]
+pub(crate) struct GuardRef {
+    key: Key,
+    /// `None` only inside `drop`, which must release the entry while holding
+    /// the registry lock.
+    entry: Option<Arc<Entry>>,
+}
+
+impl GuardRef {
+    /// Finds the registered descriptor for the guard at `path`, or opens
+    /// (creating if needed) and registers it.
+    pub(crate) fn open(fs: &dyn Fs, path: &Utf8Path) -> io::Result<GuardRef> {
+        let mut registry = lock(&REGISTRY);
+        if let Some(meta) = fs.lstat(path)? {
+            let key = key_of(fs, &meta);
+            if let Some(slot) = registry.get_mut(&key) {
+                slot.refs += 1;
+                return Ok(GuardRef {
+                    key,
+                    entry: Some(Arc::clone(&slot.entry)),
+                });
+            }
+        }
+        let file = fs.open_guard(path)?;
+        let key = key_of(fs, &file.meta()?);
+        if let Some(slot) = registry.get_mut(&key) {
+            // The path was replaced by a registered inode between lstat and
+            // open: keep the extra descriptor open as long as the entry.
+            lock(&slot.entry.spare).push(file);
+            slot.refs += 1;
+            return Ok(GuardRef {
+                key,
+                entry: Some(Arc::clone(&slot.entry)),
+            });
+        }
+        let entry = Arc::new(Entry {
+            file,
+            busy: Mutex::new(false),
+            turn_free: Condvar::new(),
+            spare: Mutex::new(Vec::new()),
+        });
+        registry.insert(
+            key,
+            Slot {
+                entry: Arc::clone(&entry),
+                refs: 1,
+            },
+        );
+        Ok(GuardRef {
+            key,
+            entry: Some(entry),
+        })
+    }
+
+    fn entry(&self) -> &Entry {
+        self.entry.as_deref().expect("the entry is only taken in drop")
+    }
+
+    /// Whether `meta` describes the inode this descriptor has open.
+    pub(crate) fn is_inode(&self, fs: &dyn Fs, meta: &Meta) -> bool {
+        key_of(fs, meta) == self.key
+    }
+
+    pub(crate) fn same_guard(&self, other: &GuardRef) -> bool {
+        self.key == other.key
+    }
+
+    /// Takes this process's turn, then the OS lock. `Ok(None)` when `wait`
+    /// ran out first.
+    pub(crate) fn lock(&self, style: LockStyle, wait: Wait) -> io::Result<Option<Locked>> {
+        let entry = self.entry();
+        {
+            let mut busy = lock(&entry.busy);
+            while *busy {
+                busy = match wait {
+                    Wait::No => return Ok(None),
+                    Wait::Forever => entry.turn_free.wait(busy).unwrap_or_else(PoisonError::into_inner),
+                    Wait::Until(deadline) => {
+                        let left = deadline.saturating_duration_since(Instant::now());
+                        if left.is_zero() {
+                            return Ok(None);
+                        }
+                        entry
+                            .turn_free
+                            .wait_timeout(busy, left)
+                            .unwrap_or_else(PoisonError::into_inner)
+                            .0
+                    }
+                };
+            }
+            *busy = true;
+        }
+        // From here on the turn is ours; `Locked::drop` gives it back.
+        let mut locked = Locked {
+            os: None,
+            guard: self.clone(),
+        };
+        locked.os = os_lock(entry.file.as_ref(), style, wait)?;
+        Ok(locked.os.is_some().then_some(locked))
+    }
+}
+
+/// Takes the OS lock, retrying on `EINTR` and on `EDEADLK` (a POSIX lock
+/// deadlock reported by the kernel resolves once the other side moves).
+fn os_lock(file: &dyn GuardFile, style: LockStyle, wait: Wait) -> io::Result<Option<Box<dyn LockHeld>>> {
+    let mut pause = Duration::from_micros(500);
+    loop {
+        let attempt = match wait {
+            Wait::Forever => file.lock(style, true),
+            Wait::No | Wait::Until(_) => file.lock(style, false),
+        };
+        match attempt {
+            Ok(Some(held)) => return Ok(Some(held)),
+            Ok(None) => {}
+            Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
+            Err(e) if e.raw_os_error() == Some(EDEADLK) => {}
+            Err(e) => return Err(e),
+        }
+        let sleep = match wait {
+            Wait::No => return Ok(None),
+            Wait::Forever => pause,
+            Wait::Until(deadline) => {
+                let left = deadline.saturating_duration_since(Instant::now());
+                if left.is_zero() {
+                    return Ok(None);
+                }
+                pause.min(left)
+            }
+        };
+        thread::sleep(sleep);
+        pause = (pause * 2).min(Duration::from_millis(20));
+    }
+}
+
+#[cfg(unix)]
+const EDEADLK: i32 = rustix::io::Errno::DEADLK.raw_os_error();
+#[cfg(not(unix))]
+const EDEADLK: i32 = -1;
+
+impl Clone for GuardRef {
+    fn clone(&self) -> Self {
+        let mut registry = lock(&REGISTRY);
+        if let Some(slot) = registry.get_mut(&self.key) {
+            slot.refs += 1;
+        }
+        GuardRef {
+            key: self.key,
+            entry: self.entry.clone(),
+        }
+    }
+}
+
+impl Drop for GuardRef {
+    fn drop(&mut self) {
+        let mut registry = lock(&REGISTRY);
+        let last = match registry.get_mut(&self.key) {
+            Some(slot) => {
+                slot.refs -= 1;
+                slot.refs == 0
+            }
+            None => false,
+        };
+        let removed = if last { registry.remove(&self.key) } else { None };
+        // Both the slot's reference and ours go while the registry is locked,
+        // so the descriptor closes before anyone can register the inode anew.
+        drop(removed);
+        drop(self.entry.take());
+        drop(registry);
+    }
+}
+
+/// How long to wait for the lock.
+#[derive(Clone, Copy, Debug)]
+pub(crate) enum Wait {
+    No,
+    Until(Instant),
+    Forever,
+}
+
+/// This process's turn on a guard plus the OS lock. Dropping it unlocks the
+/// OS lock first, then hands the turn to the next thread.
+#[derive(Debug)]
+pub(crate) struct Locked {
+    os: Option<Box<dyn LockHeld>>,
+    guard: GuardRef,
+}
+
+impl Drop for Locked {
+    fn drop(&mut self) {
+        drop(self.os.take());
+        let entry = self.guard.entry();
+        *lock(&entry.busy) = false;
+        entry.turn_free.notify_one();
+    }
+}

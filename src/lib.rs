@@ -1,0 +1,21 @@
+#![doc = include_str!("../README.md")]
+#![cfg_attr(docsrs, feature(doc_auto_cfg))]
+
+mod commit;
+mod error;
+mod fs;
+mod guard;
+mod names;
+mod options;
+#[cfg(feature = "sim")]
+pub mod sim;
+mod sys;
+mod transaction;
+mod txfile;
+
+#[cfg(feature = "sim")]
+pub use commit::Mutant;
+pub use error::{BoxError, Error, Op};
+pub use options::{Durability, LockStyle, Options, Symlinks};
+pub use transaction::{OldReader, Transaction};
+pub use txfile::{TxFile, update};

@@ -1,0 +1,254 @@
+//! The `Options` builder and the policy enums it takes.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use camino::Utf8Path;
+
+use crate::fs::Fs;
+use crate::{Error, TxFile};
+
+/// How hard a commit works to survive power loss.
+///
+/// # Examples
+///
+/// ```
+/// use txfile::{Durability, Options};
+/// let opts = Options::new().durability(Durability::None);
+/// # let _ = opts;
+/// ```
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash)]
+#[non_exhaustive]
+pub enum Durability {
+    /// fsync the new contents before the rename and the directory after it
+    /// (`F_FULLFSYNC` on macOS). A commit that returned `Ok` survives power loss.
+    #[default]
+    Full,
+    /// Skip both fsyncs. Commits stay atomic for other processes and survive
+    /// a crash of the program, but after power loss or a kernel crash the file
+    /// may hold an older version, or on some filesystems be empty.
+    None,
+}
+
+/// Which kind of operating-system lock is taken on the guard file.
+///
+/// Both are taken on the guard file `<name>.lock`, which the process opens once
+/// and never closes while a lock is held, so neither can be lost by an
+/// unrelated `close`.
+///
+/// # Examples
+///
+/// ```
+/// use txfile::{LockStyle, Options};
+/// let opts = Options::new().lock_style(LockStyle::Posix);
+/// # let _ = opts;
+/// ```
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash)]
+#[non_exhaustive]
+pub enum LockStyle {
+    /// `flock(2)` through the `fd-lock` crate: the lock belongs to the open file
+    /// description. Interoperates with `flock(1)`.
+    #[default]
+    Flock,
+    /// POSIX record locks (`fcntl(F_SETLKW)` on the whole file): the lock belongs
+    /// to the process. Interoperates with `lockf(3)`, `fcntl` users and Python's
+    /// `fcntl.lockf`, and is what `flock` becomes on Solaris, illumos and Linux NFS.
+    Posix,
+}
+
+/// What to do when the target path is a symbolic link.
+///
+/// # Examples
+///
+/// ```
+/// use txfile::{Options, Symlinks};
+/// let opts = Options::new().symlinks(Symlinks::Reject);
+/// # let _ = opts;
+/// ```
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash)]
+#[non_exhaustive]
+pub enum Symlinks {
+    /// Resolve the link when the handle is opened and update the file it points
+    /// to; the link stays a link. The guard file sits beside the real file.
+    #[default]
+    Follow,
+    /// Replace the link itself with a regular file holding the new contents.
+    /// The old contents are read through the link.
+    Replace,
+    /// Refuse to work on a symbolic link with [`Error::Symlink`].
+    Reject,
+}
+
+/// Configures and opens a [`TxFile`].
+///
+/// # Examples
+///
+/// ```
+/// use std::time::Duration;
+/// use txfile::{Durability, Options};
+/// # let dir = tempfile::tempdir()?;
+/// # let path = camino::Utf8Path::from_path(dir.path()).unwrap().join("state");
+///
+/// let file = Options::new()
+///     .timeout(Duration::from_secs(5))
+///     .durability(Durability::Full)
+///     .open(&path)?;
+/// file.update(|_| Ok::<_, std::io::Error>(b"v1".to_vec()))?;
+/// # Ok::<(), Box<dyn std::error::Error>>(())
+/// ```
+#[derive(Clone, Debug)]
+pub struct Options {
+    pub(crate) timeout: Option<Duration>,
+    pub(crate) durability: Durability,
+    pub(crate) lock_style: LockStyle,
+    pub(crate) symlinks: Symlinks,
+    pub(crate) mode: u32,
+    pub(crate) fs: Option<Arc<dyn Fs>>,
+    #[cfg(feature = "sim")]
+    pub(crate) mutant: crate::Mutant,
+}
+
+impl Default for Options {
+    fn default() -> Self {
+        Options::new()
+    }
+}
+
+impl Options {
+    /// Options with every default: wait forever for the lock,
+    /// [`Durability::Full`], [`LockStyle::Flock`], [`Symlinks::Follow`], mode
+    /// `0o666` for new files.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// let opts = txfile::Options::new();
+    /// # let _ = opts;
+    /// ```
+    pub fn new() -> Self {
+        Options {
+            timeout: None,
+            durability: Durability::Full,
+            lock_style: LockStyle::Flock,
+            symlinks: Symlinks::Follow,
+            mode: 0o666,
+            fs: None,
+            #[cfg(feature = "sim")]
+            mutant: crate::Mutant::None,
+        }
+    }
+
+    /// How long [`TxFile::begin`] waits for the lock before it returns
+    /// [`Error::Timeout`]. By default it waits forever.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// let opts = txfile::Options::new().timeout(std::time::Duration::from_millis(250));
+    /// # let _ = opts;
+    /// ```
+    pub fn timeout(mut self, timeout: Duration) -> Self {
+        self.timeout = Some(timeout);
+        self
+    }
+
+    /// How commits are flushed. By default [`Durability::Full`].
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// let opts = txfile::Options::new().durability(txfile::Durability::None);
+    /// # let _ = opts;
+    /// ```
+    pub fn durability(mut self, durability: Durability) -> Self {
+        self.durability = durability;
+        self
+    }
+
+    /// Which OS lock guards the file. By default [`LockStyle::Flock`].
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// let opts = txfile::Options::new().lock_style(txfile::LockStyle::Posix);
+    /// # let _ = opts;
+    /// ```
+    pub fn lock_style(mut self, style: LockStyle) -> Self {
+        self.lock_style = style;
+        self
+    }
+
+    /// What to do when the target is a symbolic link. By default
+    /// [`Symlinks::Follow`].
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// let opts = txfile::Options::new().symlinks(txfile::Symlinks::Replace);
+    /// # let _ = opts;
+    /// ```
+    pub fn symlinks(mut self, symlinks: Symlinks) -> Self {
+        self.symlinks = symlinks;
+        self
+    }
+
+    /// Permission bits for a target that does not exist yet; the process umask
+    /// is applied by the kernel. By default `0o666` (so `0o644` under umask
+    /// `022`). An existing target always keeps its own mode.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// let opts = txfile::Options::new().mode(0o600);
+    /// # let _ = opts;
+    /// ```
+    #[cfg(unix)]
+    pub fn mode(mut self, mode: u32) -> Self {
+        self.mode = mode & 0o7777;
+        self
+    }
+
+    /// Opens a handle on `path` with these options.
+    ///
+    /// # Errors
+    ///
+    /// As for [`TxFile::open`].
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// # let dir = tempfile::tempdir()?;
+    /// # let path = camino::Utf8Path::from_path(dir.path()).unwrap().join("data");
+    /// let file = txfile::Options::new().open(&path)?;
+    /// assert_eq!(file.read()?, None);
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
+    pub fn open(&self, path: impl AsRef<Utf8Path>) -> Result<TxFile, Error> {
+        TxFile::with_options(path.as_ref(), self.clone())
+    }
+
+    /// Opens handles on a simulated filesystem instead of the real one.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// let sim = txfile::sim::SimFs::new();
+    /// let file = txfile::Options::new().filesystem(&sim).open("/data/counter")?;
+    /// # let _ = file;
+    /// # Ok::<(), txfile::Error>(())
+    /// ```
+    #[cfg(feature = "sim")]
+    pub fn filesystem(mut self, fs: &crate::sim::SimFs) -> Self {
+        self.fs = Some(fs.as_fs());
+        self
+    }
+
+    /// Makes commits run a deliberately broken protocol, so that tests can
+    /// show the crash checks catch it. Never use it for real data.
+    #[cfg(feature = "sim")]
+    #[doc(hidden)]
+    pub fn mutant(mut self, mutant: crate::Mutant) -> Self {
+        self.mutant = mutant;
+        self
+    }
+}

@@ -1,0 +1,214 @@
+//! Unix: `flock` through fd-lock, POSIX record locks and fsync through rustix.
+
+use std::fs::{File, Metadata, OpenOptions};
+use std::io;
+use std::os::unix::fs::{MetadataExt, OpenOptionsExt, PermissionsExt};
+use std::sync::Arc;
+
+use camino::Utf8Path;
+use rustix::fs::FlockOperation;
+
+use crate::LockStyle;
+use crate::fs::{Kind, Meta};
+
+/// Opens (creating if needed) a guard file: read-write, close-on-exec (std's
+/// default), mode 0666 minus the umask.
+pub(crate) fn open_guard(path: &Utf8Path) -> io::Result<File> {
+    OpenOptions::new()
+        .read(true)
+        .write(true)
+        .create(true)
+        .truncate(false)
+        .mode(0o666)
+        .open(path)
+}
+
+/// Opens a directory so that it can be fsynced.
+pub(crate) fn open_dir(path: &Utf8Path) -> io::Result<File> {
+    OpenOptions::new()
+        .read(true)
+        .custom_flags(rustix::fs::OFlags::DIRECTORY.bits() as i32)
+        .open(path)
+}
+
+/// Creates a new file `<prefix><random><suffix>` in `dir` with `O_EXCL` and
+/// `mode` (the kernel applies the umask), retrying on name collisions.
+pub(crate) fn create_temp(
+    dir: &Utf8Path,
+    prefix: &str,
+    suffix: &str,
+    random_len: usize,
+    mode: u32,
+) -> io::Result<(std::path::PathBuf, File)> {
+    let temp = tempfile::Builder::new()
+        .prefix(prefix)
+        .suffix(suffix)
+        .rand_bytes(random_len)
+        .permissions(std::fs::Permissions::from_mode(mode))
+        .tempfile_in(dir)?;
+    // We remove the file ourselves (the protocol decides when), so take it
+    // out of tempfile's drop-to-delete.
+    let (file, path) = temp.keep().map_err(|e| e.error)?;
+    Ok((path, file))
+}
+
+/// Flushes a file's data and metadata to stable storage. On macOS plain
+/// `fsync` only reaches the drive's cache, so `F_FULLFSYNC` is used.
+pub(crate) fn sync_file(file: &File) -> io::Result<()> {
+    #[cfg(target_vendor = "apple")]
+    {
+        rustix::fs::fcntl_fullfsync(file)?;
+        Ok(())
+    }
+    #[cfg(not(target_vendor = "apple"))]
+    {
+        rustix::fs::fsync(file)?;
+        Ok(())
+    }
+}
+
+/// Makes the directory's entries (creates, renames, unlinks) durable.
+pub(crate) fn sync_dir(dir: &File) -> io::Result<()> {
+    sync_file(dir)
+}
+
+/// Copies owner and group; `EPERM` (not root) is not an error: the file then
+/// keeps the writer's ownership, as any rewrite by that user would.
+pub(crate) fn set_owner(file: &File, uid: u32, gid: u32) -> io::Result<()> {
+    let ours = file.metadata()?;
+    if ours.uid() == uid && ours.gid() == gid {
+        return Ok(());
+    }
+    match rustix::fs::fchown(
+        file,
+        Some(rustix::fs::Uid::from_raw(uid)),
+        Some(rustix::fs::Gid::from_raw(gid)),
+    ) {
+        Ok(()) | Err(rustix::io::Errno::PERM) => Ok(()),
+        Err(e) => Err(e.into()),
+    }
+}
+
+/// Sets the exact permission bits (no umask).
+pub(crate) fn set_mode(file: &File, mode: u32) -> io::Result<()> {
+    file.set_permissions(std::fs::Permissions::from_mode(mode & 0o7777))
+}
+
+/// Translates std metadata into the protocol's view of an inode.
+pub(crate) fn meta(m: &Metadata) -> Meta {
+    let ft = m.file_type();
+    let kind = if ft.is_file() {
+        Kind::File
+    } else if ft.is_dir() {
+        Kind::Dir
+    } else if ft.is_symlink() {
+        Kind::Symlink
+    } else {
+        Kind::Other
+    };
+    Meta {
+        kind,
+        dev: m.dev(),
+        ino: m.ino(),
+        size: m.size(),
+        mtime: (m.mtime(), m.mtime_nsec()),
+        ctime: (m.ctime(), m.ctime_nsec()),
+        mode: m.mode() & 0o7777,
+        uid: m.uid(),
+        gid: m.gid(),
+    }
+}
+
+/// Longest file name the directory accepts (`NAME_MAX`).
+pub(crate) const NAME_MAX: usize = 255;
+
+/// An operating-system lock held on a guard descriptor; dropping it unlocks.
+#[derive(Debug)]
+pub(crate) struct OsLock {
+    _held: Held,
+}
+
+#[derive(Debug)]
+enum Held {
+    /// Unlocks in fd-lock's guard when dropped.
+    Flock { _guard: flock::FlockHeld },
+    /// Unlocked by `Held::drop`.
+    Posix(Arc<File>),
+}
+
+impl Drop for Held {
+    fn drop(&mut self) {
+        if let Held::Posix(file) = self {
+            // Unlocking cannot fail for a lock we hold on an open descriptor;
+            // if it somehow did, closing the descriptor later releases it.
+            let _ = rustix::fs::fcntl_lock(&**file, FlockOperation::Unlock);
+        }
+    }
+}
+
+mod flock {
+    //! fd-lock's write guard borrows its `RwLock`; a transaction must own both,
+    //! so they live together in one self-referential struct.
+    use super::*;
+
+    #[ouroboros::self_referencing]
+    pub(super) struct FlockHeld {
+        lock: fd_lock::RwLock<Arc<File>>,
+        #[borrows(mut lock)]
+        #[covariant]
+        guard: fd_lock::RwLockWriteGuard<'this, Arc<File>>,
+    }
+
+    impl std::fmt::Debug for FlockHeld {
+        fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+            f.write_str("FlockHeld")
+        }
+    }
+
+    pub(super) fn lock(file: Arc<File>, wait: bool) -> io::Result<FlockHeld> {
+        FlockHeldTryBuilder {
+            lock: fd_lock::RwLock::new(file),
+            guard_builder: |lock: &mut fd_lock::RwLock<Arc<File>>| {
+                if wait { lock.write() } else { lock.try_write() }
+            },
+        }
+        .try_build()
+    }
+}
+
+/// Takes an exclusive lock on `file`. With `wait` false, returns `Ok(None)` at
+/// once when another holder has it; with `wait` true, blocks until it is free.
+pub(crate) fn lock(file: &Arc<File>, style: LockStyle, wait: bool) -> io::Result<Option<OsLock>> {
+    let result = match style {
+        LockStyle::Flock => flock::lock(Arc::clone(file), wait).map(|guard| Held::Flock { _guard: guard }),
+        LockStyle::Posix => {
+            let op = if wait {
+                FlockOperation::LockExclusive
+            } else {
+                FlockOperation::NonBlockingLockExclusive
+            };
+            rustix::fs::fcntl_lock(&**file, op)
+                .map(|()| Held::Posix(Arc::clone(file)))
+                .map_err(io::Error::from)
+        }
+    };
+    match result {
+        Ok(held) => Ok(Some(OsLock { _held: held })),
+        Err(e) if !wait && is_contended(&e) => Ok(None),
+        Err(e) => Err(e),
+    }
+}
+
+fn is_contended(e: &io::Error) -> bool {
+    e.kind() == io::ErrorKind::WouldBlock
+        || matches!(
+            e.raw_os_error(),
+            Some(code) if code == rustix::io::Errno::ACCESS.raw_os_error()
+                || code == rustix::io::Errno::AGAIN.raw_os_error()
+        )
+}
+
+/// `pread`.
+pub(crate) fn read_at(file: &File, buf: &mut [u8], offset: u64) -> io::Result<usize> {
+    std::os::unix::fs::FileExt::read_at(file, buf, offset)
+}

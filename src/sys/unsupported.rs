@@ -1,0 +1,68 @@
+//! Platforms without an implementation: everything compiles and every
+//! operation returns `ErrorKind::Unsupported`.
+
+use std::fs::{File, Metadata};
+use std::io;
+use std::sync::Arc;
+
+use camino::Utf8Path;
+
+use crate::LockStyle;
+use crate::fs::{Kind, Meta};
+
+fn unsupported() -> io::Error {
+    io::Error::new(io::ErrorKind::Unsupported, "txfile supports Unix only")
+}
+
+pub(crate) fn open_guard(_: &Utf8Path) -> io::Result<File> {
+    Err(unsupported())
+}
+pub(crate) fn open_dir(_: &Utf8Path) -> io::Result<File> {
+    Err(unsupported())
+}
+pub(crate) fn create_temp(
+    _: &Utf8Path,
+    _: &str,
+    _: &str,
+    _: usize,
+    _: u32,
+) -> io::Result<(std::path::PathBuf, File)> {
+    Err(unsupported())
+}
+pub(crate) fn sync_file(_: &File) -> io::Result<()> {
+    Err(unsupported())
+}
+pub(crate) fn sync_dir(_: &File) -> io::Result<()> {
+    Err(unsupported())
+}
+pub(crate) fn set_owner(_: &File, _: u32, _: u32) -> io::Result<()> {
+    Err(unsupported())
+}
+pub(crate) fn set_mode(_: &File, _: u32) -> io::Result<()> {
+    Err(unsupported())
+}
+pub(crate) fn meta(m: &Metadata) -> Meta {
+    Meta {
+        kind: if m.is_dir() { Kind::Dir } else if m.is_file() { Kind::File } else { Kind::Other },
+        dev: 0,
+        ino: 0,
+        size: m.len(),
+        mtime: (0, 0),
+        ctime: (0, 0),
+        mode: 0,
+        uid: 0,
+        gid: 0,
+    }
+}
+pub(crate) const NAME_MAX: usize = 255;
+
+#[derive(Debug)]
+pub(crate) struct OsLock;
+
+pub(crate) fn lock(_: &Arc<File>, _: LockStyle, _: bool) -> io::Result<Option<OsLock>> {
+    Err(unsupported())
+}
+
+pub(crate) fn read_at(_: &File, _: &mut [u8], _: u64) -> io::Result<usize> {
+    Err(unsupported())
+}

@@ -1,0 +1,452 @@
+//! `Transaction`: the old contents in, the new contents out, under the lock.
+
+use std::fmt;
+use std::io::{self, Read, Write};
+
+use camino::{Utf8Path, Utf8PathBuf};
+
+use crate::error::Op;
+use crate::fs::{Meta, ReadFile, TempFile};
+use crate::guard::Locked;
+use crate::{Error, TxFile, commit};
+
+/// New contents up to this size stay in memory until commit, so a small
+/// no-op commit creates no file at all; beyond it they stream to the
+/// temporary file through a buffer of this size, so memory stays constant.
+pub(crate) const BUFFER: usize = 64 * 1024;
+
+/// One locked read-modify-write of a [`TxFile`]'s target.
+///
+/// Read the old contents with [`old_bytes`](Transaction::old_bytes) or
+/// [`old_reader`](Transaction::old_reader), write the new contents through
+/// [`std::io::Write`] (they stream to a temporary file in the target's
+/// directory), then [`commit`](Transaction::commit). Dropping the transaction
+/// without committing rolls back: the target is untouched, the temporary file
+/// is removed and the lock released.
+///
+/// # Examples
+///
+/// ```
+/// use std::io::{Read, Write};
+/// # let dir = tempfile::tempdir()?;
+/// # let path = camino::Utf8Path::from_path(dir.path()).unwrap().join("upper");
+/// # std::fs::write(&path, "shout")?;
+/// let file = txfile::TxFile::open(&path)?;
+/// let mut tx = file.begin()?;
+/// let mut old = String::new();
+/// tx.old_reader().expect("the file exists").read_to_string(&mut old)?;
+/// tx.write_all(old.to_uppercase().as_bytes())?;
+/// tx.commit()?;
+/// assert_eq!(std::fs::read_to_string(&path)?, "SHOUT");
+/// # Ok::<(), Box<dyn std::error::Error>>(())
+/// ```
+#[must_use = "a transaction changes nothing until it is committed; dropping it rolls back"]
+pub struct Transaction<'a> {
+    pub(crate) file: &'a TxFile,
+    pub(crate) locked: Option<Locked>,
+    pub(crate) old: Option<OldFile>,
+    pub(crate) new: NewContents,
+}
+
+impl fmt::Debug for Transaction<'_> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Transaction")
+            .field("path", &self.file.inner.path)
+            .field("old_len", &self.old.as_ref().map(|old| old.meta.size))
+            .field("new_len", &self.new.len)
+            .finish_non_exhaustive()
+    }
+}
+
+impl<'a> Transaction<'a> {
+    pub(crate) fn new(file: &'a TxFile, locked: Locked, old: Option<OldFile>) -> Self {
+        Transaction {
+            file,
+            locked: Some(locked),
+            new: NewContents::new(old.is_some()),
+            old,
+        }
+    }
+
+    /// The target's path.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// # let dir = tempfile::tempdir()?;
+    /// # let path = camino::Utf8Path::from_path(dir.path()).unwrap().join("a");
+    /// let file = txfile::TxFile::open(&path)?;
+    /// let tx = file.begin()?;
+    /// assert_eq!(tx.path(), path);
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
+    pub fn path(&self) -> &Utf8Path {
+        &self.file.inner.path
+    }
+
+    /// Whether the target existed when the transaction began.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// # let dir = tempfile::tempdir()?;
+    /// # let path = camino::Utf8Path::from_path(dir.path()).unwrap().join("a");
+    /// let file = txfile::TxFile::open(&path)?;
+    /// assert!(!file.begin()?.exists());
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
+    pub fn exists(&self) -> bool {
+        self.old.is_some()
+    }
+
+    /// The contents when the transaction began, read into memory on first
+    /// call; `None` when the file did not exist. Use
+    /// [`old_reader`](Transaction::old_reader) for files too large for memory.
+    ///
+    /// # Errors
+    ///
+    /// [`Error::Io`] when reading fails.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// # let dir = tempfile::tempdir()?;
+    /// # let path = camino::Utf8Path::from_path(dir.path()).unwrap().join("a");
+    /// # std::fs::write(&path, "old")?;
+    /// let file = txfile::TxFile::open(&path)?;
+    /// let mut tx = file.begin()?;
+    /// assert_eq!(tx.old_bytes()?, Some(&b"old"[..]));
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
+    pub fn old_bytes(&mut self) -> Result<Option<&[u8]>, Error> {
+        let path = &self.file.inner.path;
+        match &mut self.old {
+            Some(old) => old.bytes(path).map(Some),
+            None => Ok(None),
+        }
+    }
+
+    /// A streaming reader over the contents when the transaction began;
+    /// `None` when the file did not exist. Each call starts at the beginning.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use std::io::Read;
+    /// # let dir = tempfile::tempdir()?;
+    /// # let path = camino::Utf8Path::from_path(dir.path()).unwrap().join("a");
+    /// # std::fs::write(&path, "old")?;
+    /// let file = txfile::TxFile::open(&path)?;
+    /// let tx = file.begin()?;
+    /// let mut text = String::new();
+    /// tx.old_reader().unwrap().read_to_string(&mut text)?;
+    /// assert_eq!(text, "old");
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
+    pub fn old_reader(&self) -> Option<OldReader<'_>> {
+        self.old.as_ref().map(|old| OldReader {
+            file: old.file.as_ref(),
+            path: &self.file.inner.path,
+            offset: 0,
+        })
+    }
+
+    /// Makes `contents` the new contents, discarding anything written so far.
+    pub(crate) fn set_contents(&mut self, contents: Vec<u8>) -> Result<(), Error> {
+        self.new.discard(self.file);
+        self.new = NewContents::new(self.old.is_some());
+        if contents.len() <= BUFFER {
+            self.new.crc.update(&contents);
+            self.new.len = contents.len() as u64;
+            self.new.buf = contents;
+            Ok(())
+        } else {
+            self.new.write_all(self.file, &contents)
+        }
+    }
+
+    /// Makes the new contents the target's, atomically and (with
+    /// [`Durability::Full`](crate::Durability::Full)) durably, then releases
+    /// the lock.
+    ///
+    /// Nothing is written when the new contents equal the old ones: the file,
+    /// its mtime and the disk are untouched.
+    ///
+    /// # Errors
+    ///
+    /// [`Error::Conflict`] when a program not using txfile changed the target
+    /// since [`begin`](TxFile::begin) (its version is kept); [`Error::Io`] or
+    /// [`Error::Rename`] when a step fails. After any error before the rename
+    /// the target has its old contents; an error of [`Op::SyncDir`] comes
+    /// after the rename, when the new contents are in place but may not
+    /// survive power loss. No temporary file is left in either case.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use std::io::Write;
+    /// # let dir = tempfile::tempdir()?;
+    /// # let path = camino::Utf8Path::from_path(dir.path()).unwrap().join("a");
+    /// let file = txfile::TxFile::open(&path)?;
+    /// let mut tx = file.begin()?;
+    /// write!(tx, "{}", 42)?;
+    /// tx.commit()?;
+    /// assert_eq!(std::fs::read(&path)?, b"42");
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
+    pub fn commit(mut self) -> Result<(), Error> {
+        commit::commit(&mut self)
+    }
+
+    /// Abandons the transaction: the target is untouched, the temporary file
+    /// removed and the lock released. Same as dropping it.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use std::io::Write;
+    /// # let dir = tempfile::tempdir()?;
+    /// # let path = camino::Utf8Path::from_path(dir.path()).unwrap().join("a");
+    /// let file = txfile::TxFile::open(&path)?;
+    /// let mut tx = file.begin()?;
+    /// tx.write_all(b"never mind")?;
+    /// tx.rollback();
+    /// assert_eq!(file.read()?, None);
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
+    pub fn rollback(self) {}
+}
+
+impl Drop for Transaction<'_> {
+    fn drop(&mut self) {
+        // Cleanup errors are ignored: the target is untouched either way, and
+        // a temporary file that could not be removed is swept by the next
+        // transaction on this target.
+        self.new.discard(self.file);
+        drop(self.locked.take());
+    }
+}
+
+impl Write for Transaction<'_> {
+    fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
+        self.new.write_all(self.file, buf)?;
+        Ok(buf.len())
+    }
+
+    fn write_all(&mut self, buf: &[u8]) -> io::Result<()> {
+        Ok(self.new.write_all(self.file, buf)?)
+    }
+
+    /// Buffered data reaches the temporary file at the latest at commit;
+    /// flushing here only pushes it there early.
+    fn flush(&mut self) -> io::Result<()> {
+        Ok(self.new.flush(self.file)?)
+    }
+}
+
+/// Streams the contents a [`Transaction`] began with; see
+/// [`Transaction::old_reader`].
+///
+/// # Examples
+///
+/// ```
+/// use std::io::Read;
+/// # let dir = tempfile::tempdir()?;
+/// # let path = camino::Utf8Path::from_path(dir.path()).unwrap().join("a");
+/// # std::fs::write(&path, "abc")?;
+/// let file = txfile::TxFile::open(&path)?;
+/// let tx = file.begin()?;
+/// let mut reader: txfile::OldReader<'_> = tx.old_reader().unwrap();
+/// let mut first = [0; 1];
+/// reader.read_exact(&mut first)?;
+/// assert_eq!(&first, b"a");
+/// # Ok::<(), Box<dyn std::error::Error>>(())
+/// ```
+pub struct OldReader<'t> {
+    file: &'t dyn ReadFile,
+    path: &'t Utf8Path,
+    offset: u64,
+}
+
+impl fmt::Debug for OldReader<'_> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("OldReader")
+            .field("path", &self.path)
+            .field("offset", &self.offset)
+            .finish()
+    }
+}
+
+impl Read for OldReader<'_> {
+    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+        let n = self
+            .file
+            .read_at(buf, self.offset)
+            .map_err(|e| io::Error::from(Error::io(Op::Read, self.path, e)))?;
+        self.offset += n as u64;
+        Ok(n)
+    }
+}
+
+/// The target as it was when the transaction began: an open descriptor, so
+/// reads see that version even if the path changes.
+#[derive(Debug)]
+pub(crate) struct OldFile {
+    pub(crate) file: Box<dyn ReadFile>,
+    pub(crate) meta: Meta,
+    bytes: Option<Vec<u8>>,
+}
+
+impl OldFile {
+    pub(crate) fn open(file: &TxFile) -> Result<Option<OldFile>, Error> {
+        let inner = &*file.inner;
+        let Some(handle) = inner
+            .fs
+            .open_read(&inner.path)
+            .map_err(|e| Error::io(Op::Open, &inner.path, e))?
+        else {
+            return Ok(None);
+        };
+        let meta = handle.meta().map_err(|e| Error::io(Op::Stat, &inner.path, e))?;
+        Ok(Some(OldFile {
+            file: handle,
+            meta,
+            bytes: None,
+        }))
+    }
+
+    pub(crate) fn bytes(&mut self, path: &Utf8Path) -> Result<&[u8], Error> {
+        if self.bytes.is_none() {
+            let mut bytes = Vec::with_capacity(self.meta.size as usize);
+            read_all(self.file.as_ref(), &mut bytes).map_err(|e| Error::io(Op::Read, path, e))?;
+            self.bytes = Some(bytes);
+        }
+        Ok(self.bytes.as_deref().unwrap_or_default())
+    }
+
+    pub(crate) fn take_bytes(&mut self, path: &Utf8Path) -> Result<Vec<u8>, Error> {
+        self.bytes(path)?;
+        Ok(self.bytes.take().unwrap_or_default())
+    }
+
+    pub(crate) fn cached(&self) -> Option<&[u8]> {
+        self.bytes.as_deref()
+    }
+}
+
+fn read_all(file: &dyn ReadFile, out: &mut Vec<u8>) -> io::Result<()> {
+    let mut chunk = vec![0; BUFFER];
+    loop {
+        match file.read_at(&mut chunk, out.len() as u64) {
+            Ok(0) => return Ok(()),
+            Ok(n) => out.extend_from_slice(&chunk[..n]),
+            Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+            Err(e) => return Err(e),
+        }
+    }
+}
+
+/// The new contents: in memory while small, then streamed to a temporary file.
+#[derive(Debug)]
+pub(crate) struct NewContents {
+    /// The temporary file will replace an existing target.
+    replaces_existing: bool,
+    pub(crate) buf: Vec<u8>,
+    pub(crate) temp: Option<Temp>,
+    pub(crate) len: u64,
+    pub(crate) crc: crc32fast::Hasher,
+    /// Set when a write failed: the temporary file no longer holds what the
+    /// caller wrote, so commit must refuse.
+    pub(crate) failed: bool,
+}
+
+#[derive(Debug)]
+pub(crate) struct Temp {
+    pub(crate) path: Utf8PathBuf,
+    pub(crate) file: Box<dyn TempFile>,
+}
+
+impl NewContents {
+    fn new(replaces_existing: bool) -> Self {
+        NewContents {
+            replaces_existing,
+            buf: Vec::new(),
+            temp: None,
+            len: 0,
+            crc: crc32fast::Hasher::new(),
+            failed: false,
+        }
+    }
+
+    fn write_all(&mut self, file: &TxFile, data: &[u8]) -> Result<(), Error> {
+        self.crc.update(data);
+        self.len += data.len() as u64;
+        if self.buf.len() + data.len() <= BUFFER {
+            self.buf.extend_from_slice(data);
+            return Ok(());
+        }
+        self.flush(file)?;
+        if data.len() >= BUFFER {
+            self.write_through(file, data)
+        } else {
+            self.buf.extend_from_slice(data);
+            Ok(())
+        }
+    }
+
+    /// Moves buffered bytes to the temporary file, creating it if needed.
+    pub(crate) fn flush(&mut self, file: &TxFile) -> Result<(), Error> {
+        if self.buf.is_empty() && self.temp.is_some() {
+            return Ok(());
+        }
+        let buf = std::mem::take(&mut self.buf);
+        let result = self.write_through(file, &buf);
+        self.buf = buf;
+        self.buf.clear();
+        result
+    }
+
+    fn write_through(&mut self, file: &TxFile, data: &[u8]) -> Result<(), Error> {
+        if self.failed {
+            return Err(self.failed_error(file));
+        }
+        let result = self.write_to_temp(file, data);
+        self.failed = result.is_err();
+        result
+    }
+
+    fn write_to_temp(&mut self, file: &TxFile, mut data: &[u8]) -> Result<(), Error> {
+        let temp = match &mut self.temp {
+            Some(temp) => temp,
+            None => self.temp.insert(commit::create_temp(file, self.replaces_existing)?),
+        };
+        while !data.is_empty() {
+            match temp.file.write(data) {
+                Ok(0) => {
+                    return Err(Error::io(Op::Write, &temp.path, io::ErrorKind::WriteZero.into()));
+                }
+                Ok(n) => data = &data[n..],
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+                Err(e) => return Err(Error::io(Op::Write, &temp.path, e)),
+            }
+        }
+        Ok(())
+    }
+
+    pub(crate) fn failed_error(&self, file: &TxFile) -> Error {
+        let path = self.temp.as_ref().map_or(&file.inner.path, |t| &t.path);
+        Error::io(
+            Op::Write,
+            path,
+            io::Error::other("an earlier write to the new contents failed"),
+        )
+    }
+
+    /// Removes the temporary file, if any; errors are left to the next sweep.
+    pub(crate) fn discard(&mut self, file: &TxFile) {
+        if let Some(temp) = self.temp.take() {
+            drop(temp.file);
+            let _ = file.inner.fs.remove_file(&temp.path);
+        }
+    }
+}

@@ -1,0 +1,451 @@
+//! `TxFile`: a long-lived handle on one target file.
+
+use std::fmt;
+use std::sync::{Arc, Mutex, PoisonError};
+use std::time::Instant;
+
+use camino::{Utf8Component, Utf8Path, Utf8PathBuf};
+
+use crate::error::{BoxError, Op};
+use crate::fs::{DirHandle, Fs, Kind, real::RealFs};
+use crate::guard::{GuardRef, Locked, Wait};
+use crate::transaction::{OldFile, Transaction};
+use crate::{Error, Options, Symlinks, names};
+
+/// How many symbolic links [`Symlinks::Follow`] resolves before giving up
+/// (Linux's `MAXSYMLINKS`).
+const MAX_SYMLINKS: usize = 40;
+
+/// A handle on one target file, for locked, atomic, durable updates.
+///
+/// Open it once and keep it for the life of a worker: it holds the process's
+/// one descriptor of the guard file `<name>.lock` and the target's directory.
+/// It is cheap to clone, and clones (and handles opened separately on the same
+/// target) share that descriptor and exclude each other.
+///
+/// # Examples
+///
+/// ```
+/// use txfile::TxFile;
+/// # let dir = tempfile::tempdir()?;
+/// # let path = camino::Utf8Path::from_path(dir.path()).unwrap().join("counter");
+///
+/// let counter = TxFile::open(&path)?;
+/// for _ in 0..3 {
+///     counter.update(|old| {
+///         let n: u64 = match old {
+///             Some(bytes) => std::str::from_utf8(bytes)?.trim().parse()?,
+///             None => 0,
+///         };
+///         Ok::<_, Box<dyn std::error::Error + Send + Sync>>(format!("{}\n", n + 1).into_bytes())
+///     })?;
+/// }
+/// assert_eq!(counter.read()?.as_deref(), Some(&b"3\n"[..]));
+/// # Ok::<(), Box<dyn std::error::Error>>(())
+/// ```
+#[derive(Clone)]
+pub struct TxFile {
+    pub(crate) inner: Arc<Inner>,
+}
+
+pub(crate) struct Inner {
+    pub(crate) fs: Arc<dyn Fs>,
+    pub(crate) options: Options,
+    /// The file that is replaced: the resolved file under `Symlinks::Follow`.
+    pub(crate) path: Utf8PathBuf,
+    pub(crate) dir_path: Utf8PathBuf,
+    pub(crate) dir: Box<dyn DirHandle>,
+    pub(crate) guard_path: Utf8PathBuf,
+    pub(crate) temp_prefix: String,
+    /// The registered guard descriptor; replaced when the guard path turns
+    /// out to name another inode.
+    guard: Mutex<GuardRef>,
+}
+
+impl fmt::Debug for TxFile {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("TxFile")
+            .field("path", &self.inner.path)
+            .field("guard_path", &self.inner.guard_path)
+            .field("options", &self.inner.options)
+            .finish_non_exhaustive()
+    }
+}
+
+impl TxFile {
+    /// Opens a handle on `path` with default [`Options`].
+    ///
+    /// The target need not exist; its directory must. The guard file
+    /// `<name>.lock` is created beside it if missing.
+    ///
+    /// # Errors
+    ///
+    /// [`Error::InvalidPath`] when the path has no file name or names a
+    /// directory; [`Error::Symlink`] under [`Symlinks::Reject`]; [`Error::Io`]
+    /// when the directory cannot be opened or the guard cannot be opened or
+    /// created (missing directory, no permission, guard path is a directory).
+    /// Nothing on disk changes on error.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// # let dir = tempfile::tempdir()?;
+    /// # let path = camino::Utf8Path::from_path(dir.path()).unwrap().join("state.json");
+    /// let file = txfile::TxFile::open(&path)?;
+    /// assert_eq!(file.path(), path);
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
+    pub fn open(path: impl AsRef<Utf8Path>) -> Result<TxFile, Error> {
+        TxFile::with_options(path.as_ref(), Options::new())
+    }
+
+    pub(crate) fn with_options(path: &Utf8Path, mut options: Options) -> Result<TxFile, Error> {
+        let fs: Arc<dyn Fs> = options.fs.take().unwrap_or_else(|| Arc::new(RealFs));
+        let path = absolute(path)?;
+        let path = match options.symlinks {
+            Symlinks::Follow => resolve_links(fs.as_ref(), &path)?,
+            Symlinks::Reject => {
+                if is_symlink(fs.as_ref(), &path)? {
+                    return Err(Error::Symlink { path });
+                }
+                path
+            }
+            Symlinks::Replace => path,
+        };
+        let (dir_path, name) = split(&path)?;
+        if let Some(meta) = fs.stat(&path).map_err(|e| Error::io(Op::Stat, &path, e))? {
+            if meta.kind == Kind::Dir {
+                return Err(Error::InvalidPath {
+                    path,
+                    reason: "it is a directory",
+                });
+            }
+        }
+        let dir = fs
+            .open_dir(&dir_path)
+            .map_err(|e| Error::io(Op::OpenDir, &dir_path, e))?;
+        let guard_path = dir_path.join(names::guard_name(&name));
+        let guard = GuardRef::open(fs.as_ref(), &guard_path)
+            .map_err(|e| Error::io(Op::OpenGuard, &guard_path, e))?;
+        Ok(TxFile {
+            inner: Arc::new(Inner {
+                fs,
+                options,
+                temp_prefix: names::temp_prefix(&name),
+                path,
+                dir_path,
+                dir,
+                guard_path,
+                guard: Mutex::new(guard),
+            }),
+        })
+    }
+
+    /// The file this handle replaces (after resolving symbolic links under
+    /// [`Symlinks::Follow`]).
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// # let dir = tempfile::tempdir()?;
+    /// # let path = camino::Utf8Path::from_path(dir.path()).unwrap().join("a");
+    /// let file = txfile::TxFile::open(&path)?;
+    /// assert_eq!(file.path().file_name(), Some("a"));
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
+    pub fn path(&self) -> &Utf8Path {
+        &self.inner.path
+    }
+
+    /// The guard file whose lock serialises transactions on this target.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// # let dir = tempfile::tempdir()?;
+    /// # let path = camino::Utf8Path::from_path(dir.path()).unwrap().join("a");
+    /// let file = txfile::TxFile::open(&path)?;
+    /// assert_eq!(file.guard_path().file_name(), Some("a.lock"));
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
+    pub fn guard_path(&self) -> &Utf8Path {
+        &self.inner.guard_path
+    }
+
+    /// Starts a transaction, waiting for the lock as long as the configured
+    /// timeout allows (forever by default).
+    ///
+    /// Taking the lock also removes temporary files that a crashed writer of
+    /// this target left behind.
+    ///
+    /// # Errors
+    ///
+    /// [`Error::Timeout`] when the timeout passed first; [`Error::Io`] when the
+    /// lock, the directory listing or reading the target fails.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use std::io::Write;
+    /// # let dir = tempfile::tempdir()?;
+    /// # let path = camino::Utf8Path::from_path(dir.path()).unwrap().join("log");
+    /// let file = txfile::TxFile::open(&path)?;
+    /// let mut tx = file.begin()?;
+    /// assert_eq!(tx.old_bytes()?, None);
+    /// tx.write_all(b"first line\n")?;
+    /// tx.commit()?;
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
+    pub fn begin(&self) -> Result<Transaction<'_>, Error> {
+        let wait = match self.inner.options.timeout {
+            Some(timeout) => Wait::Until(Instant::now() + timeout),
+            None => Wait::Forever,
+        };
+        self.start(wait)?.ok_or_else(|| Error::Timeout {
+            path: self.inner.path.clone(),
+            timeout: self.inner.options.timeout.unwrap_or_default(),
+        })
+    }
+
+    /// Starts a transaction if the lock is free right now, else returns
+    /// `Ok(None)` at once.
+    ///
+    /// # Errors
+    ///
+    /// As for [`TxFile::begin`], except that a held lock is `Ok(None)`.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// # let dir = tempfile::tempdir()?;
+    /// # let path = camino::Utf8Path::from_path(dir.path()).unwrap().join("a");
+    /// let file = txfile::TxFile::open(&path)?;
+    /// let tx = file.try_begin()?.expect("nobody else holds it");
+    /// assert!(file.try_begin()?.is_none());
+    /// tx.rollback();
+    /// assert!(file.try_begin()?.is_some());
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
+    pub fn try_begin(&self) -> Result<Option<Transaction<'_>>, Error> {
+        self.start(Wait::No)
+    }
+
+    fn start(&self, wait: Wait) -> Result<Option<Transaction<'_>>, Error> {
+        let Some(locked) = self.lock(wait)? else {
+            return Ok(None);
+        };
+        self.sweep(&locked)?;
+        let old = OldFile::open(self)?;
+        Ok(Some(Transaction::new(self, locked, old)))
+    }
+
+    /// Takes the lock, then checks that the guard path still names the locked
+    /// inode: if someone deleted or replaced the guard file, the lock is on a
+    /// file nobody else will find, so it is dropped and taken again on the file
+    /// the path names now.
+    fn lock(&self, wait: Wait) -> Result<Option<Locked>, Error> {
+        let inner = &*self.inner;
+        let fs = inner.fs.as_ref();
+        loop {
+            let guard = inner.guard.lock().unwrap_or_else(PoisonError::into_inner).clone();
+            let Some(locked) = guard
+                .lock(inner.options.lock_style, wait)
+                .map_err(|e| Error::io(Op::Lock, &inner.guard_path, e))?
+            else {
+                return Ok(None);
+            };
+            let now = fs
+                .lstat(&inner.guard_path)
+                .map_err(|e| Error::io(Op::Stat, &inner.guard_path, e))?;
+            if now.is_some_and(|meta| guard.is_inode(fs, &meta)) {
+                return Ok(Some(locked));
+            }
+            drop(locked);
+            let fresh = GuardRef::open(fs, &inner.guard_path)
+                .map_err(|e| Error::io(Op::OpenGuard, &inner.guard_path, e))?;
+            let mut current = inner.guard.lock().unwrap_or_else(PoisonError::into_inner);
+            if current.same_guard(&guard) {
+                *current = fresh;
+            }
+        }
+    }
+
+    /// Removes temporary files of this target left by a writer that died
+    /// holding the lock. Only names that parse back to exactly this target's
+    /// pattern are touched, and only while the lock is held, so a live
+    /// writer's file is never among them.
+    fn sweep(&self, _locked: &Locked) -> Result<(), Error> {
+        let inner = &*self.inner;
+        let names = inner
+            .dir
+            .list()
+            .map_err(|e| Error::io(Op::ListDir, &inner.dir_path, e))?;
+        for name in names {
+            if crate::commit::is_stale_temp(self, &name) {
+                let path = inner.dir_path.join(&name);
+                match inner.fs.remove_file(&path) {
+                    Ok(()) => {}
+                    Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+                    Err(e) => return Err(Error::io(Op::Remove, path, e)),
+                }
+            }
+        }
+        Ok(())
+    }
+
+    /// Replaces the contents with what `f` returns for the current contents
+    /// (`None` when the file does not exist), under the lock.
+    ///
+    /// If `f` returns the current contents unchanged, nothing is written.
+    /// If `f` fails or panics, nothing changes and the lock is released.
+    ///
+    /// # Errors
+    ///
+    /// [`Error::Aborted`] with `f`'s error as its source when `f` fails; any
+    /// error of [`TxFile::begin`] or [`Transaction::commit`].
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// # let dir = tempfile::tempdir()?;
+    /// # let path = camino::Utf8Path::from_path(dir.path()).unwrap().join("names");
+    /// let file = txfile::TxFile::open(&path)?;
+    /// file.update(|old| {
+    ///     let mut list = old.unwrap_or_default().to_vec();
+    ///     list.extend_from_slice(b"alice\n");
+    ///     Ok::<_, std::convert::Infallible>(list)
+    /// })?;
+    /// assert_eq!(file.read()?.unwrap(), b"alice\n");
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
+    pub fn update<F, E>(&self, f: F) -> Result<(), Error>
+    where
+        F: FnOnce(Option<&[u8]>) -> Result<Vec<u8>, E>,
+        E: Into<BoxError>,
+    {
+        let mut tx = self.begin()?;
+        let new = f(tx.old_bytes()?).map_err(|e| Error::Aborted {
+            path: self.inner.path.clone(),
+            source: e.into(),
+        })?;
+        tx.set_contents(new)?;
+        tx.commit()
+    }
+
+    /// Reads the current contents without taking the lock: `None` when the
+    /// file does not exist.
+    ///
+    /// The result is always one complete committed version, because commits
+    /// replace the file with a rename. It may be stale by the time it returns.
+    ///
+    /// # Errors
+    ///
+    /// [`Error::Io`] when the file exists but cannot be read.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// # let dir = tempfile::tempdir()?;
+    /// # let path = camino::Utf8Path::from_path(dir.path()).unwrap().join("a");
+    /// let file = txfile::TxFile::open(&path)?;
+    /// assert_eq!(file.read()?, None);
+    /// file.update(|_| Ok::<_, std::io::Error>(b"x".to_vec()))?;
+    /// assert_eq!(file.read()?, Some(b"x".to_vec()));
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
+    pub fn read(&self) -> Result<Option<Vec<u8>>, Error> {
+        match OldFile::open(self)? {
+            Some(mut old) => Ok(Some(old.take_bytes(&self.inner.path)?)),
+            None => Ok(None),
+        }
+    }
+}
+
+/// Reads, changes and commits `path` in one locked transaction; shorthand for
+/// [`TxFile::open`] then [`TxFile::update`]. Keep a [`TxFile`] instead when
+/// updating the same file repeatedly.
+///
+/// # Errors
+///
+/// As for [`TxFile::open`] and [`TxFile::update`].
+///
+/// # Examples
+///
+/// ```
+/// # let dir = tempfile::tempdir()?;
+/// # let path = camino::Utf8Path::from_path(dir.path()).unwrap().join("greeting");
+/// txfile::update(&path, |_| Ok::<_, std::io::Error>(b"hello".to_vec()))?;
+/// # Ok::<(), Box<dyn std::error::Error>>(())
+/// ```
+pub fn update<F, E>(path: impl AsRef<Utf8Path>, f: F) -> Result<(), Error>
+where
+    F: FnOnce(Option<&[u8]>) -> Result<Vec<u8>, E>,
+    E: Into<BoxError>,
+{
+    TxFile::open(path)?.update(f)
+}
+
+fn absolute(path: &Utf8Path) -> Result<Utf8PathBuf, Error> {
+    if path.as_str().is_empty() {
+        return Err(Error::InvalidPath {
+            path: path.to_owned(),
+            reason: "it is empty",
+        });
+    }
+    if path.is_absolute() {
+        return Ok(path.to_owned());
+    }
+    let cwd = std::env::current_dir().map_err(|e| Error::io(Op::Stat, ".", e))?;
+    let cwd = Utf8PathBuf::from_path_buf(cwd).map_err(|cwd| Error::InvalidPath {
+        path: Utf8PathBuf::from(cwd.to_string_lossy().into_owned()),
+        reason: "the current directory is not UTF-8",
+    })?;
+    Ok(cwd.join(path))
+}
+
+/// The parent directory and the file name; refuses paths that cannot name a
+/// file (`/`, `dir/..`, `dir/.`, `dir/`).
+fn split(path: &Utf8Path) -> Result<(Utf8PathBuf, String), Error> {
+    let invalid = |reason| Error::InvalidPath {
+        path: path.to_owned(),
+        reason,
+    };
+    let raw = path.as_str();
+    if raw.ends_with('/') || raw.ends_with("/.") {
+        return Err(invalid("it names a directory"));
+    }
+    match path.components().next_back() {
+        Some(Utf8Component::Normal(name)) => {
+            let dir = path.parent().ok_or_else(|| invalid("it has no parent directory"))?;
+            Ok((dir.to_owned(), name.to_owned()))
+        }
+        _ => Err(invalid("it has no file name")),
+    }
+}
+
+fn is_symlink(fs: &dyn Fs, path: &Utf8Path) -> Result<bool, Error> {
+    Ok(fs
+        .lstat(path)
+        .map_err(|e| Error::io(Op::Stat, path, e))?
+        .is_some_and(|meta| meta.kind == Kind::Symlink))
+}
+
+/// Follows symbolic links until `path` names a regular file or nothing.
+fn resolve_links(fs: &dyn Fs, path: &Utf8Path) -> Result<Utf8PathBuf, Error> {
+    let mut path = path.to_owned();
+    for _ in 0..MAX_SYMLINKS {
+        if !is_symlink(fs, &path)? {
+            return Ok(path);
+        }
+        let target = fs.read_link(&path).map_err(|e| Error::io(Op::ReadLink, &path, e))?;
+        path = match path.parent() {
+            Some(dir) if target.is_relative() => dir.join(target),
+            _ => target,
+        };
+    }
+    Err(Error::io(
+        Op::ReadLink,
+        path,
+        std::io::Error::new(std::io::ErrorKind::InvalidInput, "too many levels of symbolic links"),
+    ))
+}
