@@ -410,17 +410,15 @@ fn split(path: &Utf8Path) -> Result<(Utf8PathBuf, String), Error> {
         path: path.to_owned(),
         reason,
     };
+    let Some(Utf8Component::Normal(name)) = path.components().next_back() else {
+        return Err(invalid("it has no file name"));
+    };
     let raw = path.as_str();
     if raw.ends_with('/') || raw.ends_with("/.") {
         return Err(invalid("it names a directory"));
     }
-    match path.components().next_back() {
-        Some(Utf8Component::Normal(name)) => {
-            let dir = path.parent().ok_or_else(|| invalid("it has no parent directory"))?;
-            Ok((dir.to_owned(), name.to_owned()))
-        }
-        _ => Err(invalid("it has no file name")),
-    }
+    let dir = path.parent().ok_or_else(|| invalid("it has no parent directory"))?;
+    Ok((dir.to_owned(), name.to_owned()))
 }
 
 fn is_symlink(fs: &dyn Fs, path: &Utf8Path) -> Result<bool, Error> {
