@@ -75,10 +75,19 @@ pub(crate) fn is_stale_temp(file: &TxFile, name: &str) -> bool {
 /// with the configured mode, and only creation applies the umask.
 pub(crate) fn create_temp(file: &TxFile, replaces_existing: bool) -> Result<Temp, Error> {
     let inner = &*file.inner;
-    let mode = if replaces_existing { 0o600 } else { inner.options.mode };
+    let mode = if replaces_existing {
+        0o600
+    } else {
+        inner.options.mode
+    };
     let (path, handle) = inner
         .fs
-        .create_temp(&inner.dir_path, &inner.temp_prefix, names::temp_suffix(), mode)
+        .create_temp(
+            &inner.dir_path,
+            &inner.temp_prefix,
+            names::temp_suffix(),
+            mode,
+        )
         .map_err(|e| Error::io(Op::CreateTemp, &inner.dir_path, e))?;
     Ok(Temp { path, file: handle })
 }
@@ -95,7 +104,11 @@ pub(crate) fn commit(tx: &mut Transaction<'_>) -> Result<(), Error> {
     let old_meta = tx.old.as_ref().map(|old| old.meta);
     check_no_outside_writer(file, old_meta.as_ref())?;
     tx.new.flush(file)?;
-    let temp = tx.new.temp.as_mut().expect("flush creates the temporary file");
+    let temp = tx
+        .new
+        .temp
+        .as_mut()
+        .expect("flush creates the temporary file");
     if let Some(old) = &old_meta {
         copy_owner_and_mode(temp, old)?;
     }
@@ -160,13 +173,17 @@ fn same_bytes(old: &OldFile, new: &NewContents) -> io::Result<bool> {
     let temp_len = new.len - new.buf.len() as u64;
     while offset < new.len {
         let want = BUFFER.min((new.len - offset) as usize);
-        read_exact_at(old.file.as_ref(), &mut a[..want], offset)?;
+        read_exact_at(|buf, at| old.file.read_at(buf, at), &mut a[..want], offset)?;
         // The new contents: the temporary file, then the buffered tail.
         let mut filled = 0;
         if offset < temp_len {
             let from_temp = want.min((temp_len - offset) as usize);
             if let Some(temp) = &new.temp {
-                read_temp_exact_at(temp, &mut b[..from_temp], offset)?;
+                read_exact_at(
+                    |buf, at| temp.file.read_at(buf, at),
+                    &mut b[..from_temp],
+                    offset,
+                )?;
             }
             filled = from_temp;
         }
@@ -182,24 +199,14 @@ fn same_bytes(old: &OldFile, new: &NewContents) -> io::Result<bool> {
     Ok(true)
 }
 
-fn read_exact_at(file: &dyn crate::fs::ReadFile, mut buf: &mut [u8], mut offset: u64) -> io::Result<()> {
+/// Fills `buf` from `offset` with a `pread`-like function.
+fn read_exact_at(
+    read_at: impl Fn(&mut [u8], u64) -> io::Result<usize>,
+    mut buf: &mut [u8],
+    mut offset: u64,
+) -> io::Result<()> {
     while !buf.is_empty() {
-        match file.read_at(buf, offset) {
-            Ok(0) => return Err(io::ErrorKind::UnexpectedEof.into()),
-            Ok(n) => {
-                buf = &mut buf[n..];
-                offset += n as u64;
-            }
-            Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
-            Err(e) => return Err(e),
-        }
-    }
-    Ok(())
-}
-
-fn read_temp_exact_at(temp: &Temp, mut buf: &mut [u8], mut offset: u64) -> io::Result<()> {
-    while !buf.is_empty() {
-        match temp.file.read_at(buf, offset) {
+        match read_at(buf, offset) {
             Ok(0) => return Err(io::ErrorKind::UnexpectedEof.into()),
             Ok(n) => {
                 buf = &mut buf[n..];

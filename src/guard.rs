@@ -109,7 +109,9 @@ impl GuardRef {
     }
 
     fn entry(&self) -> &Entry {
-        self.entry.as_deref().expect("the entry is only taken in drop")
+        self.entry
+            .as_deref()
+            .expect("the entry is only taken in drop")
     }
 
     /// Whether `meta` describes the inode this descriptor has open.
@@ -130,7 +132,10 @@ impl GuardRef {
             while *busy {
                 busy = match wait {
                     Wait::No => return Ok(None),
-                    Wait::Forever => entry.turn_free.wait(busy).unwrap_or_else(PoisonError::into_inner),
+                    Wait::Forever => entry
+                        .turn_free
+                        .wait(busy)
+                        .unwrap_or_else(PoisonError::into_inner),
                     Wait::Until(deadline) => {
                         let left = deadline.saturating_duration_since(Instant::now());
                         if left.is_zero() {
@@ -158,7 +163,11 @@ impl GuardRef {
 
 /// Takes the OS lock, retrying on `EINTR` and on `EDEADLK` (a POSIX lock
 /// deadlock reported by the kernel resolves once the other side moves).
-fn os_lock(file: &dyn GuardFile, style: LockStyle, wait: Wait) -> io::Result<Option<Box<dyn LockHeld>>> {
+fn os_lock(
+    file: &dyn GuardFile,
+    style: LockStyle,
+    wait: Wait,
+) -> io::Result<Option<Box<dyn LockHeld>>> {
     let mut pause = Duration::from_micros(500);
     loop {
         let attempt = match wait {
@@ -216,7 +225,11 @@ impl Drop for GuardRef {
             }
             None => false,
         };
-        let removed = if last { registry.remove(&self.key) } else { None };
+        let removed = if last {
+            registry.remove(&self.key)
+        } else {
+            None
+        };
         // Both the slot's reference and ours go while the registry is locked,
         // so the descriptor closes before anyone can register the inode anew.
         drop(removed);

@@ -1,5 +1,7 @@
 #![doc = include_str!("../README.md")]
 #![cfg_attr(docsrs, feature(doc_auto_cfg))]
+// Library code reports through errors, never by printing.
+#![warn(clippy::print_stdout, clippy::print_stderr)]
 
 mod commit;
 mod error;

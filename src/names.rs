@@ -87,7 +87,12 @@ mod tests {
         b.push('b');
         for name in [&a, &b] {
             assert!(guard_name(name).len() <= NAME_MAX);
-            let temp = format!("{}{}{}", temp_prefix(name), "x".repeat(RANDOM_LEN), TEMP_SUFFIX);
+            let temp = format!(
+                "{}{}{}",
+                temp_prefix(name),
+                "x".repeat(RANDOM_LEN),
+                TEMP_SUFFIX
+            );
             assert!(temp.len() <= NAME_MAX, "{}", temp.len());
         }
         assert_ne!(guard_name(&a), guard_name(&b));

@@ -307,7 +307,9 @@ impl OldFile {
         else {
             return Ok(None);
         };
-        let meta = handle.meta().map_err(|e| Error::io(Op::Stat, &inner.path, e))?;
+        let meta = handle
+            .meta()
+            .map_err(|e| Error::io(Op::Stat, &inner.path, e))?;
         Ok(Some(OldFile {
             file: handle,
             meta,
@@ -418,12 +420,18 @@ impl NewContents {
     fn write_to_temp(&mut self, file: &TxFile, mut data: &[u8]) -> Result<(), Error> {
         let temp = match &mut self.temp {
             Some(temp) => temp,
-            None => self.temp.insert(commit::create_temp(file, self.replaces_existing)?),
+            None => self
+                .temp
+                .insert(commit::create_temp(file, self.replaces_existing)?),
         };
         while !data.is_empty() {
             match temp.file.write(data) {
                 Ok(0) => {
-                    return Err(Error::io(Op::Write, &temp.path, io::ErrorKind::WriteZero.into()));
+                    return Err(Error::io(
+                        Op::Write,
+                        &temp.path,
+                        io::ErrorKind::WriteZero.into(),
+                    ));
                 }
                 Ok(n) => data = &data[n..],
                 Err(e) if e.kind() == io::ErrorKind::Interrupted => {}

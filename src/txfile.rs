@@ -247,7 +247,11 @@ impl TxFile {
         let inner = &*self.inner;
         let fs = inner.fs.as_ref();
         loop {
-            let guard = inner.guard.lock().unwrap_or_else(PoisonError::into_inner).clone();
+            let guard = inner
+                .guard
+                .lock()
+                .unwrap_or_else(PoisonError::into_inner)
+                .clone();
             let Some(locked) = guard
                 .lock(inner.options.lock_style, wait)
                 .map_err(|e| Error::io(Op::Lock, &inner.guard_path, e))?
@@ -417,7 +421,9 @@ fn split(path: &Utf8Path) -> Result<(Utf8PathBuf, String), Error> {
     if raw.ends_with('/') || raw.ends_with("/.") {
         return Err(invalid("it names a directory"));
     }
-    let dir = path.parent().ok_or_else(|| invalid("it has no parent directory"))?;
+    let dir = path
+        .parent()
+        .ok_or_else(|| invalid("it has no parent directory"))?;
     Ok((dir.to_owned(), name.to_owned()))
 }
 
@@ -435,7 +441,9 @@ fn resolve_links(fs: &dyn Fs, path: &Utf8Path) -> Result<Utf8PathBuf, Error> {
         if !is_symlink(fs, &path)? {
             return Ok(path);
         }
-        let target = fs.read_link(&path).map_err(|e| Error::io(Op::ReadLink, &path, e))?;
+        let target = fs
+            .read_link(&path)
+            .map_err(|e| Error::io(Op::ReadLink, &path, e))?;
         path = match path.parent() {
             Some(dir) if target.is_relative() => dir.join(target),
             _ => target,
@@ -444,6 +452,9 @@ fn resolve_links(fs: &dyn Fs, path: &Utf8Path) -> Result<Utf8PathBuf, Error> {
     Err(Error::io(
         Op::ReadLink,
         path,
-        std::io::Error::new(std::io::ErrorKind::InvalidInput, "too many levels of symbolic links"),
+        std::io::Error::new(
+            std::io::ErrorKind::InvalidInput,
+            "too many levels of symbolic links",
+        ),
     ))
 }

@@ -40,10 +40,16 @@ fn increment(file: &TxFile) -> Result<(), Error> {
 fn worker_entry() {
     let Some(role) = role() else { return };
     let target = env_path("TARGET");
-    let count: u64 = std::env::var("COUNT").expect("COUNT").parse().expect("number");
+    let count: u64 = std::env::var("COUNT")
+        .expect("COUNT")
+        .parse()
+        .expect("number");
     match role.as_str() {
         "increment" => {
-            let file = Options::new().lock_style(style_from_env()).open(&target).expect("open");
+            let file = Options::new()
+                .lock_style(style_from_env())
+                .open(&target)
+                .expect("open");
             for _ in 0..count {
                 increment(&file).expect("increment");
             }
@@ -73,7 +79,11 @@ fn run_processes(role: &str, style: LockStyle, procs: usize, count: u64) -> u64 
         ("STYLE", style_name(style).to_string()),
     ];
     let children: Vec<_> = (0..procs)
-        .map(|_| run_role("worker_entry", role, &env).spawn().expect("spawn worker"))
+        .map(|_| {
+            run_role("worker_entry", role, &env)
+                .spawn()
+                .expect("spawn worker")
+        })
         .collect();
     for child in children {
         check(child.wait_with_output().expect("wait"), "worker");
@@ -89,7 +99,10 @@ fn processes_lose_no_update_under_both_styles() {
     }
     for style in STYLES {
         let total = run_processes("increment", style, 4, 200);
-        eprintln!("{}: 4 processes x 200 increments -> {total}", style_name(style));
+        eprintln!(
+            "{}: 4 processes x 200 increments -> {total}",
+            style_name(style)
+        );
         assert_eq!(total, 800, "{style:?}");
     }
 }
@@ -102,7 +115,10 @@ fn mutant_naive_processes_lose_updates() {
     }
     let total = run_processes("naive", LockStyle::Flock, 4, 200);
     eprintln!("naive: 4 processes x 200 increments -> {total}");
-    assert!(total < 800, "the naive read-modify-write lost nothing ({total}); the test cannot tell");
+    assert!(
+        total < 800,
+        "the naive read-modify-write lost nothing ({total}); the test cannot tell"
+    );
 }
 
 #[test]
@@ -110,7 +126,10 @@ fn threads_lose_no_update_under_both_styles() {
     for style in STYLES {
         let (_dir, dir) = tempdir();
         let target = dir.join("counter");
-        let shared = Options::new().lock_style(style).open(&target).expect("open");
+        let shared = Options::new()
+            .lock_style(style)
+            .open(&target)
+            .expect("open");
         let threads = 8;
         let per_thread = 100;
         let start = Arc::new(Barrier::new(threads));
@@ -120,7 +139,10 @@ fn threads_lose_no_update_under_both_styles() {
                 let file = if i % 2 == 0 {
                     shared.clone()
                 } else {
-                    Options::new().lock_style(style).open(&target).expect("open")
+                    Options::new()
+                        .lock_style(style)
+                        .open(&target)
+                        .expect("open")
                 };
                 let start = Arc::clone(&start);
                 std::thread::spawn(move || {
@@ -145,7 +167,10 @@ fn try_begin_and_timeout_report_a_held_lock() {
     let (_dir, dir) = tempdir();
     let target = dir.join("a");
     for style in STYLES {
-        let holder = Options::new().lock_style(style).open(&target).expect("open");
+        let holder = Options::new()
+            .lock_style(style)
+            .open(&target)
+            .expect("open");
         let tx = holder.begin().expect("begin");
         let other = Options::new()
             .lock_style(style)
@@ -178,7 +203,10 @@ fn prober_entry() {
     let mut tries = 0u32;
     match role.as_str() {
         "txfile" => {
-            let file = Options::new().lock_style(LockStyle::Posix).open(&target).expect("open");
+            let file = Options::new()
+                .lock_style(LockStyle::Posix)
+                .open(&target)
+                .expect("open");
             while !stop.exists() {
                 tries += 1;
                 if file.try_begin().expect("try_begin").is_some() {
@@ -188,12 +216,22 @@ fn prober_entry() {
             }
         }
         "naive" => {
-            let file = std::fs::OpenOptions::new().read(true).write(true).open(&target).expect("open");
+            let file = std::fs::OpenOptions::new()
+                .read(true)
+                .write(true)
+                .open(&target)
+                .expect("open");
             while !stop.exists() {
                 tries += 1;
-                if rustix::fs::fcntl_lock(&file, rustix::fs::FlockOperation::NonBlockingLockExclusive).is_ok() {
+                if rustix::fs::fcntl_lock(
+                    &file,
+                    rustix::fs::FlockOperation::NonBlockingLockExclusive,
+                )
+                .is_ok()
+                {
                     got_in += 1;
-                    rustix::fs::fcntl_lock(&file, rustix::fs::FlockOperation::Unlock).expect("unlock");
+                    rustix::fs::fcntl_lock(&file, rustix::fs::FlockOperation::Unlock)
+                        .expect("unlock");
                 }
                 std::thread::sleep(Duration::from_millis(1));
             }
@@ -205,7 +243,12 @@ fn prober_entry() {
 
 fn got_in(stdout: &str) -> u32 {
     let at = stdout.find("got_in=").expect("prober output") + "got_in=".len();
-    stdout[at..].split(' ').next().expect("count").parse().expect("number")
+    stdout[at..]
+        .split(' ')
+        .next()
+        .expect("count")
+        .parse()
+        .expect("number")
 }
 
 /// While holding the lock, the process opens and drops other handles to the
@@ -221,7 +264,10 @@ fn lost_lock_replay_posix() {
     let target = dir.join("data");
     std::fs::write(&target, "0\n").expect("seed");
     let stop = dir.join("stop");
-    let file = Options::new().lock_style(LockStyle::Posix).open(&target).expect("open");
+    let file = Options::new()
+        .lock_style(LockStyle::Posix)
+        .open(&target)
+        .expect("open");
     let mut tx = file.begin().expect("begin");
     let prober = run_role(
         "prober_entry",
@@ -233,7 +279,10 @@ fn lost_lock_replay_posix() {
     let until = Instant::now() + Duration::from_millis(1500);
     let mut cycles = 0;
     while Instant::now() < until {
-        let other = Options::new().lock_style(LockStyle::Posix).open(&target).expect("open");
+        let other = Options::new()
+            .lock_style(LockStyle::Posix)
+            .open(&target)
+            .expect("open");
         assert_eq!(other.read().expect("read").as_deref(), Some(&b"0\n"[..]));
         drop(other);
         drop(std::fs::File::open(&target).expect("open target"));
@@ -242,8 +291,15 @@ fn lost_lock_replay_posix() {
     }
     std::fs::write(&stop, "").expect("stop");
     let out = check(prober.wait_with_output().expect("wait"), "prober");
-    eprintln!("holder did {cycles} open/close cycles; prober: {}", out.trim());
-    assert_eq!(got_in(&out), 0, "another process got the lock while it was held");
+    eprintln!(
+        "holder did {cycles} open/close cycles; prober: {}",
+        out.trim()
+    );
+    assert_eq!(
+        got_in(&out),
+        0,
+        "another process got the lock while it was held"
+    );
     tx.write_all(b"1\n").expect("write");
     tx.commit().expect("commit");
 }
@@ -260,7 +316,11 @@ fn mutant_naive_posix_lock_is_lost() {
     let target = dir.join("data");
     std::fs::write(&target, "0\n").expect("seed");
     let stop = dir.join("stop");
-    let locked = std::fs::OpenOptions::new().read(true).write(true).open(&target).expect("open");
+    let locked = std::fs::OpenOptions::new()
+        .read(true)
+        .write(true)
+        .open(&target)
+        .expect("open");
     rustix::fs::fcntl_lock(&locked, rustix::fs::FlockOperation::LockExclusive).expect("lock");
     let prober = run_role(
         "prober_entry",
@@ -276,5 +336,8 @@ fn mutant_naive_posix_lock_is_lost() {
     std::fs::write(&stop, "").expect("stop");
     let out = check(prober.wait_with_output().expect("wait"), "prober");
     eprintln!("naive holder: prober {}", out.trim());
-    assert!(got_in(&out) > 0, "the naive lock was not lost: the replay cannot tell");
+    assert!(
+        got_in(&out) > 0,
+        "the naive lock was not lost: the replay cannot tell"
+    );
 }

@@ -71,7 +71,6 @@ fn streams_large_contents_both_ways() {
         }
         upper.extend(buf[..n].iter().map(|b| b.wrapping_add(1)));
     }
-    drop(reader);
     tx.write_all(&upper).unwrap();
     tx.commit().unwrap();
     let now = std::fs::read(&path).unwrap();
@@ -134,7 +133,10 @@ fn closure_panic_leaves_old_contents_no_temp_and_a_free_lock() {
     assert!(result.is_err());
     assert_eq!(std::fs::read(&path).unwrap(), b"old");
     verify_no_leftovers(&dir);
-    assert!(file.try_begin().unwrap().is_some(), "lock released after the panic");
+    assert!(
+        file.try_begin().unwrap().is_some(),
+        "lock released after the panic"
+    );
 }
 
 #[test]
@@ -146,11 +148,17 @@ fn noop_commit_touches_nothing() {
     for contents in [small, large] {
         std::fs::write(&path, &contents).unwrap();
         let past = SystemTime::UNIX_EPOCH + Duration::from_secs(1_000_000_000);
-        std::fs::File::options().write(true).open(&path).unwrap().set_modified(past).unwrap();
+        std::fs::File::options()
+            .write(true)
+            .open(&path)
+            .unwrap()
+            .set_modified(past)
+            .unwrap();
         let before = std::fs::metadata(&path).unwrap();
         let file = TxFile::open(&path).unwrap();
         // Through update, with the old bytes in memory...
-        file.update(|old| Ok::<_, Error>(old.unwrap().to_vec())).unwrap();
+        file.update(|old| Ok::<_, Error>(old.unwrap().to_vec()))
+            .unwrap();
         // ...and streamed without reading them.
         let mut tx = file.begin().unwrap();
         tx.write_all(&contents).unwrap();
@@ -219,11 +227,11 @@ fn outside_writer_is_a_conflict_and_wins() {
 fn sweep_removes_only_this_targets_stale_temps() {
     let (_d, dir) = tempdir();
     let foreign = [
-        ".a.tmp",               // someone else's
-        ".a.b.AbCdEf12.txtmp",  // target a.b
+        ".a.tmp",                 // someone else's
+        ".a.b.AbCdEf12.txtmp",    // target a.b
         ".a.lock.AbCdEf12.txtmp", // target a.lock
-        ".a.AbCdEf1.txtmp",     // too short to be ours
-        "a.AbCdEf12.txtmp",     // not hidden
+        ".a.AbCdEf1.txtmp",       // too short to be ours
+        "a.AbCdEf12.txtmp",       // not hidden
         "notes",
     ];
     for name in foreign {
@@ -238,11 +246,23 @@ fn sweep_removes_only_this_targets_stale_temps() {
     file.begin().unwrap().rollback();
     let left = names(&dir);
     for name in foreign {
-        assert!(left.contains(&name.to_string()), "{name} was removed: {left:?}");
+        assert!(
+            left.contains(&name.to_string()),
+            "{name} was removed: {left:?}"
+        );
     }
-    assert!(!left.iter().any(|n| n == ".a.Zz09Zz09.txtmp" || n == ".a.12345678.txtmp"), "{left:?}");
+    assert!(
+        !left
+            .iter()
+            .any(|n| n == ".a.Zz09Zz09.txtmp" || n == ".a.12345678.txtmp"),
+        "{left:?}"
+    );
     // The other targets' own stale temps go when they are used.
-    TxFile::open(dir.join("a.b")).unwrap().begin().unwrap().rollback();
+    TxFile::open(dir.join("a.b"))
+        .unwrap()
+        .begin()
+        .unwrap()
+        .rollback();
     assert!(!names(&dir).contains(&".a.b.AbCdEf12.txtmp".to_string()));
     assert!(names(&dir).contains(&".a.lock.AbCdEf12.txtmp".to_string()));
 }
@@ -282,7 +302,12 @@ fn symlink_follow_updates_the_real_file() {
     assert_eq!(file.path(), real);
     assert_eq!(file.guard_path(), dir.join("real/config.lock"));
     file.update(set(b"new")).unwrap();
-    assert!(std::fs::symlink_metadata(&link).unwrap().file_type().is_symlink());
+    assert!(
+        std::fs::symlink_metadata(&link)
+            .unwrap()
+            .file_type()
+            .is_symlink()
+    );
     assert_eq!(std::fs::read(&link).unwrap(), b"new");
     assert!(!dir.join("config.lock").exists());
     // A dangling link: the file it names is created.
@@ -300,18 +325,29 @@ fn symlink_replace_and_reject() {
     let link = dir.join("link");
     std::os::unix::fs::symlink("real", &link).unwrap();
 
-    let err = Options::new().symlinks(Symlinks::Reject).open(&link).unwrap_err();
+    let err = Options::new()
+        .symlinks(Symlinks::Reject)
+        .open(&link)
+        .unwrap_err();
     assert!(matches!(err, Error::Symlink { .. }), "{err}");
     assert!(err.to_string().contains(link.as_str()));
     assert_eq!(names(&dir), ["link", "real"], "nothing created");
 
-    let file = Options::new().symlinks(Symlinks::Replace).open(&link).unwrap();
+    let file = Options::new()
+        .symlinks(Symlinks::Replace)
+        .open(&link)
+        .unwrap();
     file.update(|old| {
         assert_eq!(old, Some(&b"old"[..]), "old contents read through the link");
         Ok::<_, Error>(b"new".to_vec())
     })
     .unwrap();
-    assert!(std::fs::symlink_metadata(&link).unwrap().file_type().is_file());
+    assert!(
+        std::fs::symlink_metadata(&link)
+            .unwrap()
+            .file_type()
+            .is_file()
+    );
     assert_eq!(std::fs::read(&link).unwrap(), b"new");
     assert_eq!(std::fs::read(&real).unwrap(), b"old");
 }
@@ -342,10 +378,28 @@ fn bad_input_gets_a_clear_error_and_changes_nothing() {
         }
     }
     let err = TxFile::open(dir.join("missing/a")).unwrap_err();
-    assert!(matches!(err, Error::Io { op: Op::OpenDir, .. }), "{err:?}");
+    assert!(
+        matches!(
+            err,
+            Error::Io {
+                op: Op::OpenDir,
+                ..
+            }
+        ),
+        "{err:?}"
+    );
     assert_eq!(err.kind(), std::io::ErrorKind::NotFound);
     let err = TxFile::open(dir.join("g")).unwrap_err();
-    assert!(matches!(err, Error::Io { op: Op::OpenGuard, .. }), "{err:?}");
+    assert!(
+        matches!(
+            err,
+            Error::Io {
+                op: Op::OpenGuard,
+                ..
+            }
+        ),
+        "{err:?}"
+    );
     assert_eq!(names(&dir), before, "nothing created or removed");
 }
 
@@ -355,12 +409,33 @@ fn unwritable_directory_is_a_clear_error() {
     if role().as_deref() == Some("unwritable") {
         let dir = camino::Utf8PathBuf::from(std::env::var("DIR").unwrap());
         let err = TxFile::open(dir.join("a")).unwrap_err();
-        assert!(matches!(err, Error::Io { op: Op::OpenGuard, .. }), "{err:?}");
+        assert!(
+            matches!(
+                err,
+                Error::Io {
+                    op: Op::OpenGuard,
+                    ..
+                }
+            ),
+            "{err:?}"
+        );
         assert_eq!(err.kind(), std::io::ErrorKind::PermissionDenied);
         assert!(err.to_string().contains("a.lock"), "{err}");
         // With the guard present, commit fails at the temporary file.
-        let err = TxFile::open(dir.join("b")).unwrap().update(set(b"x")).unwrap_err();
-        assert!(matches!(err, Error::Io { op: Op::CreateTemp, .. }), "{err:?}");
+        let err = TxFile::open(dir.join("b"))
+            .unwrap()
+            .update(set(b"x"))
+            .unwrap_err();
+        assert!(
+            matches!(
+                err,
+                Error::Io {
+                    op: Op::CreateTemp,
+                    ..
+                }
+            ),
+            "{err:?}"
+        );
         assert!(err.to_string().contains(dir.as_str()), "{err}");
         return;
     }
@@ -372,7 +447,11 @@ fn unwritable_directory_is_a_clear_error() {
     std::fs::write(dir.join("b.lock"), "").unwrap();
     std::fs::set_permissions(dir.join("b.lock"), std::fs::Permissions::from_mode(0o666)).unwrap();
     std::fs::set_permissions(&dir, std::fs::Permissions::from_mode(0o555)).unwrap();
-    let mut cmd = run_role("unwritable_directory_is_a_clear_error", "unwritable", &[("DIR", dir.to_string())]);
+    let mut cmd = run_role(
+        "unwritable_directory_is_a_clear_error",
+        "unwritable",
+        &[("DIR", dir.to_string())],
+    );
     if is_root() {
         // Root ignores directory permissions: drop to nobody for the check.
         let exe = cmd.get_program().to_owned();
@@ -382,11 +461,18 @@ fn unwritable_directory_is_a_clear_error() {
             .args(["--reuid=65534", "--regid=65534", "--clear-groups", "--"])
             .arg(exe)
             .args(args)
-            .envs(cmd.get_envs().filter_map(|(k, v)| v.map(|v| (k.to_owned(), v.to_owned()))))
+            .envs(
+                cmd.get_envs()
+                    .filter_map(|(k, v)| v.map(|v| (k.to_owned(), v.to_owned()))),
+            )
             .stdout(std::process::Stdio::piped())
             .stderr(std::process::Stdio::piped());
         // nobody must be able to reach the test binary and the directory.
-        std::fs::set_permissions(dir.parent().unwrap(), std::fs::Permissions::from_mode(0o755)).ok();
+        std::fs::set_permissions(
+            dir.parent().unwrap(),
+            std::fs::Permissions::from_mode(0o755),
+        )
+        .ok();
         cmd = wrapped;
     }
     let out = cmd.output().expect("run unprivileged check");

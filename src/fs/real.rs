@@ -23,7 +23,10 @@ fn not_found_to_none<T>(result: io::Result<T>) -> io::Result<Option<T>> {
 
 fn utf8(path: std::path::PathBuf) -> io::Result<Utf8PathBuf> {
     Utf8PathBuf::from_path_buf(path).map_err(|p| {
-        io::Error::new(io::ErrorKind::InvalidData, format!("path is not UTF-8: {}", p.display()))
+        io::Error::new(
+            io::ErrorKind::InvalidData,
+            format!("path is not UTF-8: {}", p.display()),
+        )
     })
 }
 
@@ -45,7 +48,10 @@ impl Fs for RealFs {
     }
 
     fn open_read(&self, path: &Utf8Path) -> io::Result<Option<Box<dyn ReadFile>>> {
-        Ok(not_found_to_none(File::open(path))?.map(|f| Box::new(RealFile(f)) as Box<dyn ReadFile>))
+        Ok(
+            not_found_to_none(File::open(path))?
+                .map(|f| Box::new(RealFile(f)) as Box<dyn ReadFile>),
+        )
     }
 
     fn open_guard(&self, path: &Utf8Path) -> io::Result<Box<dyn GuardFile>> {

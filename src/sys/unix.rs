@@ -180,7 +180,9 @@ mod flock {
 /// once when another holder has it; with `wait` true, blocks until it is free.
 pub(crate) fn lock(file: &Arc<File>, style: LockStyle, wait: bool) -> io::Result<Option<OsLock>> {
     let result = match style {
-        LockStyle::Flock => flock::lock(Arc::clone(file), wait).map(|guard| Held::Flock { _guard: guard }),
+        LockStyle::Flock => {
+            flock::lock(Arc::clone(file), wait).map(|guard| Held::Flock { _guard: guard })
+        }
         LockStyle::Posix => {
             let op = if wait {
                 FlockOperation::LockExclusive

@@ -43,7 +43,13 @@ pub(crate) fn set_mode(_: &File, _: u32) -> io::Result<()> {
 }
 pub(crate) fn meta(m: &Metadata) -> Meta {
     Meta {
-        kind: if m.is_dir() { Kind::Dir } else if m.is_file() { Kind::File } else { Kind::Other },
+        kind: if m.is_dir() {
+            Kind::Dir
+        } else if m.is_file() {
+            Kind::File
+        } else {
+            Kind::Other
+        },
         dev: 0,
         ino: 0,
         size: m.len(),

@@ -17,7 +17,12 @@ pub(crate) fn tempdir() -> (TempDir, Utf8PathBuf) {
 pub(crate) fn names(dir: &Utf8Path) -> Vec<String> {
     let mut names: Vec<String> = std::fs::read_dir(dir)
         .unwrap_or_else(|e| panic!("list {dir}: {e}"))
-        .map(|e| e.expect("dir entry").file_name().into_string().expect("UTF-8 name"))
+        .map(|e| {
+            e.expect("dir entry")
+                .file_name()
+                .into_string()
+                .expect("UTF-8 name")
+        })
         .collect();
     names.sort();
     names
@@ -25,7 +30,10 @@ pub(crate) fn names(dir: &Utf8Path) -> Vec<String> {
 
 /// Panics if `dir` holds any txfile temporary file.
 pub(crate) fn verify_no_leftovers(dir: &Utf8Path) {
-    let temps: Vec<_> = names(dir).into_iter().filter(|n| n.ends_with(".txtmp")).collect();
+    let temps: Vec<_> = names(dir)
+        .into_iter()
+        .filter(|n| n.ends_with(".txtmp"))
+        .collect();
     assert!(temps.is_empty(), "temporary files left in {dir}: {temps:?}");
 }
 

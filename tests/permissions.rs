@@ -1,0 +1,72 @@
+//! Modes and owners. Alone in its own test binary because it sets the
+//! process umask, which would race with tests creating files in parallel.
+
+mod common;
+
+use std::os::unix::fs::{MetadataExt, PermissionsExt};
+
+use common::{is_root, tempdir};
+use txfile::{Error, Options, TxFile};
+
+fn mode(path: &camino::Utf8Path) -> u32 {
+    std::fs::metadata(path).unwrap().permissions().mode() & 0o7777
+}
+
+fn rewrite(file: &TxFile) {
+    file.update(|old| Ok::<_, Error>([old.unwrap_or_default(), b"+"].concat()))
+        .unwrap();
+}
+
+#[test]
+fn modes_and_owners() {
+    let (_d, dir) = tempdir();
+    rustix::process::umask(rustix::fs::Mode::from_raw_mode(0o022));
+
+    // New files: 0666 minus the umask, never a temp file's 0600.
+    let file = TxFile::open(dir.join("new")).unwrap();
+    rewrite(&file);
+    assert_eq!(mode(&dir.join("new")), 0o644);
+    assert_eq!(mode(&dir.join("new.lock")), 0o644);
+    // Large enough to stream through a temporary file.
+    let big = TxFile::open(dir.join("big")).unwrap();
+    big.update(|_| Ok::<_, Error>(vec![0; 1 << 20])).unwrap();
+    assert_eq!(mode(&dir.join("big")), 0o644);
+
+    // An explicit mode for new files, still under the umask.
+    let file = Options::new()
+        .mode(0o640)
+        .open(dir.join("private"))
+        .unwrap();
+    rewrite(&file);
+    assert_eq!(mode(&dir.join("private")), 0o640);
+    rustix::process::umask(rustix::fs::Mode::from_raw_mode(0o077));
+    let file = TxFile::open(dir.join("strict")).unwrap();
+    rewrite(&file);
+    assert_eq!(mode(&dir.join("strict")), 0o600);
+    rustix::process::umask(rustix::fs::Mode::from_raw_mode(0o022));
+
+    // Existing files keep their mode exactly, whatever the umask.
+    for existing in [0o600, 0o640, 0o755, 0o444, 0o666] {
+        let path = dir.join(format!("m{existing:o}"));
+        std::fs::write(&path, "x").unwrap();
+        std::fs::set_permissions(&path, std::fs::Permissions::from_mode(existing)).unwrap();
+        let file = Options::new().mode(0o600).open(&path).unwrap();
+        rewrite(&file);
+        assert_eq!(mode(&path), existing, "{existing:o}");
+        assert_eq!(std::fs::read(&path).unwrap(), b"x+");
+    }
+
+    // Owner and group are kept when permitted (root).
+    if is_root() {
+        let path = dir.join("owned");
+        std::fs::write(&path, "x").unwrap();
+        std::os::unix::fs::chown(&path, Some(65534), Some(65534)).unwrap();
+        std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o640)).unwrap();
+        rewrite(&TxFile::open(&path).unwrap());
+        let meta = std::fs::metadata(&path).unwrap();
+        assert_eq!((meta.uid(), meta.gid()), (65534, 65534));
+        assert_eq!(meta.permissions().mode() & 0o7777, 0o640);
+    } else {
+        eprintln!("skipped the owner check: it needs root to chown");
+    }
+}
