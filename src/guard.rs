@@ -155,44 +155,142 @@ impl GuardRef {
         let mut locked = Locked {
             os: None,
             guard: self.clone(),
+            owns_turn: true,
         };
-        locked.os = os_lock(entry.file.as_ref(), style, wait)?;
+        match wait {
+            Wait::No => locked.os = try_os_lock(entry.file.as_ref(), style)?,
+            Wait::Forever => locked.os = Some(blocking_os_lock(entry.file.as_ref(), style)?),
+            Wait::Until(deadline) => match try_os_lock(entry.file.as_ref(), style)? {
+                Some(held) => locked.os = Some(held),
+                None => match timed_os_lock(self, style, deadline)? {
+                    Timed::Got(held) => locked.os = Some(held),
+                    Timed::GaveUp => {}
+                    Timed::TurnHandedOver => locked.owns_turn = false,
+                },
+            },
+        }
         Ok(locked.os.is_some().then_some(locked))
+    }
+
+    /// Ends this process's turn on the guard and wakes the next thread.
+    fn release_turn(&self) {
+        let entry = self.entry();
+        *lock(&entry.busy) = false;
+        entry.turn_free.notify_one();
     }
 }
 
-/// Takes the OS lock, retrying on `EINTR` and on `EDEADLK` (a POSIX lock
-/// deadlock reported by the kernel resolves once the other side moves).
-fn os_lock(
-    file: &dyn GuardFile,
-    style: LockStyle,
-    wait: Wait,
-) -> io::Result<Option<Box<dyn LockHeld>>> {
-    let mut pause = Duration::from_micros(500);
+/// One non-blocking attempt (retried only on `EINTR`).
+fn try_os_lock(file: &dyn GuardFile, style: LockStyle) -> io::Result<Option<Box<dyn LockHeld>>> {
     loop {
-        let attempt = match wait {
-            Wait::Forever => file.lock(style, true),
-            Wait::No | Wait::Until(_) => file.lock(style, false),
-        };
-        match attempt {
-            Ok(Some(held)) => return Ok(Some(held)),
+        match file.lock(style, false) {
+            Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+            Err(e) if e.raw_os_error() == Some(EDEADLK) => return Ok(None),
+            other => return other,
+        }
+    }
+}
+
+/// Blocks until the lock is ours, retrying on `EINTR` and on `EDEADLK` (a
+/// POSIX lock deadlock reported by the kernel resolves once the other side
+/// moves).
+fn blocking_os_lock(file: &dyn GuardFile, style: LockStyle) -> io::Result<Box<dyn LockHeld>> {
+    loop {
+        match file.lock(style, true) {
+            Ok(Some(held)) => return Ok(held),
             Ok(None) => {}
-            Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
-            Err(e) if e.raw_os_error() == Some(EDEADLK) => {}
+            Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+            Err(e) if e.raw_os_error() == Some(EDEADLK) => thread::sleep(Duration::from_millis(1)),
             Err(e) => return Err(e),
         }
-        let sleep = match wait {
-            Wait::No => return Ok(None),
-            Wait::Forever => pause,
-            Wait::Until(deadline) => {
-                let left = deadline.saturating_duration_since(Instant::now());
-                if left.is_zero() {
-                    return Ok(None);
-                }
-                pause.min(left)
+    }
+}
+
+enum Timed {
+    Got(Box<dyn LockHeld>),
+    GaveUp,
+    /// A helper thread is still blocked in the kernel on our behalf; it owns
+    /// this process's turn now and gives it back once it gets (and at once
+    /// releases) the lock.
+    TurnHandedOver,
+}
+
+/// State shared between a timed waiter and its helper thread.
+#[derive(Default)]
+struct Handoff {
+    state: Mutex<HandoffState>,
+    ready: Condvar,
+}
+
+#[derive(Default)]
+enum HandoffState {
+    #[default]
+    Waiting,
+    Done(io::Result<Box<dyn LockHeld>>),
+    Abandoned,
+}
+
+/// Waits for the OS lock until `deadline`.
+///
+/// Neither `flock` nor `fcntl` can time out, and polling with try-locks
+/// starves against processes blocked in the kernel, which get the lock the
+/// moment it is released. So a helper thread blocks in the kernel, like
+/// everyone else, while this thread waits for it with a timeout. A helper
+/// that outlives its waiter keeps the in-process turn until the lock comes,
+/// then releases both: no other thread of the process may lock the same
+/// descriptor meanwhile, because the lock the helper gets would be theirs too.
+fn timed_os_lock(guard: &GuardRef, style: LockStyle, deadline: Instant) -> io::Result<Timed> {
+    let handoff = Arc::new(Handoff::default());
+    let helper_handoff = Arc::clone(&handoff);
+    let helper_guard = guard.clone();
+    let spawned = thread::Builder::new()
+        .name("txfile-lock-wait".into())
+        .spawn(move || {
+            let result = blocking_os_lock(helper_guard.entry().file.as_ref(), style);
+            let mut state = lock(&helper_handoff.state);
+            if matches!(*state, HandoffState::Abandoned) {
+                drop(result);
+                drop(state);
+                helper_guard.release_turn();
+            } else {
+                *state = HandoffState::Done(result);
+                helper_handoff.ready.notify_one();
             }
-        };
-        thread::sleep(sleep);
+        });
+    if spawned.is_err() {
+        return poll_os_lock(guard.entry().file.as_ref(), style, deadline);
+    }
+    let mut state = lock(&handoff.state);
+    loop {
+        match std::mem::take(&mut *state) {
+            HandoffState::Done(result) => return result.map(Timed::Got),
+            HandoffState::Waiting | HandoffState::Abandoned => {}
+        }
+        let left = deadline.saturating_duration_since(Instant::now());
+        if left.is_zero() {
+            *state = HandoffState::Abandoned;
+            return Ok(Timed::TurnHandedOver);
+        }
+        state = handoff
+            .ready
+            .wait_timeout(state, left)
+            .unwrap_or_else(PoisonError::into_inner)
+            .0;
+    }
+}
+
+/// Fallback when no thread can be spawned: try-locks with backoff.
+fn poll_os_lock(file: &dyn GuardFile, style: LockStyle, deadline: Instant) -> io::Result<Timed> {
+    let mut pause = Duration::from_micros(500);
+    loop {
+        if let Some(held) = try_os_lock(file, style)? {
+            return Ok(Timed::Got(held));
+        }
+        let left = deadline.saturating_duration_since(Instant::now());
+        if left.is_zero() {
+            return Ok(Timed::GaveUp);
+        }
+        thread::sleep(pause.min(left));
         pause = (pause * 2).min(Duration::from_millis(20));
     }
 }
@@ -252,13 +350,15 @@ pub(crate) enum Wait {
 pub(crate) struct Locked {
     os: Option<Box<dyn LockHeld>>,
     guard: GuardRef,
+    /// False when a timed-out wait handed the turn to its helper thread.
+    owns_turn: bool,
 }
 
 impl Drop for Locked {
     fn drop(&mut self) {
         drop(self.os.take());
-        let entry = self.guard.entry();
-        *lock(&entry.busy) = false;
-        entry.turn_free.notify_one();
+        if self.owns_turn {
+            self.guard.release_turn();
+        }
     }
 }

@@ -2,6 +2,7 @@
 
 use std::fmt;
 use std::io::{self, Read, Write};
+use std::sync::Arc;
 
 use camino::{Utf8Path, Utf8PathBuf};
 
@@ -129,6 +130,9 @@ impl<'a> Transaction<'a> {
     /// A streaming reader over the contents when the transaction began;
     /// `None` when the file did not exist. Each call starts at the beginning.
     ///
+    /// The reader owns its own reference to the old version, so it can be
+    /// moved to another thread while this one writes the new contents.
+    ///
     /// # Examples
     ///
     /// ```
@@ -143,10 +147,10 @@ impl<'a> Transaction<'a> {
     /// assert_eq!(text, "old");
     /// # Ok::<(), Box<dyn std::error::Error>>(())
     /// ```
-    pub fn old_reader(&self) -> Option<OldReader<'_>> {
+    pub fn old_reader(&self) -> Option<OldReader> {
         self.old.as_ref().map(|old| OldReader {
-            file: old.file.as_ref(),
-            path: &self.file.inner.path,
+            file: Arc::clone(&old.file),
+            path: self.file.inner.path.clone(),
             offset: 0,
         })
     }
@@ -256,19 +260,19 @@ impl Write for Transaction<'_> {
 /// # std::fs::write(&path, "abc")?;
 /// let file = txfile::TxFile::open(&path)?;
 /// let tx = file.begin()?;
-/// let mut reader: txfile::OldReader<'_> = tx.old_reader().unwrap();
+/// let mut reader: txfile::OldReader = tx.old_reader().unwrap();
 /// let mut first = [0; 1];
 /// reader.read_exact(&mut first)?;
 /// assert_eq!(&first, b"a");
 /// # Ok::<(), Box<dyn std::error::Error>>(())
 /// ```
-pub struct OldReader<'t> {
-    file: &'t dyn ReadFile,
-    path: &'t Utf8Path,
+pub struct OldReader {
+    file: Arc<dyn ReadFile>,
+    path: Utf8PathBuf,
     offset: u64,
 }
 
-impl fmt::Debug for OldReader<'_> {
+impl fmt::Debug for OldReader {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("OldReader")
             .field("path", &self.path)
@@ -277,12 +281,12 @@ impl fmt::Debug for OldReader<'_> {
     }
 }
 
-impl Read for OldReader<'_> {
+impl Read for OldReader {
     fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
         let n = self
             .file
             .read_at(buf, self.offset)
-            .map_err(|e| io::Error::from(Error::io(Op::Read, self.path, e)))?;
+            .map_err(|e| io::Error::from(Error::io(Op::Read, &self.path, e)))?;
         self.offset += n as u64;
         Ok(n)
     }
@@ -292,7 +296,7 @@ impl Read for OldReader<'_> {
 /// reads see that version even if the path changes.
 #[derive(Debug)]
 pub(crate) struct OldFile {
-    pub(crate) file: Box<dyn ReadFile>,
+    pub(crate) file: Arc<dyn ReadFile>,
     pub(crate) meta: Meta,
     bytes: Option<Vec<u8>>,
 }
@@ -311,7 +315,7 @@ impl OldFile {
             .meta()
             .map_err(|e| Error::io(Op::Stat, &inner.path, e))?;
         Ok(Some(OldFile {
-            file: handle,
+            file: Arc::from(handle),
             meta,
             bytes: None,
         }))

@@ -1,0 +1,241 @@
+//! The command line, as clap parses it, and its translation into [`Options`].
+
+use std::ffi::OsString;
+use std::time::Duration;
+
+use camino::Utf8PathBuf;
+use clap::{Args, Parser, Subcommand, ValueEnum};
+use txfile::{Durability, LockStyle, Options, Symlinks};
+
+const AFTER_HELP: &str = "\
+Examples:
+  txfile edit counter -- sh -c 'read n; echo $((${n:-0} + 1))'
+  sort -u hosts | txfile write hosts
+  txfile cat config.json
+  txfile lock config.json -- ./deploy.sh
+
+Exit status: 0 on success; CMD's own status when CMD fails; 75 when the lock
+was not acquired in time (--timeout, --no-wait); 1 for any other error.
+Locks are taken on FILE.lock, the guard file the txfile library uses.";
+
+/// Locked, atomic, durable edits of a file from the shell.
+#[derive(Debug, Parser)]
+#[command(name = "txfile", version, after_help = AFTER_HELP)]
+pub(crate) struct Cli {
+    #[command(subcommand)]
+    pub(crate) command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+pub(crate) enum Command {
+    /// Replace FILE with the output of CMD, which reads the current contents on stdin.
+    ///
+    /// Under FILE's lock, CMD runs with the current contents on its standard
+    /// input (nothing when FILE does not exist); its standard output becomes
+    /// the new contents, committed only if CMD exits with status 0. CMD's
+    /// standard error passes through. On SIGINT, SIGTERM or SIGHUP, CMD is
+    /// killed and nothing changes.
+    #[command(after_help = "\
+Example:
+  txfile edit /etc/hosts -- sed 's/^10\\.0\\.0\\.5 /10.0.0.6 /'")]
+    Edit {
+        #[command(flatten)]
+        target: Target,
+        #[command(flatten)]
+        locking: Locking,
+        #[command(flatten)]
+        writing: Writing,
+        #[command(flatten)]
+        cmd: Cmd,
+    },
+    /// Replace FILE with standard input (a safe `sponge`).
+    ///
+    /// The lock is taken first and held while standard input is read; the new
+    /// contents are committed at end of input. On SIGINT, SIGTERM or SIGHUP
+    /// nothing changes.
+    #[command(after_help = "\
+Example:
+  grep -v '^#' settings | txfile write settings")]
+    Write {
+        #[command(flatten)]
+        target: Target,
+        #[command(flatten)]
+        locking: Locking,
+        #[command(flatten)]
+        writing: Writing,
+    },
+    /// Print the current contents of FILE.
+    ///
+    /// Takes no lock and creates nothing: commits replace FILE by a rename,
+    /// so what is printed is always one complete committed version.
+    #[command(after_help = "\
+Example:
+  txfile cat state.json | jq .version")]
+    Cat {
+        #[command(flatten)]
+        target: Target,
+    },
+    /// Run CMD while holding FILE's lock, like flock(1) on FILE.lock.
+    ///
+    /// Exits with CMD's status. On SIGINT, SIGTERM or SIGHUP, CMD is killed
+    /// before the lock is released, so it never runs unlocked.
+    #[command(after_help = "\
+Example:
+  txfile lock --timeout 30 app.db -- ./migrate.sh")]
+    Lock {
+        #[command(flatten)]
+        target: Target,
+        #[command(flatten)]
+        locking: Locking,
+        #[command(flatten)]
+        cmd: Cmd,
+    },
+    /// Print a shell completion script.
+    #[command(after_help = "\
+Example:
+  txfile completions bash > ~/.local/share/bash-completion/completions/txfile")]
+    Completions {
+        /// The shell to complete for.
+        shell: clap_complete::Shell,
+    },
+}
+
+#[derive(Debug, Args)]
+pub(crate) struct Target {
+    /// The file to work on; its directory must exist.
+    #[arg(value_name = "FILE")]
+    pub(crate) file: Utf8PathBuf,
+    /// What to do when FILE is a symbolic link.
+    #[arg(long, value_enum, value_name = "POLICY", default_value_t = SymlinksArg::Follow)]
+    pub(crate) symlinks: SymlinksArg,
+}
+
+#[derive(Debug, Args)]
+pub(crate) struct Locking {
+    /// Give up (exit 75) when the lock is not acquired within SECONDS.
+    /// By default wait as long as it takes.
+    #[arg(long, value_name = "SECONDS", value_parser = parse_seconds, conflicts_with = "no_wait")]
+    pub(crate) timeout: Option<Duration>,
+    /// Give up (exit 75) at once when the lock is held.
+    #[arg(long)]
+    pub(crate) no_wait: bool,
+    /// Which OS lock to take on FILE.lock.
+    #[arg(long, value_enum, value_name = "STYLE", default_value_t = LockStyleArg::Flock)]
+    pub(crate) lock_style: LockStyleArg,
+}
+
+#[derive(Debug, Args)]
+pub(crate) struct Writing {
+    /// Skip the fsyncs: the change stays atomic but may be lost on power failure.
+    #[arg(long)]
+    pub(crate) no_sync: bool,
+    /// Permission bits (octal) if FILE is created, before the umask; an
+    /// existing FILE keeps its own. By default 666.
+    #[cfg(unix)]
+    #[arg(long, value_name = "OCTAL", value_parser = parse_mode)]
+    pub(crate) mode: Option<u32>,
+}
+
+#[derive(Debug, Args)]
+pub(crate) struct Cmd {
+    /// The command to run, and its arguments.
+    #[arg(value_name = "CMD", required = true, num_args = 1.., last = true)]
+    pub(crate) argv: Vec<OsString>,
+}
+
+#[derive(Clone, Copy, Debug, ValueEnum)]
+pub(crate) enum SymlinksArg {
+    /// Update the file the link points to; the link stays.
+    Follow,
+    /// Replace the link itself with a regular file.
+    Replace,
+    /// Refuse to work on a link.
+    Reject,
+}
+
+#[derive(Clone, Copy, Debug, ValueEnum)]
+pub(crate) enum LockStyleArg {
+    /// flock(2), as flock(1) takes it.
+    Flock,
+    /// POSIX record locks (fcntl), as lockf(3) takes them.
+    Posix,
+}
+
+impl Target {
+    pub(crate) fn symlinks(&self) -> Symlinks {
+        match self.symlinks {
+            SymlinksArg::Follow => Symlinks::Follow,
+            SymlinksArg::Replace => Symlinks::Replace,
+            SymlinksArg::Reject => Symlinks::Reject,
+        }
+    }
+}
+
+/// The library options for these arguments; `writing` is absent for
+/// commands that never commit.
+pub(crate) fn options(target: &Target, locking: &Locking, writing: Option<&Writing>) -> Options {
+    let mut options =
+        Options::new()
+            .symlinks(target.symlinks())
+            .lock_style(match locking.lock_style {
+                LockStyleArg::Flock => LockStyle::Flock,
+                LockStyleArg::Posix => LockStyle::Posix,
+            });
+    if let Some(timeout) = locking.timeout {
+        options = options.timeout(timeout);
+    }
+    if let Some(writing) = writing {
+        if writing.no_sync {
+            options = options.durability(Durability::None);
+        }
+        #[cfg(unix)]
+        if let Some(mode) = writing.mode {
+            options = options.mode(mode);
+        }
+    }
+    options
+}
+
+fn parse_seconds(text: &str) -> Result<Duration, String> {
+    let seconds: f64 = text
+        .parse()
+        .map_err(|_| format!("`{text}` is not a number of seconds"))?;
+    Duration::try_from_secs_f64(seconds).map_err(|_| format!("`{text}` is not a usable timeout"))
+}
+
+#[cfg(unix)]
+fn parse_mode(text: &str) -> Result<u32, String> {
+    let digits = text.strip_prefix("0o").unwrap_or(text);
+    match u32::from_str_radix(digits, 8) {
+        Ok(mode) if mode <= 0o7777 => Ok(mode),
+        _ => Err(format!("`{text}` is not an octal mode between 0 and 7777")),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use clap::CommandFactory;
+
+    use super::*;
+
+    #[test]
+    fn command_line_is_consistent() {
+        Cli::command().debug_assert();
+    }
+
+    #[test]
+    fn timeouts_parse() {
+        assert_eq!(parse_seconds("1.5"), Ok(Duration::from_millis(1500)));
+        assert!(parse_seconds("-1").is_err());
+        assert!(parse_seconds("soon").is_err());
+    }
+
+    #[cfg(unix)]
+    #[test]
+    fn modes_parse() {
+        assert_eq!(parse_mode("640"), Ok(0o640));
+        assert_eq!(parse_mode("0o4755"), Ok(0o4755));
+        assert!(parse_mode("888").is_err());
+        assert!(parse_mode("17777").is_err());
+    }
+}
