@@ -43,10 +43,12 @@ pub enum Mutant {
     UnlockBeforeRename,
     /// Carry on as if a failed fsync had succeeded.
     IgnoreFsyncError,
+    /// Trust a lock on a guard file that was deleted or replaced.
+    NoGuardIdentityCheck,
 }
 
 #[cfg(feature = "sim")]
-fn mutant(file: &TxFile) -> Mutant {
+pub(crate) fn mutant(file: &TxFile) -> Mutant {
     file.inner.options.mutant
 }
 
@@ -54,7 +56,7 @@ fn mutant(file: &TxFile) -> Mutant {
 /// the checks below fold away.
 #[cfg(not(feature = "sim"))]
 #[inline(always)]
-fn mutant(_: &TxFile) -> Mutant {
+pub(crate) fn mutant(_: &TxFile) -> Mutant {
     Mutant::None
 }
 

@@ -261,7 +261,9 @@ impl TxFile {
             let now = fs
                 .lstat(&inner.guard_path)
                 .map_err(|e| Error::io(Op::Stat, &inner.guard_path, e))?;
-            if now.is_some_and(|meta| guard.is_inode(fs, &meta)) {
+            let trusted =
+                crate::commit::mutant(self) == crate::commit::Mutant::NoGuardIdentityCheck;
+            if trusted || now.is_some_and(|meta| guard.is_inode(fs, &meta)) {
                 return Ok(Some(locked));
             }
             drop(locked);

@@ -1,0 +1,418 @@
+//! The simulated filesystem behind the crate's `Fs` seam: every call is one
+//! counted operation, which a test can turn into a crash or an error.
+
+use std::io;
+
+use camino::{Utf8Path, Utf8PathBuf};
+
+use super::fault::Fault;
+use super::state::{DataOp, Disk, EntryOp, Owner, State, Step, down};
+use super::{OpKind, SimFs};
+use crate::LockStyle;
+use crate::fs::{DirHandle, Fs, GuardFile, LockHeld, Meta, ReadFile, TempFile};
+
+impl SimFs {
+    /// Runs one counted operation on the disk, as the plan says.
+    fn op<T>(
+        &self,
+        kind: OpKind,
+        path: &Utf8Path,
+        f: impl FnOnce(&mut State) -> io::Result<T>,
+    ) -> io::Result<T> {
+        let mut state = self.state();
+        match state.step(kind, path) {
+            Ok(Step::Run) => f(&mut state),
+            Ok(Step::RunThenCrash) => {
+                let _ = f(&mut state);
+                state.crash();
+                drop(state);
+                self.shared.freed.notify_all();
+                Err(down())
+            }
+            Ok(Step::Fail(fault)) => Err(fault.error()),
+            Err(e) => {
+                drop(state);
+                self.shared.freed.notify_all();
+                Err(e)
+            }
+        }
+    }
+}
+
+impl Fs for SimFs {
+    fn id(&self) -> u64 {
+        self.id
+    }
+
+    fn lstat(&self, path: &Utf8Path) -> io::Result<Option<Meta>> {
+        self.op(OpKind::Lstat, path, |s| match s.disk.lookup(path)? {
+            Some(ino) => s.disk.meta(ino).map(Some),
+            None => Ok(None),
+        })
+    }
+
+    fn stat(&self, path: &Utf8Path) -> io::Result<Option<Meta>> {
+        // The simulation has no symbolic links, so stat is lstat.
+        self.op(OpKind::Stat, path, |s| match s.disk.lookup(path)? {
+            Some(ino) => s.disk.meta(ino).map(Some),
+            None => Ok(None),
+        })
+    }
+
+    fn read_link(&self, path: &Utf8Path) -> io::Result<Utf8PathBuf> {
+        self.op(OpKind::ReadLink, path, |_| {
+            Err(io::Error::new(
+                io::ErrorKind::InvalidInput,
+                "the simulated filesystem has no symbolic links",
+            ))
+        })
+    }
+
+    fn open_read(&self, path: &Utf8Path) -> io::Result<Option<Box<dyn ReadFile>>> {
+        self.op(OpKind::OpenRead, path, |s| {
+            let Some(ino) = s.disk.lookup(path)? else {
+                return Ok(None);
+            };
+            s.disk.file(ino)?;
+            let file = SimFile {
+                fs: self.clone(),
+                ino,
+                path: path.to_owned(),
+                pos: 0,
+            };
+            Ok(Some(Box::new(file) as Box<dyn ReadFile>))
+        })
+    }
+
+    fn open_guard(&self, path: &Utf8Path) -> io::Result<Box<dyn GuardFile>> {
+        self.op(OpKind::OpenGuard, path, |s| {
+            let ino = match s.disk.lookup(path)? {
+                Some(ino) => {
+                    s.disk.file(ino)?;
+                    ino
+                }
+                None => {
+                    let (dir, name) = s.disk.parent(path)?;
+                    s.disk.create_file(dir, &name, 0o666)?
+                }
+            };
+            Ok(Box::new(SimGuard {
+                fs: self.clone(),
+                ino,
+                handle: s.handle(),
+                path: path.to_owned(),
+            }) as Box<dyn GuardFile>)
+        })
+    }
+
+    fn open_dir(&self, path: &Utf8Path) -> io::Result<Box<dyn DirHandle>> {
+        self.op(OpKind::OpenDir, path, |s| {
+            let ino = s.disk.lookup(path)?.ok_or_else(|| {
+                io::Error::new(io::ErrorKind::NotFound, format!("no directory `{path}`"))
+            })?;
+            s.disk.dir(ino)?;
+            Ok(Box::new(SimDir {
+                fs: self.clone(),
+                ino,
+                path: path.to_owned(),
+            }) as Box<dyn DirHandle>)
+        })
+    }
+
+    fn create_temp(
+        &self,
+        dir: &Utf8Path,
+        prefix: &str,
+        suffix: &str,
+        mode: u32,
+    ) -> io::Result<(Utf8PathBuf, Box<dyn TempFile>)> {
+        self.op(OpKind::CreateTemp, dir, |s| {
+            let dir_ino = s.disk.lookup(dir)?.ok_or_else(|| {
+                io::Error::new(io::ErrorKind::NotFound, format!("no directory `{dir}`"))
+            })?;
+            loop {
+                let name = format!(
+                    "{prefix}{}{suffix}",
+                    s.disk.next_random(crate::names::RANDOM_LEN)
+                );
+                match s.disk.create_file(dir_ino, &name, mode) {
+                    Ok(ino) => {
+                        let path = dir.join(&name);
+                        let file = SimFile {
+                            fs: self.clone(),
+                            ino,
+                            path: path.clone(),
+                            pos: 0,
+                        };
+                        return Ok((path, Box::new(file) as Box<dyn TempFile>));
+                    }
+                    Err(e) if e.kind() == io::ErrorKind::AlreadyExists => {}
+                    Err(e) => return Err(e),
+                }
+            }
+        })
+    }
+
+    fn rename(&self, from: &Utf8Path, to: &Utf8Path) -> io::Result<()> {
+        self.op(OpKind::Rename, from, |s| rename(&mut s.disk, from, to))
+    }
+
+    fn remove_file(&self, path: &Utf8Path) -> io::Result<()> {
+        self.op(OpKind::Remove, path, |s| {
+            let (dir, name) = s.disk.parent(path)?;
+            let ino = *s.disk.dir(dir)?.volatile.get(&name).ok_or_else(|| {
+                io::Error::new(io::ErrorKind::NotFound, format!("no file `{path}`"))
+            })?;
+            s.disk.file(ino)?;
+            let now = s.disk.tick();
+            s.disk.inode_mut(ino)?.ctime = now;
+            let dir = s.disk.dir_mut(dir)?;
+            dir.volatile.remove(&name);
+            dir.pending.push(EntryOp::Remove { name, ino });
+            Ok(())
+        })
+    }
+}
+
+/// `rename(2)` within one directory: a pending atomic rename. Renames across
+/// directories are refused with `EXDEV`-like `CrossesDevices`, because the
+/// protocol never makes one and the model would need both directories'
+/// fsyncs.
+fn rename(disk: &mut Disk, from: &Utf8Path, to: &Utf8Path) -> io::Result<()> {
+    let (from_dir, from_name) = disk.parent(from)?;
+    let (to_dir, to_name) = disk.parent(to)?;
+    if from_dir != to_dir {
+        return Err(io::Error::new(
+            io::ErrorKind::CrossesDevices,
+            "the simulated filesystem renames only within one directory",
+        ));
+    }
+    let dir = disk.dir(from_dir)?;
+    let ino = *dir
+        .volatile
+        .get(&from_name)
+        .ok_or_else(|| io::Error::new(io::ErrorKind::NotFound, format!("no file `{from}`")))?;
+    if let Some(&old) = dir.volatile.get(&to_name) {
+        disk.file(old)?;
+    }
+    disk.file(ino)?;
+    if from_name == to_name {
+        return Ok(());
+    }
+    let now = disk.tick();
+    disk.inode_mut(ino)?.ctime = now;
+    let dir = disk.dir_mut(from_dir)?;
+    dir.volatile.remove(&from_name);
+    dir.volatile.insert(to_name.clone(), ino);
+    dir.pending.push(EntryOp::Rename {
+        from: from_name,
+        to: to_name,
+        ino,
+    });
+    Ok(())
+}
+
+/// An open regular file: read-only for the target, read-write (appending)
+/// for a temporary file.
+#[derive(Debug)]
+struct SimFile {
+    fs: SimFs,
+    ino: u64,
+    path: Utf8PathBuf,
+    /// Where the next write goes.
+    pos: u64,
+}
+
+impl SimFile {
+    fn read(&self, buf: &mut [u8], offset: u64) -> io::Result<usize> {
+        self.fs.op(OpKind::Read, &self.path, |s| {
+            let bytes = &s.disk.file(self.ino)?.volatile.bytes;
+            let start = (offset as usize).min(bytes.len());
+            let n = buf.len().min(bytes.len() - start);
+            buf[..n].copy_from_slice(&bytes[start..start + n]);
+            Ok(n)
+        })
+    }
+}
+
+impl ReadFile for SimFile {
+    fn meta(&self) -> io::Result<Meta> {
+        self.fs
+            .op(OpKind::Fstat, &self.path, |s| s.disk.meta(self.ino))
+    }
+
+    fn read_at(&self, buf: &mut [u8], offset: u64) -> io::Result<usize> {
+        self.read(buf, offset)
+    }
+}
+
+impl TempFile for SimFile {
+    fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
+        let mut state = self.fs.state();
+        let (len, crash) = match state.step(OpKind::Write, &self.path) {
+            Ok(Step::Run) => (buf.len(), false),
+            Ok(Step::RunThenCrash) => (buf.len() / 2, true),
+            Ok(Step::Fail(fault)) => return Err(fault.error()),
+            Err(e) => {
+                drop(state);
+                self.fs.shared.freed.notify_all();
+                return Err(e);
+            }
+        };
+        let op = DataOp::Write {
+            offset: self.pos,
+            bytes: buf[..len].to_vec(),
+        };
+        let recorded = state.disk.record(self.ino, op);
+        if crash {
+            state.crash();
+            drop(state);
+            self.fs.shared.freed.notify_all();
+            return Err(down());
+        }
+        recorded?;
+        self.pos += len as u64;
+        Ok(len)
+    }
+
+    fn read_at(&self, buf: &mut [u8], offset: u64) -> io::Result<usize> {
+        self.read(buf, offset)
+    }
+
+    fn set_owner(&mut self, uid: u32, gid: u32) -> io::Result<()> {
+        self.fs.op(OpKind::SetOwner, &self.path, |s| {
+            let image = &s.disk.file(self.ino)?.volatile;
+            // As on a real system: no call when the owner is already right.
+            if (image.uid, image.gid) == (uid, gid) {
+                return Ok(());
+            }
+            s.disk.record(self.ino, DataOp::SetOwner(uid, gid))
+        })
+    }
+
+    fn set_mode(&mut self, mode: u32) -> io::Result<()> {
+        self.fs.op(OpKind::SetMode, &self.path, |s| {
+            s.disk.record(self.ino, DataOp::SetMode(mode & 0o7777))
+        })
+    }
+
+    fn sync(&mut self) -> io::Result<()> {
+        let mut state = self.fs.state();
+        match state.step(OpKind::SyncFile, &self.path) {
+            Ok(Step::Run) => state.disk.sync_file(self.ino, false),
+            Ok(Step::RunThenCrash) => {
+                let _ = state.disk.sync_file(self.ino, false);
+                state.crash();
+                drop(state);
+                self.fs.shared.freed.notify_all();
+                Err(down())
+            }
+            Ok(Step::Fail(Fault::Io)) => {
+                state.disk.sync_file(self.ino, true)?;
+                Err(Fault::Io.error())
+            }
+            Ok(Step::Fail(fault)) => Err(fault.error()),
+            Err(e) => {
+                drop(state);
+                self.fs.shared.freed.notify_all();
+                Err(e)
+            }
+        }
+    }
+}
+
+#[derive(Debug)]
+struct SimDir {
+    fs: SimFs,
+    ino: u64,
+    path: Utf8PathBuf,
+}
+
+impl DirHandle for SimDir {
+    /// A failed directory fsync leaves the entry operations pending: they
+    /// may or may not land at a crash, and a later fsync makes them durable.
+    fn sync(&self) -> io::Result<()> {
+        self.fs
+            .op(OpKind::SyncDir, &self.path, |s| s.disk.sync_dir(self.ino))
+    }
+
+    fn list(&self) -> io::Result<Vec<String>> {
+        self.fs.op(OpKind::List, &self.path, |s| {
+            Ok(s.disk.dir(self.ino)?.volatile.keys().cloned().collect())
+        })
+    }
+}
+
+#[derive(Debug)]
+struct SimGuard {
+    fs: SimFs,
+    ino: u64,
+    /// This open file description.
+    handle: u64,
+    path: Utf8PathBuf,
+}
+
+impl GuardFile for SimGuard {
+    fn meta(&self) -> io::Result<Meta> {
+        self.fs
+            .op(OpKind::Fstat, &self.path, |s| s.disk.meta(self.ino))
+    }
+
+    fn lock(&self, style: LockStyle, wait: bool) -> io::Result<Option<Box<dyn LockHeld>>> {
+        let owner = match style {
+            LockStyle::Flock => Owner::File(self.handle),
+            LockStyle::Posix => Owner::Process(self.fs.id),
+        };
+        self.fs.op(OpKind::Lock, &self.path, |_| Ok(()))?;
+        let mut state = self.fs.state();
+        loop {
+            if state.crashed {
+                return Err(down());
+            }
+            match state.locks.get(&self.ino) {
+                Some(holder) if *holder != owner => {
+                    if !wait {
+                        return Ok(None);
+                    }
+                    state = self.fs.wait_freed(state);
+                }
+                _ => {
+                    state.locks.insert(self.ino, owner);
+                    return Ok(Some(Box::new(SimLock {
+                        fs: self.fs.clone(),
+                        ino: self.ino,
+                        owner,
+                    })));
+                }
+            }
+        }
+    }
+}
+
+/// A held lock. Dropping it unlocks, then runs the unlock hook, if any.
+#[derive(Debug)]
+struct SimLock {
+    fs: SimFs,
+    ino: u64,
+    owner: Owner,
+}
+
+impl LockHeld for SimLock {}
+
+impl Drop for SimLock {
+    fn drop(&mut self) {
+        let (hook, crashed) = {
+            let mut state = self.fs.state();
+            if state.locks.get(&self.ino) == Some(&self.owner) {
+                state.locks.remove(&self.ino);
+            }
+            (state.unlock_hook.take(), state.crashed)
+        };
+        self.fs.shared.freed.notify_all();
+        if let Some(hook) = hook {
+            if !crashed {
+                hook();
+            }
+        }
+    }
+}

@@ -1,0 +1,757 @@
+//! The exhaustive crash check shared by `crash_points.rs` and `mutants.rs`.
+//!
+//! Every scenario runs once to learn its seam operations, then again with a
+//! power loss before every operation, after the last one, and in the middle
+//! of every write. For each crash, every post-crash state the model admits
+//! is built (`SimFs::crash_states`), the invariants of `CRASH_MODEL.md` are
+//! checked on it, recovery runs on it (open + begin + rollback, then a
+//! commit), and the invariants are checked again.
+//!
+//! Bound: at most `MAX_STATES_PER_CRASH` post-crash states per crash point,
+//! paranoid half-done renames off (no rename-based protocol survives them;
+//! see `paranoid_rename_loses_the_target` in crash_points.rs), writes of up
+//! to 2 sectors in the scenarios, so every state is enumerated: the bound is
+//! checked, never used to truncate. Crash during recovery: every crash point
+//! of recovery, on every distinct post-crash state of the "replace" scenario
+//! that still holds a temporary file.
+#![allow(dead_code)] // each test binary uses a different subset
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::io::Write;
+use std::sync::{Arc, Mutex};
+
+use camino::{Utf8Path, Utf8PathBuf};
+use txfile::sim::{Enumeration, Fault, OpKind, SimFs};
+use txfile::{Error, Mutant, Options, TxFile};
+
+/// Most post-crash states enumerated for one crash point; more fails the
+/// test (the bound is checked, never used to truncate).
+pub(crate) const MAX_STATES_PER_CRASH: u64 = 1 << 14;
+
+const DIR: &str = "/d";
+const TARGET: &str = "/d/a";
+const NAME: &str = "a";
+const RECOVERED: &[u8] = b"recovered by the next writer";
+
+/// Files that are not the target's and must never change: a user's own
+/// temporary file, a temporary file of target `a.b` (another writer may be
+/// alive), an unrelated file.
+const FOREIGN: &[(&str, &[u8])] = &[
+    (".a.tmp", b"a user's own temporary file"),
+    (".a.b.Ab3dEf9Z.txtmp", b"a temporary file of target a.b"),
+    ("other", b"an unrelated file"),
+];
+
+type Version = Option<Vec<u8>>;
+
+/// One step of a scenario, run on a fresh handle.
+#[derive(Clone, Debug)]
+pub(crate) enum Step {
+    /// begin, write these contents, commit.
+    Commit(Vec<u8>),
+    /// begin, write these contents, roll back.
+    Abort(Vec<u8>),
+}
+
+#[derive(Clone, Debug)]
+pub(crate) struct Scenario {
+    pub(crate) name: &'static str,
+    pub(crate) initial: Version,
+    pub(crate) steps: Vec<Step>,
+    /// Inject this fault at the first operation of this kind inside a commit.
+    pub(crate) fault: Option<(OpKind, Fault)>,
+}
+
+/// The scenarios of issue 3.
+pub(crate) fn scenarios() -> Vec<Scenario> {
+    let plain = |name, initial: Option<&[u8]>, steps| Scenario {
+        name,
+        initial: initial.map(<[u8]>::to_vec),
+        steps,
+        fault: None,
+    };
+    vec![
+        plain(
+            "create a new file",
+            None,
+            vec![Step::Commit(b"new".to_vec())],
+        ),
+        plain(
+            "replace an existing file",
+            Some(b"old"),
+            vec![Step::Commit(b"new".to_vec())],
+        ),
+        plain(
+            "replace with a torn two-sector write",
+            Some(&[b'o'; 700]),
+            vec![Step::Commit(vec![b'n'; 1000])],
+        ),
+        plain(
+            "no-op commit",
+            Some(b"same"),
+            vec![Step::Commit(b"same".to_vec())],
+        ),
+        plain(
+            "aborted transaction",
+            Some(b"old"),
+            vec![Step::Abort(b"new".to_vec())],
+        ),
+        plain(
+            "two commits in a row",
+            Some(b"old"),
+            vec![Step::Commit(b"v1".to_vec()), Step::Commit(b"v2".to_vec())],
+        ),
+        Scenario {
+            fault: Some((OpKind::SyncFile, Fault::Io)),
+            ..plain(
+                "commit whose fsync fails, then another commit",
+                Some(b"old"),
+                vec![
+                    Step::Commit(b"new".to_vec()),
+                    Step::Commit(b"newer".to_vec()),
+                ],
+            )
+        },
+        Scenario {
+            fault: Some((OpKind::Write, Fault::NoSpace)),
+            ..plain(
+                "commit whose write hits ENOSPC",
+                Some(b"old"),
+                vec![Step::Commit(b"new".to_vec())],
+            )
+        },
+        Scenario {
+            fault: Some((OpKind::Rename, Fault::PermissionDenied)),
+            ..plain(
+                "commit whose rename hits EACCES",
+                Some(b"old"),
+                vec![Step::Commit(b"new".to_vec())],
+            )
+        },
+    ]
+}
+
+/// What the checks found.
+#[derive(Debug, Default)]
+pub(crate) struct Report {
+    /// Post-crash states checked (each followed by recovery).
+    pub(crate) crash_states: u64,
+    /// Crash points tried.
+    pub(crate) crash_points: u64,
+    /// Invariant number -> how often, and the first few messages.
+    pub(crate) violations: BTreeMap<u8, (u64, Vec<String>)>,
+}
+
+impl Report {
+    fn violate(&mut self, invariant: u8, what: String) {
+        let entry = self.violations.entry(invariant).or_default();
+        entry.0 += 1;
+        if entry.1.len() < 3 {
+            entry.1.push(what);
+        }
+    }
+
+    pub(crate) fn caught(&self) -> Vec<u8> {
+        self.violations.keys().copied().collect()
+    }
+
+    pub(crate) fn summary(&self) -> String {
+        let mut out = String::new();
+        for (inv, (n, msgs)) in &self.violations {
+            out.push_str(&format!("  invariant {inv}: {n} violations, e.g.\n"));
+            for m in msgs {
+                out.push_str(&format!("    - {m}\n"));
+            }
+        }
+        out
+    }
+}
+
+/// How a run is perturbed.
+#[derive(Clone, Copy, Debug)]
+enum Crash {
+    None,
+    Before(u64),
+    During(u64),
+}
+
+/// What the program saw in one run.
+struct Run {
+    sim: SimFs,
+    /// attempted[0] is the initial version; then every committed-to version.
+    attempted: Vec<Version>,
+    /// Index into `attempted` of the last version whose commit returned Ok.
+    acked: usize,
+    /// Op index ranges of commits that returned Ok.
+    ok_commits: Vec<(u64, u64)>,
+}
+
+impl Run {
+    fn allowed(&self) -> &[Version] {
+        &self.attempted[self.acked..]
+    }
+}
+
+fn options(sim: &SimFs, mutant: Mutant) -> Options {
+    Options::new().filesystem(sim).mutant(mutant).mode(0o600)
+}
+
+fn setup(initial: &Version) -> SimFs {
+    let sim = SimFs::new();
+    sim.create_dir_all(DIR).expect("setup dir");
+    for (name, contents) in FOREIGN {
+        sim.write_file(format!("{DIR}/{name}"), contents)
+            .expect("setup foreign");
+    }
+    if let Some(bytes) = initial {
+        sim.write_file(TARGET, bytes).expect("setup target");
+        sim.set_mode(TARGET, 0o640).expect("setup mode");
+    }
+    sim
+}
+
+fn commit_step(file: &TxFile, contents: &[u8]) -> Result<(), Error> {
+    let mut tx = file.begin()?;
+    tx.write_all(contents).map_err(|e| error_of(file, e))?;
+    tx.commit()
+}
+
+fn abort_step(file: &TxFile, contents: &[u8]) -> Result<(), Error> {
+    let mut tx = file.begin()?;
+    tx.write_all(contents).map_err(|e| error_of(file, e))?;
+    tx.rollback();
+    Ok(())
+}
+
+fn error_of(file: &TxFile, e: std::io::Error) -> Error {
+    Error::Io {
+        op: txfile::Op::Write,
+        path: file.path().to_owned(),
+        source: e,
+    }
+}
+
+fn run(sc: &Scenario, mutant: Mutant, fault_at: Option<(u64, Fault)>, crash: Crash) -> Run {
+    let sim = setup(&sc.initial);
+    if let Some((index, fault)) = fault_at {
+        sim.fail_at(index, fault);
+    }
+    match crash {
+        Crash::None => {}
+        Crash::Before(i) => sim.crash_at(i),
+        Crash::During(i) => sim.crash_during(i),
+    }
+    let mut run = Run {
+        sim: sim.clone(),
+        attempted: vec![sc.initial.clone()],
+        acked: 0,
+        ok_commits: Vec::new(),
+    };
+    for step in &sc.steps {
+        if sim.is_crashed() {
+            break;
+        }
+        // A fresh handle per step, as separate program runs would use.
+        let Ok(file) = options(&sim, mutant).open(TARGET) else {
+            continue;
+        };
+        match step {
+            Step::Commit(contents) => {
+                run.attempted.push(Some(contents.clone()));
+                let start = sim.op_count();
+                if commit_step(&file, contents).is_ok() {
+                    run.acked = run.attempted.len() - 1;
+                    run.ok_commits.push((start, sim.op_count()));
+                }
+            }
+            Step::Abort(contents) => {
+                let _ = abort_step(&file, contents);
+            }
+        }
+    }
+    if let Crash::Before(i) = crash {
+        if !sim.is_crashed() && i >= sim.op_count() {
+            sim.crash_now();
+        }
+    }
+    run
+}
+
+/// Names of the target's temporary files: `.a.` + 8 letters or digits +
+/// `.txtmp`.
+pub(crate) fn temps_of_target(names: &[String]) -> Vec<String> {
+    let prefix = format!(".{NAME}.");
+    names
+        .iter()
+        .filter(|n| {
+            n.strip_prefix(&prefix)
+                .and_then(|r| r.strip_suffix(".txtmp"))
+                .is_some_and(|r| r.len() == 8 && r.bytes().all(|b| b.is_ascii_alphanumeric()))
+        })
+        .cloned()
+        .collect()
+}
+
+fn show(v: &Version) -> String {
+    match v {
+        None => "absent".into(),
+        Some(b) if b.len() > 24 => format!(
+            "{} bytes {:?}..",
+            b.len(),
+            String::from_utf8_lossy(&b[..24])
+        ),
+        Some(b) => format!("{:?}", String::from_utf8_lossy(b)),
+    }
+}
+
+/// Invariant 6 on a machine: the foreign files are there, unchanged.
+fn check_foreign(sim: &SimFs, report: &mut Report, when: &str) {
+    for (name, contents) in FOREIGN {
+        let got = sim
+            .read_file(format!("{DIR}/{name}"))
+            .expect("read foreign");
+        if got.as_deref() != Some(*contents) {
+            report.violate(6, format!("{when}: foreign file {name} is {}", show(&got)));
+        }
+    }
+}
+
+/// Invariants 1 and 2: the target holds one of the allowed versions. A
+/// version that was never written (torn, empty, garbage) or a missing file
+/// that existed before breaks atomicity (1); an older complete version, or a
+/// missing file that was missing at the start, breaks durability (2).
+fn check_target(
+    sim: &SimFs,
+    allowed: &[Version],
+    history: &[Version],
+    report: &mut Report,
+    when: &str,
+) -> Version {
+    let got = sim.read_file(TARGET).expect("read target");
+    if !allowed.contains(&got) {
+        let inv = if history.contains(&got) { 2 } else { 1 };
+        report.violate(
+            inv,
+            format!(
+                "{when}: target is {}, allowed {:?}",
+                show(&got),
+                allowed.iter().map(show).collect::<Vec<_>>()
+            ),
+        );
+    }
+    got
+}
+
+/// Runs recovery (the next program's transaction) on a post-crash machine
+/// and checks invariants 1, 2, 4, 5, 6 around it.
+fn recover_and_check(
+    sim: &SimFs,
+    mutant: Mutant,
+    allowed: &[Version],
+    history: &[Version],
+    report: &mut Report,
+    when: &str,
+) {
+    let before = check_target(
+        sim,
+        allowed,
+        history,
+        report,
+        &format!("{when}, before recovery"),
+    );
+    check_foreign(sim, report, &format!("{when}, before recovery"));
+    let file = match options(sim, mutant).open(TARGET) {
+        Ok(f) => f,
+        Err(e) => {
+            report.violate(5, format!("{when}: recovery could not open: {e}"));
+            return;
+        }
+    };
+    // Invariant 5: no lock survives a crash; a left-over guard is not held.
+    match file.try_begin() {
+        Ok(Some(mut tx)) => {
+            let old = tx.old_bytes().ok().flatten().map(<[u8]>::to_vec);
+            if old != before {
+                report.violate(
+                    1,
+                    format!(
+                        "{when}: recovery read {}, file holds {}",
+                        show(&old),
+                        show(&before)
+                    ),
+                );
+            }
+            tx.rollback();
+        }
+        Ok(None) => report.violate(5, format!("{when}: the lock is held after a crash")),
+        Err(e) => report.violate(5, format!("{when}: recovery begin failed: {e}")),
+    }
+    let after_rollback = sim.read_file(TARGET).expect("read target");
+    if after_rollback != before {
+        report.violate(
+            1,
+            format!(
+                "{when}: rollback changed the target to {}",
+                show(&after_rollback)
+            ),
+        );
+    }
+    check_no_temps(sim, report, &format!("{when}, after recovery"));
+    check_foreign(sim, report, &format!("{when}, after recovery"));
+    // The next writer commits; recovery must not get in its way.
+    match commit_step(&file, RECOVERED) {
+        Ok(()) => {
+            let got = sim.read_file(TARGET).expect("read target");
+            if got.as_deref() != Some(RECOVERED) {
+                report.violate(
+                    2,
+                    format!("{when}: commit after recovery left {}", show(&got)),
+                );
+            }
+        }
+        Err(e) => report.violate(4, format!("{when}: commit after recovery failed: {e}")),
+    }
+    check_no_temps(sim, report, &format!("{when}, after the next commit"));
+    check_foreign(sim, report, &format!("{when}, after the next commit"));
+}
+
+fn check_no_temps(sim: &SimFs, report: &mut Report, when: &str) {
+    let names = sim.list_dir(DIR).expect("list");
+    let temps = temps_of_target(&names);
+    if !temps.is_empty() {
+        report.violate(4, format!("{when}: temporary files left: {temps:?}"));
+    }
+}
+
+fn bound() -> Enumeration {
+    Enumeration::new().max_states(MAX_STATES_PER_CRASH)
+}
+
+/// Where to inject the scenario's fault: the first operation of its kind
+/// inside a commit (after `open` and `begin`).
+fn fault_index(sc: &Scenario, mutant: Mutant) -> Option<(u64, Fault)> {
+    let (kind, fault) = sc.fault?;
+    let probe = run(sc, mutant, None, Crash::None);
+    probe
+        .sim
+        .trace()
+        .iter()
+        .find(|op| op.kind == kind)
+        .map(|op| (op.index, fault))
+}
+
+/// Checks one scenario under every crash point.
+pub(crate) fn check_scenario(sc: &Scenario, mutant: Mutant, report: &mut Report) {
+    let fault_at = fault_index(sc, mutant);
+    if sc.fault.is_some() && fault_at.is_none() {
+        // The mutant never reaches the faulty operation: nothing to inject.
+        return;
+    }
+    // The uncrashed run: live invariants.
+    let live = run(sc, mutant, fault_at, Crash::None);
+    check_live(sc, &live, fault_at, report);
+    let trace = live.sim.trace();
+    let mut points: Vec<Crash> = (0..=trace.len() as u64).map(Crash::Before).collect();
+    points.extend(
+        trace
+            .iter()
+            .filter(|op| op.kind == OpKind::Write)
+            .map(|op| Crash::During(op.index)),
+    );
+    for crash in points {
+        report.crash_points += 1;
+        let crashed = run(sc, mutant, fault_at, crash);
+        let when = format!("{} with {mutant:?}, crash {crash:?}", sc.name);
+        let states = match crashed.sim.crash_states(&bound()) {
+            Ok(states) => states,
+            Err(e) => panic!("{when}: {e}"),
+        };
+        for (i, state) in states.enumerate() {
+            report.crash_states += 1;
+            recover_and_check(
+                &state,
+                mutant,
+                crashed.allowed(),
+                &crashed.attempted,
+                report,
+                &format!("{when}, state {i}"),
+            );
+        }
+    }
+}
+
+/// Invariants that hold without a crash: 1 and 3 (old or new, honest
+/// errors), 4 (no temporary file left, even after a failure), 5 (no lock
+/// left), 6 (foreign files).
+fn check_live(sc: &Scenario, live: &Run, fault_at: Option<(u64, Fault)>, report: &mut Report) {
+    let when = format!("{} (no crash)", sc.name);
+    if let Some((index, _)) = fault_at {
+        if live
+            .ok_commits
+            .iter()
+            .any(|&(start, end)| (start..end).contains(&index))
+        {
+            report.violate(
+                3,
+                format!("{when}: commit returned Ok after the injected fault at op {index}"),
+            );
+        }
+    }
+    check_target(&live.sim, live.allowed(), &live.attempted, report, &when);
+    check_no_temps(&live.sim, report, &when);
+    check_foreign(&live.sim, report, &when);
+    let other = live.sim.process();
+    match Options::new()
+        .filesystem(&other)
+        .open(TARGET)
+        .and_then(|f| f.try_begin().map(|t| t.is_some()))
+    {
+        Ok(true) => {}
+        Ok(false) => report.violate(5, format!("{when}: the lock is still held")),
+        Err(e) => report.violate(5, format!("{when}: another process cannot begin: {e}")),
+    }
+}
+
+/// A crash in the middle of recovery, then recovery again.
+pub(crate) fn check_crash_during_recovery(mutant: Mutant, report: &mut Report) {
+    let sc = &scenarios()[1];
+    assert_eq!(sc.name, "replace an existing file");
+    let live = run(sc, mutant, None, Crash::None);
+    let mut seen = BTreeSet::new();
+    let mut first_states = Vec::new();
+    for i in 0..=live.sim.op_count() {
+        let crashed = run(sc, mutant, None, Crash::Before(i));
+        for state in crashed.sim.crash_states(&bound()).expect("bound") {
+            let names = state.list_dir(DIR).expect("list");
+            if temps_of_target(&names).is_empty() {
+                continue;
+            }
+            let key = (
+                names.clone(),
+                names
+                    .iter()
+                    .map(|n| state.read_file(format!("{DIR}/{n}")).ok())
+                    .collect::<Vec<_>>(),
+            );
+            if seen.insert(key) {
+                first_states.push((state, crashed.allowed().to_vec(), crashed.attempted.clone()));
+            }
+        }
+    }
+    eprintln!(
+        "crash during recovery ({mutant:?}): {} distinct post-crash states that hold a temporary file",
+        first_states.len()
+    );
+    for (n, (first, allowed, history)) in first_states.iter().enumerate() {
+        // Learn recovery's operations on a copy, then crash at each.
+        let probe = first.crash_state_with(false, |_| 1);
+        recover_quietly(&probe, mutant);
+        let ops = probe.op_count();
+        for i in 0..=ops {
+            report.crash_points += 1;
+            let again = first.crash_state_with(false, |_| 1);
+            again.crash_at(i);
+            recover_quietly(&again, mutant);
+            if !again.is_crashed() {
+                again.crash_now();
+            }
+            // Recovery keeps what the first crash left, or commits its own.
+            let target = first.read_file(TARGET).expect("read");
+            let allowed = if allowed.contains(&target) {
+                vec![target, Some(RECOVERED.to_vec())]
+            } else {
+                let mut a = allowed.clone();
+                a.push(Some(RECOVERED.to_vec()));
+                a
+            };
+            for (j, state) in again.crash_states(&bound()).expect("bound").enumerate() {
+                report.crash_states += 1;
+                let when = format!(
+                    "recovery of state {n} with {mutant:?}, crash before op {i}, state {j}"
+                );
+                recover_and_check(&state, mutant, &allowed, history, report, &when);
+            }
+        }
+    }
+}
+
+/// Recovery as the next program runs it, ignoring errors (the machine may
+/// go down in the middle).
+fn recover_quietly(sim: &SimFs, mutant: Mutant) {
+    if let Ok(file) = options(sim, mutant).open(TARGET) {
+        if let Ok(Some(tx)) = file.try_begin() {
+            tx.rollback();
+        }
+        let _ = commit_step(&file, RECOVERED);
+    }
+}
+
+/// Invariant 5 with a competing process: it is let in (through the unlock
+/// hook) the moment the lock is released. If that happens while the first
+/// writer's commit is still in flight (its temporary file not yet renamed),
+/// a live writer's exclusion was broken; the competitor's sweep then deletes
+/// that file and the first commit fails, or the competitor's commit
+/// overwrites it.
+pub(crate) fn check_competitor(mutant: Mutant, report: &mut Report) {
+    let sim = setup(&Some(b"v0".to_vec()));
+    let other = sim.process();
+    let seen = Arc::new(Mutex::new(None::<(Vec<String>, bool)>));
+    let slot = Arc::clone(&seen);
+    sim.on_unlock(move || {
+        let live_temps = temps_of_target(&other.list_dir(DIR).expect("list"));
+        let ok = Options::new()
+            .filesystem(&other)
+            .mutant(mutant)
+            .open(TARGET)
+            .and_then(|f| {
+                f.update(|old| {
+                    let mut v = old.unwrap_or_default().to_vec();
+                    v.extend_from_slice(b"B");
+                    Ok::<_, std::io::Error>(v)
+                })
+            })
+            .is_ok();
+        *slot.lock().expect("slot") = Some((live_temps, ok));
+    });
+    let file = options(&sim, mutant).open(TARGET).expect("open");
+    let first = file.update(|old| {
+        let mut v = old.unwrap_or_default().to_vec();
+        v.extend_from_slice(b"A");
+        Ok::<_, std::io::Error>(v)
+    });
+    let when = format!("competing process with {mutant:?}");
+    let Some((live_temps, second_ok)) = seen.lock().expect("slot").take() else {
+        report.violate(5, format!("{when}: the competitor never ran"));
+        return;
+    };
+    if !live_temps.is_empty() {
+        report.violate(
+            5,
+            format!("{when}: another process got the lock while the holder's temporary file {live_temps:?} was live"),
+        );
+    }
+    let got = sim.read_file(TARGET).expect("read");
+    let want: Vec<Version> = match (first.is_ok(), second_ok) {
+        (true, true) => vec![Some(b"v0AB".to_vec()), Some(b"v0BA".to_vec())],
+        (true, false) => vec![Some(b"v0A".to_vec())],
+        (false, true) => vec![Some(b"v0B".to_vec())],
+        (false, false) => vec![Some(b"v0".to_vec())],
+    };
+    if !want.contains(&got) {
+        report.violate(
+            5,
+            format!(
+                "{when}: lost update: target is {}, want one of {want:?}",
+                show(&got)
+            ),
+        );
+    }
+    if first.is_err() {
+        report.violate(
+            5,
+            format!("{when}: the lock holder's commit failed under a competitor: {first:?}"),
+        );
+    }
+    // And what was acknowledged survives a crash now.
+    for (i, state) in sim.crash_states(&bound()).expect("bound").enumerate() {
+        report.crash_states += 1;
+        let history: Vec<Version> = ["v0", "v0A", "v0B", "v0AB", "v0BA"]
+            .iter()
+            .map(|v| Some(v.as_bytes().to_vec()))
+            .collect();
+        recover_and_check(
+            &state,
+            mutant,
+            std::slice::from_ref(&got),
+            &history,
+            report,
+            &format!("{when}, state {i}"),
+        );
+    }
+}
+
+/// Invariant 7: without a crash, the simulation and a real directory end
+/// in the same state for the same operations.
+pub(crate) fn check_differential(sc: &Scenario, mutant: Mutant, report: &mut Report) {
+    let live = run(sc, mutant, None, Crash::None);
+    let sim_view = sim_snapshot(&live.sim);
+    let real_view = real_run(sc, mutant);
+    assert!(
+        real_view.len() >= FOREIGN.len(),
+        "{}: the real run saw {real_view:?}",
+        sc.name
+    );
+    if sim_view != real_view {
+        report.violate(
+            7,
+            format!("{}: simulated {sim_view:?} != real {real_view:?}", sc.name),
+        );
+    }
+}
+
+type View = BTreeMap<String, (Vec<u8>, Option<u32>)>;
+
+fn sim_snapshot(sim: &SimFs) -> View {
+    sim.list_dir(DIR)
+        .expect("list")
+        .into_iter()
+        .map(|n| {
+            let path = format!("{DIR}/{n}");
+            let bytes = sim.read_file(&path).expect("read").unwrap_or_default();
+            // Modes are compared for the target only: the guard's depends
+            // on the real process's umask.
+            let mode = (n == NAME).then(|| sim.mode(&path).expect("mode").unwrap_or(0));
+            (n, (bytes, mode))
+        })
+        .collect()
+}
+
+fn real_run(sc: &Scenario, mutant: Mutant) -> View {
+    use std::os::unix::fs::PermissionsExt;
+    let dir = tempfile::tempdir().expect("tempdir");
+    let root = Utf8PathBuf::from_path_buf(dir.path().to_owned()).expect("utf8");
+    for (name, contents) in FOREIGN {
+        std::fs::write(root.join(name), contents).expect("write foreign");
+    }
+    let target = root.join(NAME);
+    if let Some(bytes) = &sc.initial {
+        std::fs::write(&target, bytes).expect("write target");
+        std::fs::set_permissions(&target, std::fs::Permissions::from_mode(0o640)).expect("chmod");
+    }
+    for step in &sc.steps {
+        let file = Options::new()
+            .mutant(mutant)
+            .mode(0o600)
+            .open(&target)
+            .expect("open real");
+        let _ = match step {
+            Step::Commit(c) => commit_step(&file, c),
+            Step::Abort(c) => abort_step(&file, c),
+        };
+    }
+    let mut view = View::new();
+    for entry in std::fs::read_dir(&root).expect("read_dir") {
+        let entry = entry.expect("entry");
+        let n = entry.file_name().into_string().expect("utf8");
+        let path: &Utf8Path = &root.join(&n);
+        let bytes = std::fs::read(path).expect("read");
+        let mode =
+            (n == NAME).then(|| entry.metadata().expect("meta").permissions().mode() & 0o7777);
+        view.insert(n, (bytes, mode));
+    }
+    view
+}
+
+/// The whole suite for one protocol.
+pub(crate) fn check_all(mutant: Mutant) -> Report {
+    let mut report = Report::default();
+    for sc in scenarios() {
+        check_scenario(&sc, mutant, &mut report);
+        if sc.fault.is_none() {
+            check_differential(&sc, mutant, &mut report);
+        }
+    }
+    check_crash_during_recovery(mutant, &mut report);
+    check_competitor(mutant, &mut report);
+    report
+}

@@ -1,0 +1,48 @@
+//! The crash check must be able to fail: every deliberately broken protocol
+//! is caught by the same exhaustive check that the correct one passes.
+#![cfg(feature = "sim")]
+
+#[path = "common/crash.rs"]
+mod crash;
+
+use txfile::Mutant;
+
+/// Each mutant with the invariants that must catch it.
+const MUTANTS: &[(Mutant, &[u8])] = &[
+    (Mutant::NoFileFsync, &[1]),
+    (Mutant::NoDirFsync, &[2]),
+    (Mutant::RenameBeforeFsync, &[1]),
+    (Mutant::SweepForeignTemp, &[6]),
+    (Mutant::UnlockBeforeRename, &[5]),
+    (Mutant::IgnoreFsyncError, &[3]),
+];
+
+#[test]
+fn the_correct_protocol_passes() {
+    let report = crash::check_all(Mutant::None);
+    assert!(report.violations.is_empty(), "{}", report.summary());
+}
+
+#[test]
+fn every_mutant_is_caught() {
+    let mut missed = Vec::new();
+    for &(mutant, expected) in MUTANTS {
+        let report = crash::check_all(mutant);
+        let caught = report.caught();
+        eprintln!(
+            "mutant {mutant:?}: caught by invariants {caught:?} ({} crash states)\n{}",
+            report.crash_states,
+            report.summary()
+        );
+        if !expected.iter().all(|inv| caught.contains(inv)) {
+            missed.push(format!(
+                "{mutant:?}: expected invariants {expected:?}, got {caught:?}"
+            ));
+        }
+    }
+    assert!(
+        missed.is_empty(),
+        "mutants not caught as expected:\n{}",
+        missed.join("\n")
+    );
+}
