@@ -45,6 +45,12 @@ pub enum Mutant {
     IgnoreFsyncError,
     /// Trust a lock on a guard file that was deleted or replaced.
     NoGuardIdentityCheck,
+    /// Batch: skip the fsync of the journal (the commit point).
+    BatchNoJournalFsync,
+    /// Batch: rename the members before the journal is written.
+    BatchRenameBeforeJournal,
+    /// Batch recovery: roll forward whatever records of a torn journal parse.
+    BatchIgnoreJournalChecksum,
 }
 
 #[cfg(feature = "sim")]
@@ -95,33 +101,55 @@ pub(crate) fn create_temp(file: &TxFile, replaces_existing: bool) -> Result<Temp
 }
 
 pub(crate) fn commit(tx: &mut Transaction<'_>) -> Result<(), Error> {
-    let file = tx.file;
-    let inner = &*file.inner;
-    if tx.new.failed {
-        return Err(tx.new.failed_error(file));
-    }
-    if unchanged(tx)? {
+    if !check(tx)? {
         return Ok(());
     }
-    let old_meta = tx.old.as_ref().map(|old| old.meta);
-    check_no_outside_writer(file, old_meta.as_ref())?;
+    stage(tx)?;
+    if mutant(tx.file) == Mutant::UnlockBeforeRename {
+        drop(tx.locked.take());
+    }
+    install(tx)?;
+    sync_dir(tx.file)
+}
+
+/// Steps 1 and 2: refuses a transaction whose writes failed or whose target
+/// an outside writer changed; `Ok(false)` when there is nothing to do.
+pub(crate) fn check(tx: &mut Transaction<'_>) -> Result<bool, Error> {
+    if tx.new.failed {
+        return Err(tx.new.failed_error(tx.file));
+    }
+    if unchanged(tx)? {
+        return Ok(false);
+    }
+    check_no_outside_writer(tx.file, tx.old.as_ref().map(|old| &old.meta))?;
+    Ok(true)
+}
+
+/// Steps 3 and 4: the temporary file complete, with the old target's owner
+/// and mode, and on stable storage.
+pub(crate) fn stage(tx: &mut Transaction<'_>) -> Result<(), Error> {
+    let file = tx.file;
     tx.new.flush(file)?;
     let temp = tx
         .new
         .temp
         .as_mut()
         .expect("flush creates the temporary file");
-    if let Some(old) = &old_meta {
-        copy_owner_and_mode(temp, old)?;
+    if let Some(old) = tx.old.as_ref().map(|old| old.meta) {
+        copy_owner_and_mode(temp, &old)?;
     }
-    let full = inner.options.durability == Durability::Full;
     let mutant = mutant(file);
-    if full && mutant != Mutant::NoFileFsync && mutant != Mutant::RenameBeforeFsync {
+    if durable(file) && mutant != Mutant::NoFileFsync && mutant != Mutant::RenameBeforeFsync {
         sync(temp, mutant)?;
     }
-    if mutant == Mutant::UnlockBeforeRename {
-        drop(tx.locked.take());
-    }
+    Ok(())
+}
+
+/// Step 5: the rename. Afterwards the file is the target's, no longer a
+/// temporary file to clean up.
+pub(crate) fn install(tx: &mut Transaction<'_>) -> Result<(), Error> {
+    let inner = &*tx.file.inner;
+    let temp = tx.new.temp.as_mut().expect("staged before install");
     if let Err(source) = inner.fs.rename(&temp.path, &inner.path) {
         return Err(Error::Rename {
             from: temp.path.clone(),
@@ -129,13 +157,18 @@ pub(crate) fn commit(tx: &mut Transaction<'_>) -> Result<(), Error> {
             source,
         });
     }
-    // Renamed: the file is the target now, no longer ours to remove.
     let mut temp = tx.new.temp.take().expect("still there after the rename");
-    if full && mutant == Mutant::RenameBeforeFsync {
+    let mutant = mutant(tx.file);
+    if durable(tx.file) && mutant == Mutant::RenameBeforeFsync {
         sync(&mut temp, mutant)?;
     }
-    drop(temp);
-    if full && mutant != Mutant::NoDirFsync {
+    Ok(())
+}
+
+/// Step 6: the rename made durable.
+pub(crate) fn sync_dir(file: &TxFile) -> Result<(), Error> {
+    let inner = &*file.inner;
+    if durable(file) && mutant(file) != Mutant::NoDirFsync {
         inner
             .dir
             .sync()
@@ -144,10 +177,14 @@ pub(crate) fn commit(tx: &mut Transaction<'_>) -> Result<(), Error> {
     Ok(())
 }
 
+pub(crate) fn durable(file: &TxFile) -> bool {
+    file.inner.options.durability == Durability::Full
+}
+
 /// Whether the new contents equal the old ones: lengths first, then the CRC
 /// when the old bytes are in memory anyway, then the bytes themselves. A
 /// missing file never equals new contents, even empty ones.
-fn unchanged(tx: &mut Transaction<'_>) -> Result<bool, Error> {
+fn unchanged(tx: &Transaction<'_>) -> Result<bool, Error> {
     let Some(old) = &tx.old else {
         return Ok(false);
     };
@@ -255,7 +292,7 @@ fn copy_owner_and_mode(temp: &mut Temp, old: &Meta) -> Result<(), Error> {
 /// One fsync, never retried: after a failure the kernel may have dropped the
 /// dirty pages and marked them clean, so a second fsync could report success
 /// for data that is gone ("fsyncgate").
-fn sync(temp: &mut Temp, mutant: Mutant) -> Result<(), Error> {
+pub(crate) fn sync(temp: &mut Temp, mutant: Mutant) -> Result<(), Error> {
     match temp.file.sync() {
         Ok(()) => Ok(()),
         Err(_) if mutant == Mutant::IgnoreFsyncError => Ok(()),

@@ -26,9 +26,11 @@ type Key = (u64, u64, u64);
 #[derive(Debug)]
 struct Entry {
     file: Box<dyn GuardFile>,
-    /// True while a transaction of this process holds or is taking the lock.
-    busy: Mutex<bool>,
+    /// Who in this process holds the guard.
+    turn: Mutex<Turn>,
     turn_free: Condvar,
+    /// The OS shared lock, held for as long as `Turn::readers` is not zero.
+    shared_os: Mutex<Option<Box<dyn LockHeld>>>,
     /// Descriptors opened by a lost race for an inode that was registered
     /// meanwhile. Closing them early could release POSIX locks held through
     /// `file`, so they are closed with the entry.
@@ -39,6 +41,22 @@ struct Entry {
 struct Slot {
     entry: Arc<Entry>,
     refs: usize,
+}
+
+/// This process's use of one guard.
+#[derive(Debug, Default)]
+struct Turn {
+    /// A thread holds the exclusive lock, or is taking an OS lock.
+    busy: bool,
+    /// Threads sharing the OS shared lock.
+    readers: usize,
+}
+
+/// Exclusive for transactions, shared for consistent reads of a batch.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum Mode {
+    Exclusive,
+    Shared,
 }
 
 static REGISTRY: Mutex<BTreeMap<Key, Slot>> = Mutex::new(BTreeMap::new());
@@ -91,8 +109,9 @@ impl GuardRef {
         }
         let entry = Arc::new(Entry {
             file,
-            busy: Mutex::new(false),
+            turn: Mutex::new(Turn::default()),
             turn_free: Condvar::new(),
+            shared_os: Mutex::new(None),
             spare: Mutex::new(Vec::new()),
         });
         registry.insert(
@@ -123,18 +142,40 @@ impl GuardRef {
         self.key == other.key
     }
 
+    /// The key that orders guards for batches: device, then inode.
+    pub(crate) fn order_key(&self) -> (u64, u64, u64) {
+        self.key
+    }
+
     /// Takes this process's turn, then the OS lock. `Ok(None)` when `wait`
     /// ran out first.
-    pub(crate) fn lock(&self, style: LockStyle, wait: Wait) -> io::Result<Option<Locked>> {
+    ///
+    /// Threads of one process share one descriptor, and OS locks on it
+    /// cannot tell them apart, so they are serialised here first: an
+    /// exclusive holder excludes everyone; shared holders share one OS shared
+    /// lock, taken by the first and released by the last.
+    pub(crate) fn lock(
+        &self,
+        style: LockStyle,
+        mode: Mode,
+        wait: Wait,
+    ) -> io::Result<Option<Locked>> {
         let entry = self.entry();
         {
-            let mut busy = lock(&entry.busy);
-            while *busy {
-                busy = match wait {
+            let mut turn = lock(&entry.turn);
+            loop {
+                let free = match mode {
+                    Mode::Exclusive => !turn.busy && turn.readers == 0,
+                    Mode::Shared => !turn.busy,
+                };
+                if free {
+                    break;
+                }
+                turn = match wait {
                     Wait::No => return Ok(None),
                     Wait::Forever => entry
                         .turn_free
-                        .wait(busy)
+                        .wait(turn)
                         .unwrap_or_else(PoisonError::into_inner),
                     Wait::Until(deadline) => {
                         let left = deadline.saturating_duration_since(Instant::now());
@@ -143,47 +184,90 @@ impl GuardRef {
                         }
                         entry
                             .turn_free
-                            .wait_timeout(busy, left)
+                            .wait_timeout(turn, left)
                             .unwrap_or_else(PoisonError::into_inner)
                             .0
                     }
                 };
             }
-            *busy = true;
+            if mode == Mode::Shared && turn.readers > 0 {
+                // The OS shared lock is already held for this process.
+                turn.readers += 1;
+                return Ok(Some(Locked {
+                    os: None,
+                    guard: self.clone(),
+                    release: Release::Reader,
+                }));
+            }
+            turn.busy = true;
         }
         // From here on the turn is ours; `Locked::drop` gives it back.
         let mut locked = Locked {
             os: None,
             guard: self.clone(),
-            owns_turn: true,
+            release: Release::Turn,
         };
-        match wait {
-            Wait::No => locked.os = try_os_lock(entry.file.as_ref(), style)?,
-            Wait::Forever => locked.os = Some(blocking_os_lock(entry.file.as_ref(), style)?),
-            Wait::Until(deadline) => match try_os_lock(entry.file.as_ref(), style)? {
-                Some(held) => locked.os = Some(held),
-                None => match timed_os_lock(self, style, deadline)? {
-                    Timed::Got(held) => locked.os = Some(held),
-                    Timed::GaveUp => {}
-                    Timed::TurnHandedOver => locked.owns_turn = false,
+        let shared = mode == Mode::Shared;
+        let file = entry.file.as_ref();
+        locked.os = match wait {
+            Wait::No => try_os_lock(file, style, shared)?,
+            Wait::Forever => Some(blocking_os_lock(file, style, shared)?),
+            Wait::Until(deadline) => match try_os_lock(file, style, shared)? {
+                Some(held) => Some(held),
+                None => match timed_os_lock(self, style, shared, deadline)? {
+                    Timed::Got(held) => Some(held),
+                    Timed::GaveUp => None,
+                    Timed::TurnHandedOver => {
+                        locked.release = Release::Nothing;
+                        None
+                    }
                 },
             },
+        };
+        if shared {
+            if let Some(held) = locked.os.take() {
+                // Shared from now on: the lock lives in the entry until the
+                // last reader of this process leaves.
+                *lock(&entry.shared_os) = Some(held);
+                let mut turn = lock(&entry.turn);
+                turn.busy = false;
+                turn.readers = 1;
+                entry.turn_free.notify_all();
+                locked.release = Release::Reader;
+                return Ok(Some(locked));
+            }
         }
         Ok(locked.os.is_some().then_some(locked))
     }
 
-    /// Ends this process's turn on the guard and wakes the next thread.
+    /// Ends this process's exclusive turn (or OS lock acquisition) and wakes
+    /// the threads waiting for it.
     fn release_turn(&self) {
         let entry = self.entry();
-        *lock(&entry.busy) = false;
-        entry.turn_free.notify_one();
+        lock(&entry.turn).busy = false;
+        entry.turn_free.notify_all();
+    }
+
+    /// One reader of this process leaves; the last releases the OS lock.
+    fn release_reader(&self) {
+        let entry = self.entry();
+        let mut turn = lock(&entry.turn);
+        turn.readers -= 1;
+        if turn.readers == 0 {
+            drop(lock(&entry.shared_os).take());
+            entry.turn_free.notify_all();
+        }
     }
 }
 
 /// One non-blocking attempt (retried only on `EINTR`).
-fn try_os_lock(file: &dyn GuardFile, style: LockStyle) -> io::Result<Option<Box<dyn LockHeld>>> {
+fn try_os_lock(
+    file: &dyn GuardFile,
+    style: LockStyle,
+    shared: bool,
+) -> io::Result<Option<Box<dyn LockHeld>>> {
     loop {
-        match file.lock(style, false) {
+        match file.lock(style, shared, false) {
             Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
             Err(e) if e.raw_os_error() == Some(EDEADLK) => return Ok(None),
             other => return other,
@@ -194,9 +278,13 @@ fn try_os_lock(file: &dyn GuardFile, style: LockStyle) -> io::Result<Option<Box<
 /// Blocks until the lock is ours, retrying on `EINTR` and on `EDEADLK` (a
 /// POSIX lock deadlock reported by the kernel resolves once the other side
 /// moves).
-fn blocking_os_lock(file: &dyn GuardFile, style: LockStyle) -> io::Result<Box<dyn LockHeld>> {
+fn blocking_os_lock(
+    file: &dyn GuardFile,
+    style: LockStyle,
+    shared: bool,
+) -> io::Result<Box<dyn LockHeld>> {
     loop {
-        match file.lock(style, true) {
+        match file.lock(style, shared, true) {
             Ok(Some(held)) => return Ok(held),
             Ok(None) => {}
             Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
@@ -239,14 +327,19 @@ enum HandoffState {
 /// that outlives its waiter keeps the in-process turn until the lock comes,
 /// then releases both: no other thread of the process may lock the same
 /// descriptor meanwhile, because the lock the helper gets would be theirs too.
-fn timed_os_lock(guard: &GuardRef, style: LockStyle, deadline: Instant) -> io::Result<Timed> {
+fn timed_os_lock(
+    guard: &GuardRef,
+    style: LockStyle,
+    shared: bool,
+    deadline: Instant,
+) -> io::Result<Timed> {
     let handoff = Arc::new(Handoff::default());
     let helper_handoff = Arc::clone(&handoff);
     let helper_guard = guard.clone();
     let spawned = thread::Builder::new()
         .name("txfile-lock-wait".into())
         .spawn(move || {
-            let result = blocking_os_lock(helper_guard.entry().file.as_ref(), style);
+            let result = blocking_os_lock(helper_guard.entry().file.as_ref(), style, shared);
             let mut state = lock(&helper_handoff.state);
             if matches!(*state, HandoffState::Abandoned) {
                 drop(result);
@@ -258,7 +351,7 @@ fn timed_os_lock(guard: &GuardRef, style: LockStyle, deadline: Instant) -> io::R
             }
         });
     if spawned.is_err() {
-        return poll_os_lock(guard.entry().file.as_ref(), style, deadline);
+        return poll_os_lock(guard.entry().file.as_ref(), style, shared, deadline);
     }
     let mut state = lock(&handoff.state);
     loop {
@@ -280,10 +373,15 @@ fn timed_os_lock(guard: &GuardRef, style: LockStyle, deadline: Instant) -> io::R
 }
 
 /// Fallback when no thread can be spawned: try-locks with backoff.
-fn poll_os_lock(file: &dyn GuardFile, style: LockStyle, deadline: Instant) -> io::Result<Timed> {
+fn poll_os_lock(
+    file: &dyn GuardFile,
+    style: LockStyle,
+    shared: bool,
+    deadline: Instant,
+) -> io::Result<Timed> {
     let mut pause = Duration::from_micros(500);
     loop {
-        if let Some(held) = try_os_lock(file, style)? {
+        if let Some(held) = try_os_lock(file, style, shared)? {
             return Ok(Timed::Got(held));
         }
         let left = deadline.saturating_duration_since(Instant::now());
@@ -348,17 +446,30 @@ pub(crate) enum Wait {
 /// OS lock first, then hands the turn to the next thread.
 #[derive(Debug)]
 pub(crate) struct Locked {
+    /// The OS lock of an exclusive holder (a shared one lives in the entry).
     os: Option<Box<dyn LockHeld>>,
     guard: GuardRef,
-    /// False when a timed-out wait handed the turn to its helper thread.
-    owns_turn: bool,
+    release: Release,
+}
+
+/// What dropping a `Locked` gives back.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Release {
+    /// The exclusive turn (or the turn taken to acquire).
+    Turn,
+    /// One share of the shared lock.
+    Reader,
+    /// Nothing: a timed-out wait handed the turn to its helper thread.
+    Nothing,
 }
 
 impl Drop for Locked {
     fn drop(&mut self) {
         drop(self.os.take());
-        if self.owns_turn {
-            self.guard.release_turn();
+        match self.release {
+            Release::Turn => self.guard.release_turn(),
+            Release::Reader => self.guard.release_reader(),
+            Release::Nothing => {}
         }
     }
 }

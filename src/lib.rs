@@ -3,10 +3,12 @@
 // Library code reports through errors, never by printing.
 #![warn(clippy::print_stdout, clippy::print_stderr)]
 
+mod batch;
 mod commit;
 mod error;
 mod fs;
 mod guard;
+mod journal;
 mod names;
 mod options;
 #[cfg(feature = "sim")]
@@ -15,6 +17,7 @@ mod sys;
 mod transaction;
 mod txfile;
 
+pub use batch::{Batch, BatchTransaction, recover};
 #[cfg(feature = "sim")]
 pub use commit::Mutant;
 pub use error::{BoxError, Error, Op};

@@ -3,7 +3,8 @@
 //! For a target `name` in directory `dir`:
 //! - guard: `dir/name.lock`;
 //! - temporary files: `dir/.name.XXXXXXXX.txtmp` (`X`: 8 random ASCII letters
-//!   or digits).
+//!   or digits);
+//! - the journal of a batch commit that includes it: `dir/.name.txjournal`.
 //!
 //! When `name` is too long for the suffix to fit in `NAME_MAX` (255 bytes), the
 //! name part is shortened to a prefix (cut at a character boundary) followed by
@@ -19,6 +20,7 @@ use crate::sys::NAME_MAX;
 pub(crate) const RANDOM_LEN: usize = 8;
 const GUARD_SUFFIX: &str = ".lock";
 const TEMP_SUFFIX: &str = ".txtmp";
+const JOURNAL_SUFFIX: &str = ".txjournal";
 
 /// The guard file's name for target `name`.
 pub(crate) fn guard_name(name: &str) -> String {
@@ -35,6 +37,24 @@ pub(crate) fn temp_prefix(name: &str) -> String {
 /// The part of a temporary file's name after the random characters.
 pub(crate) fn temp_suffix() -> &'static str {
     TEMP_SUFFIX
+}
+
+/// The name under which target `name` finds the journal of a batch commit
+/// that includes it.
+pub(crate) fn journal_name(name: &str) -> String {
+    format!(".{}{JOURNAL_SUFFIX}", fit(name, 1 + JOURNAL_SUFFIX.len()))
+}
+
+/// The target whose journal name `candidate` is, if it is one (for
+/// `recover`, which scans a directory). For a shortened name this is the
+/// shortened stem, whose own journal name is `candidate` again, so opening
+/// it still finds and recovers the journal (recovery follows the journal's
+/// records, not the name).
+pub(crate) fn journal_target(candidate: &str) -> Option<&str> {
+    candidate
+        .strip_prefix('.')?
+        .strip_suffix(JOURNAL_SUFFIX)
+        .filter(|name| !name.is_empty() && journal_name(name) == candidate)
 }
 
 /// Whether `candidate` is a temporary file of target `name`, given its prefix.
@@ -118,5 +138,19 @@ mod tests {
             assert!(!is_temp_of(&p, foreign), "{foreign}");
         }
         assert!(!is_temp_of(&temp_prefix("a.b"), ".a.Ab3dEf9Z.txtmp"));
+    }
+
+    #[test]
+    fn journal_names_map_back() {
+        assert_eq!(journal_name("a"), ".a.txjournal");
+        assert_eq!(journal_target(".a.txjournal"), Some("a"));
+        assert_eq!(journal_target(".a.b.txjournal"), Some("a.b"));
+        assert_eq!(journal_target(".txjournal"), None);
+        assert_eq!(journal_target("a.txjournal"), None);
+        let long = "n".repeat(255);
+        assert!(journal_name(&long).len() <= NAME_MAX);
+        let shortened = journal_name(&long);
+        let stem = journal_target(&shortened).unwrap();
+        assert_eq!(journal_name(stem), shortened);
     }
 }

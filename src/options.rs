@@ -233,9 +233,11 @@ impl Options {
     ///
     /// ```
     /// let sim = txfile::sim::SimFs::new();
+    /// sim.create_dir_all("/data")?;
     /// let file = txfile::Options::new().filesystem(&sim).open("/data/counter")?;
-    /// # let _ = file;
-    /// # Ok::<(), txfile::Error>(())
+    /// file.update(|_| Ok::<_, std::io::Error>(b"1".to_vec()))?;
+    /// assert_eq!(sim.read_file("/data/counter")?.as_deref(), Some(&b"1"[..]));
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
     /// ```
     #[cfg(feature = "sim")]
     pub fn filesystem(mut self, fs: &crate::sim::SimFs) -> Self {

@@ -8,9 +8,9 @@ use camino::{Utf8Component, Utf8Path, Utf8PathBuf};
 
 use crate::error::{BoxError, Op};
 use crate::fs::{DirHandle, Fs, Kind, real::RealFs};
-use crate::guard::{GuardRef, Locked, Wait};
+use crate::guard::{GuardRef, Locked, Mode, Wait};
 use crate::transaction::{OldFile, Transaction};
-use crate::{Error, Options, Symlinks, names};
+use crate::{Error, Options, Symlinks, journal, names};
 
 /// How many symbolic links [`Symlinks::Follow`] resolves before giving up
 /// (Linux's `MAXSYMLINKS`).
@@ -57,6 +57,8 @@ pub(crate) struct Inner {
     pub(crate) dir: Box<dyn DirHandle>,
     pub(crate) guard_path: Utf8PathBuf,
     pub(crate) temp_prefix: String,
+    /// Where a batch commit that includes this target leaves its journal.
+    pub(crate) journal_path: Utf8PathBuf,
     /// The registered guard descriptor; replaced when the guard path turns
     /// out to name another inode.
     guard: Mutex<GuardRef>,
@@ -132,6 +134,7 @@ impl TxFile {
                 fs,
                 options,
                 temp_prefix: names::temp_prefix(&name),
+                journal_path: dir_path.join(names::journal_name(&name)),
                 path,
                 dir_path,
                 dir,
@@ -155,6 +158,15 @@ impl TxFile {
     /// ```
     pub fn path(&self) -> &Utf8Path {
         &self.inner.path
+    }
+
+    /// Where this target's guard stands in the order batches lock in.
+    pub(crate) fn order_key(&self) -> (u64, u64, u64) {
+        self.inner
+            .guard
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .order_key()
     }
 
     /// The guard file whose lock serialises transactions on this target.
@@ -231,19 +243,44 @@ impl TxFile {
     }
 
     fn start(&self, wait: Wait) -> Result<Option<Transaction<'_>>, Error> {
-        let Some(locked) = self.lock(wait)? else {
-            return Ok(None);
-        };
+        loop {
+            let Some(locked) = self.lock(Mode::Exclusive, wait)? else {
+                return Ok(None);
+            };
+            if self.journal_pending()? {
+                drop(locked);
+                journal::recover(self)?;
+                continue;
+            }
+            return self.prepare(locked).map(Some);
+        }
+    }
+
+    /// Whether a batch commit that includes this target left a journal: one
+    /// `lstat`, the only cost batches add to single-file transactions.
+    pub(crate) fn journal_pending(&self) -> Result<bool, Error> {
+        let path = &self.inner.journal_path;
+        Ok(self
+            .inner
+            .fs
+            .lstat(path)
+            .map_err(|e| Error::io(Op::Stat, path, e))?
+            .is_some())
+    }
+
+    /// With the lock held and no journal pending: sweep, then open the old
+    /// version.
+    pub(crate) fn prepare(&self, locked: Locked) -> Result<Transaction<'_>, Error> {
         self.sweep(&locked)?;
         let old = OldFile::open(self)?;
-        Ok(Some(Transaction::new(self, locked, old)))
+        Ok(Transaction::new(self, locked, old))
     }
 
     /// Takes the lock, then checks that the guard path still names the locked
     /// inode: if someone deleted or replaced the guard file, the lock is on a
     /// file nobody else will find, so it is dropped and taken again on the file
     /// the path names now.
-    fn lock(&self, wait: Wait) -> Result<Option<Locked>, Error> {
+    pub(crate) fn lock(&self, mode: Mode, wait: Wait) -> Result<Option<Locked>, Error> {
         let inner = &*self.inner;
         let fs = inner.fs.as_ref();
         loop {
@@ -253,7 +290,7 @@ impl TxFile {
                 .unwrap_or_else(PoisonError::into_inner)
                 .clone();
             let Some(locked) = guard
-                .lock(inner.options.lock_style, wait)
+                .lock(inner.options.lock_style, mode, wait)
                 .map_err(|e| Error::io(Op::Lock, &inner.guard_path, e))?
             else {
                 return Ok(None);
@@ -342,7 +379,11 @@ impl TxFile {
     /// file does not exist.
     ///
     /// The result is always one complete committed version, because commits
-    /// replace the file with a rename. It may be stale by the time it returns.
+    /// replace the file with a rename. It may be stale by the time it returns,
+    /// and while a [`Batch`](crate::Batch) that includes this file is being
+    /// committed (or awaits recovery after a crash) it may be this member's
+    /// new version while other members still show their old ones: use
+    /// [`Batch::read`](crate::Batch::read) to read several files consistently.
     ///
     /// # Errors
     ///

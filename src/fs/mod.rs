@@ -77,8 +77,12 @@ pub(crate) trait Fs: Send + Sync + Debug {
         suffix: &str,
         mode: u32,
     ) -> io::Result<(Utf8PathBuf, Box<dyn TempFile>)>;
+    /// Creates exactly `path` with `O_EXCL` and `mode` (umask applied).
+    fn create_new(&self, path: &Utf8Path, mode: u32) -> io::Result<Box<dyn TempFile>>;
     /// Atomically replaces `to` with `from`.
     fn rename(&self, from: &Utf8Path, to: &Utf8Path) -> io::Result<()>;
+    /// Gives the file `existing` a second name `new` (a hard link).
+    fn link(&self, existing: &Utf8Path, new: &Utf8Path) -> io::Result<()>;
     /// Unlinks a file.
     fn remove_file(&self, path: &Utf8Path) -> io::Result<()>;
 }
@@ -118,9 +122,14 @@ pub(crate) trait DirHandle: Send + Sync + Debug {
 pub(crate) trait GuardFile: Send + Sync + Debug {
     /// `fstat`.
     fn meta(&self) -> io::Result<Meta>;
-    /// Takes the exclusive lock; `Ok(None)` when `wait` is false and another
-    /// holder has it. Dropping the returned value unlocks.
-    fn lock(&self, style: LockStyle, wait: bool) -> io::Result<Option<Box<dyn LockHeld>>>;
+    /// Takes the lock, shared or exclusive; `Ok(None)` when `wait` is false
+    /// and a conflicting holder has it. Dropping the returned value unlocks.
+    fn lock(
+        &self,
+        style: LockStyle,
+        shared: bool,
+        wait: bool,
+    ) -> io::Result<Option<Box<dyn LockHeld>>>;
 }
 
 /// A held operating-system lock; dropping it unlocks.

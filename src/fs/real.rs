@@ -76,8 +76,16 @@ impl Fs for RealFs {
         Ok((utf8(path)?, Box::new(RealFile(file))))
     }
 
+    fn create_new(&self, path: &Utf8Path, mode: u32) -> io::Result<Box<dyn TempFile>> {
+        Ok(Box::new(RealFile(sys::create_new(path, mode)?)))
+    }
+
     fn rename(&self, from: &Utf8Path, to: &Utf8Path) -> io::Result<()> {
         std::fs::rename(from, to)
+    }
+
+    fn link(&self, existing: &Utf8Path, new: &Utf8Path) -> io::Result<()> {
+        std::fs::hard_link(existing, new)
     }
 
     fn remove_file(&self, path: &Utf8Path) -> io::Result<()> {
@@ -150,8 +158,16 @@ impl GuardFile for RealGuard {
         Ok(sys::meta(&self.0.metadata()?))
     }
 
-    fn lock(&self, style: LockStyle, wait: bool) -> io::Result<Option<Box<dyn LockHeld>>> {
-        Ok(sys::lock(&self.0, style, wait)?.map(|held| Box::new(held) as Box<dyn LockHeld>))
+    fn lock(
+        &self,
+        style: LockStyle,
+        shared: bool,
+        wait: bool,
+    ) -> io::Result<Option<Box<dyn LockHeld>>> {
+        Ok(
+            sys::lock(&self.0, style, shared, wait)?
+                .map(|held| Box::new(held) as Box<dyn LockHeld>),
+        )
     }
 }
 

@@ -621,6 +621,10 @@ pub enum OpKind {
     OpenDir,
     /// Create a temporary file (`O_EXCL`).
     CreateTemp,
+    /// Create a file at an exact name (`O_EXCL`).
+    CreateNew,
+    /// `link`.
+    Link,
     /// `rename`.
     Rename,
     /// `unlink`.
@@ -659,6 +663,8 @@ impl OpKind {
             self,
             OpKind::OpenGuard
                 | OpKind::CreateTemp
+                | OpKind::CreateNew
+                | OpKind::Link
                 | OpKind::Rename
                 | OpKind::Remove
                 | OpKind::Write

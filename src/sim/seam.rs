@@ -153,8 +153,45 @@ impl Fs for SimFs {
         })
     }
 
+    fn create_new(&self, path: &Utf8Path, mode: u32) -> io::Result<Box<dyn TempFile>> {
+        self.op(OpKind::CreateNew, path, |s| {
+            let (dir, name) = s.disk.parent(path)?;
+            let ino = s.disk.create_file(dir, &name, mode)?;
+            Ok(Box::new(SimFile {
+                fs: self.clone(),
+                ino,
+                path: path.to_owned(),
+                pos: 0,
+            }) as Box<dyn TempFile>)
+        })
+    }
+
     fn rename(&self, from: &Utf8Path, to: &Utf8Path) -> io::Result<()> {
         self.op(OpKind::Rename, from, |s| rename(&mut s.disk, from, to))
+    }
+
+    /// A second name for an inode: a pending "create entry" in the new
+    /// name's directory, durable at that directory's fsync.
+    fn link(&self, existing: &Utf8Path, new: &Utf8Path) -> io::Result<()> {
+        self.op(OpKind::Link, new, |s| {
+            let ino = s.disk.lookup(existing)?.ok_or_else(|| {
+                io::Error::new(io::ErrorKind::NotFound, format!("no file `{existing}`"))
+            })?;
+            s.disk.file(ino)?;
+            let (dir, name) = s.disk.parent(new)?;
+            if s.disk.dir(dir)?.volatile.contains_key(&name) {
+                return Err(io::Error::new(
+                    io::ErrorKind::AlreadyExists,
+                    format!("`{new}` exists"),
+                ));
+            }
+            let now = s.disk.tick();
+            s.disk.inode_mut(ino)?.ctime = now;
+            let entries = s.disk.dir_mut(dir)?;
+            entries.volatile.insert(name.clone(), ino);
+            entries.pending.push(EntryOp::Create { name, ino });
+            Ok(())
+        })
     }
 
     fn remove_file(&self, path: &Utf8Path) -> io::Result<()> {
@@ -358,7 +395,12 @@ impl GuardFile for SimGuard {
             .op(OpKind::Fstat, &self.path, |s| s.disk.meta(self.ino))
     }
 
-    fn lock(&self, style: LockStyle, wait: bool) -> io::Result<Option<Box<dyn LockHeld>>> {
+    fn lock(
+        &self,
+        style: LockStyle,
+        shared: bool,
+        wait: bool,
+    ) -> io::Result<Option<Box<dyn LockHeld>>> {
         let owner = match style {
             LockStyle::Flock => Owner::File(self.handle),
             LockStyle::Posix => Owner::Process(self.fs.id),
@@ -369,22 +411,25 @@ impl GuardFile for SimGuard {
             if state.crashed {
                 return Err(down());
             }
-            match state.locks.get(&self.ino) {
-                Some(holder) if *holder != owner => {
-                    if !wait {
-                        return Ok(None);
-                    }
-                    state = self.fs.wait_freed(state);
-                }
-                _ => {
-                    state.locks.insert(self.ino, owner);
-                    return Ok(Some(Box::new(SimLock {
-                        fs: self.fs.clone(),
-                        ino: self.ino,
-                        owner,
-                    })));
-                }
+            let holders = state.locks.entry(self.ino).or_default();
+            // A lock conflicts with other owners' locks unless both are shared;
+            // the same owner's new request converts its lock.
+            let conflict = holders
+                .iter()
+                .any(|&(holder, holder_shared)| holder != owner && !(shared && holder_shared));
+            if !conflict {
+                holders.retain(|&(holder, _)| holder != owner);
+                holders.push((owner, shared));
+                return Ok(Some(Box::new(SimLock {
+                    fs: self.fs.clone(),
+                    ino: self.ino,
+                    owner,
+                })));
             }
+            if !wait {
+                return Ok(None);
+            }
+            state = self.fs.wait_freed(state);
         }
     }
 }
@@ -403,8 +448,11 @@ impl Drop for SimLock {
     fn drop(&mut self) {
         let (hook, crashed) = {
             let mut state = self.fs.state();
-            if state.locks.get(&self.ino) == Some(&self.owner) {
-                state.locks.remove(&self.ino);
+            if let Some(holders) = state.locks.get_mut(&self.ino) {
+                holders.retain(|&(holder, _)| holder != self.owner);
+                if holders.is_empty() {
+                    state.locks.remove(&self.ino);
+                }
             }
             (state.unlock_hook.take(), state.crashed)
         };

@@ -421,7 +421,8 @@ pub(super) struct State {
     pub(super) plan: BTreeMap<u64, Planned>,
     pub(super) crashed: bool,
     /// Guard inode -> holder.
-    pub(super) locks: BTreeMap<u64, Owner>,
+    /// Per guard inode, its holders and whether each holds it shared.
+    pub(super) locks: BTreeMap<u64, Vec<(Owner, bool)>>,
     pub(super) next_handle: u64,
     pub(super) unlock_hook: Option<Box<dyn FnOnce() + Send>>,
 }

@@ -146,17 +146,27 @@ fn locks_vanish_at_a_crash() {
     let sim = machine();
     let guard = sim.open_guard(Utf8Path::new("/d/a.lock")).expect("guard");
     let held = guard
-        .lock(LockStyle::Posix, false)
+        .lock(LockStyle::Posix, false, false)
         .expect("lock")
         .expect("free");
     let other = sim.process();
     let theirs = other.open_guard(Utf8Path::new("/d/a.lock")).expect("guard");
-    assert!(theirs.lock(LockStyle::Posix, false).expect("try").is_none());
+    assert!(
+        theirs
+            .lock(LockStyle::Posix, false, false)
+            .expect("try")
+            .is_none()
+    );
     sim.crash_now();
     for after in sim.crash_states(&Enumeration::new()).expect("bound") {
         assert_ne!(after.id(), sim.id());
         let guard = after.open_guard(Utf8Path::new("/d/a.lock")).expect("guard");
-        assert!(guard.lock(LockStyle::Posix, false).expect("lock").is_some());
+        assert!(
+            guard
+                .lock(LockStyle::Posix, false, false)
+                .expect("lock")
+                .is_some()
+        );
     }
     drop(held);
 }

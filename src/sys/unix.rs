@@ -132,6 +132,8 @@ pub(crate) struct OsLock {
 enum Held {
     /// Unlocks in fd-lock's guard when dropped.
     Flock { _guard: flock::FlockHeld },
+    /// Unlocks in fd-lock's guard when dropped.
+    FlockShared { _guard: flock::FlockSharedHeld },
     /// Unlocked by `Held::drop`.
     Posix(Arc<File>),
 }
@@ -165,6 +167,30 @@ mod flock {
         }
     }
 
+    #[ouroboros::self_referencing]
+    pub(super) struct FlockSharedHeld {
+        lock: fd_lock::RwLock<Arc<File>>,
+        #[borrows(lock)]
+        #[covariant]
+        guard: fd_lock::RwLockReadGuard<'this, Arc<File>>,
+    }
+
+    impl std::fmt::Debug for FlockSharedHeld {
+        fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+            f.write_str("FlockSharedHeld")
+        }
+    }
+
+    pub(super) fn lock_shared(file: Arc<File>, wait: bool) -> io::Result<FlockSharedHeld> {
+        FlockSharedHeldTryBuilder {
+            lock: fd_lock::RwLock::new(file),
+            guard_builder: |lock: &fd_lock::RwLock<Arc<File>>| {
+                if wait { lock.read() } else { lock.try_read() }
+            },
+        }
+        .try_build()
+    }
+
     pub(super) fn lock(file: Arc<File>, wait: bool) -> io::Result<FlockHeld> {
         FlockHeldTryBuilder {
             lock: fd_lock::RwLock::new(file),
@@ -176,18 +202,27 @@ mod flock {
     }
 }
 
-/// Takes an exclusive lock on `file`. With `wait` false, returns `Ok(None)` at
-/// once when another holder has it; with `wait` true, blocks until it is free.
-pub(crate) fn lock(file: &Arc<File>, style: LockStyle, wait: bool) -> io::Result<Option<OsLock>> {
+/// Takes a shared or exclusive lock on `file`. With `wait` false, returns
+/// `Ok(None)` at once when a conflicting holder has it; with `wait` true,
+/// blocks until it is free.
+pub(crate) fn lock(
+    file: &Arc<File>,
+    style: LockStyle,
+    shared: bool,
+    wait: bool,
+) -> io::Result<Option<OsLock>> {
     let result = match style {
+        LockStyle::Flock if shared => flock::lock_shared(Arc::clone(file), wait)
+            .map(|guard| Held::FlockShared { _guard: guard }),
         LockStyle::Flock => {
             flock::lock(Arc::clone(file), wait).map(|guard| Held::Flock { _guard: guard })
         }
         LockStyle::Posix => {
-            let op = if wait {
-                FlockOperation::LockExclusive
-            } else {
-                FlockOperation::NonBlockingLockExclusive
+            let op = match (shared, wait) {
+                (false, true) => FlockOperation::LockExclusive,
+                (false, false) => FlockOperation::NonBlockingLockExclusive,
+                (true, true) => FlockOperation::LockShared,
+                (true, false) => FlockOperation::NonBlockingLockShared,
             };
             rustix::fs::fcntl_lock(&**file, op)
                 .map(|()| Held::Posix(Arc::clone(file)))
@@ -208,6 +243,16 @@ fn is_contended(e: &io::Error) -> bool {
             Some(code) if code == rustix::io::Errno::ACCESS.raw_os_error()
                 || code == rustix::io::Errno::AGAIN.raw_os_error()
         )
+}
+
+/// Creates exactly `path` (`O_EXCL`), read-write, with `mode` minus umask.
+pub(crate) fn create_new(path: &Utf8Path, mode: u32) -> io::Result<File> {
+    OpenOptions::new()
+        .read(true)
+        .write(true)
+        .create_new(true)
+        .mode(mode)
+        .open(path)
 }
 
 /// `pread`.

@@ -65,7 +65,11 @@ pub(crate) const NAME_MAX: usize = 255;
 #[derive(Debug)]
 pub(crate) struct OsLock;
 
-pub(crate) fn lock(_: &Arc<File>, _: LockStyle, _: bool) -> io::Result<Option<OsLock>> {
+pub(crate) fn create_new(_: &Utf8Path, _: u32) -> io::Result<File> {
+    Err(unsupported())
+}
+
+pub(crate) fn lock(_: &Arc<File>, _: LockStyle, _: bool, _: bool) -> io::Result<Option<OsLock>> {
     Err(unsupported())
 }
 

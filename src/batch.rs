@@ -1,0 +1,708 @@
+//! `Batch`: all-or-nothing updates of several files.
+
+use std::fmt;
+use std::io;
+use std::time::Instant;
+
+use camino::{Utf8Path, Utf8PathBuf};
+
+use crate::commit::{self, Mutant};
+use crate::error::{BoxError, Op};
+use crate::guard::{Locked, Mode, Wait};
+use crate::journal::{self, Record};
+use crate::transaction::{OldFile, Transaction};
+use crate::{Error, Options, TxFile};
+
+/// Several files updated as one: after a commit, or after a crash and the
+/// recovery that follows it, either every member has its new contents or
+/// every member has its old ones.
+///
+/// A batch is built from [`TxFile`] handles (or paths) on one filesystem.
+/// [`begin`](Batch::begin) takes every member's lock, in one order shared by
+/// all batches so that batches over overlapping members never deadlock, and
+/// gives one [`Transaction`] per member. [`commit`](BatchTransaction::commit)
+/// stages and fsyncs every changed member's new contents, makes an intent
+/// journal reachable from every changed member (`.<name>.txjournal`), writes
+/// and fsyncs it (the commit point), renames each member into place, fsyncs
+/// the directories and removes the journal. The next `begin` on any member,
+/// or [`recover`], finishes or undoes a commit a crash interrupted.
+///
+/// Single-file transactions on a member keep working and see batch commits
+/// atomically. [`TxFile::read`] of one member takes no lock and may see a
+/// member of a batch that is being committed; [`Batch::read`] takes shared
+/// locks and never does.
+///
+/// # Examples
+///
+/// ```
+/// use txfile::Batch;
+/// # let dir = tempfile::tempdir()?;
+/// # let dir = camino::Utf8Path::from_path(dir.path()).unwrap();
+///
+/// // An index and its data, always in step.
+/// let batch = Batch::open([dir.join("index"), dir.join("data")])?;
+/// batch.update(|old| {
+///     let data = [old[1].unwrap_or_default(), b"record\n"].concat();
+///     let index = format!("{}\n", data.len()).into_bytes();
+///     Ok::<_, std::io::Error>(vec![index, data])
+/// })?;
+/// let [index, data] = <[_; 2]>::try_from(batch.read()?).unwrap();
+/// assert_eq!(index.as_deref(), Some(&b"7\n"[..]));
+/// assert_eq!(data.as_deref(), Some(&b"record\n"[..]));
+/// # Ok::<(), Box<dyn std::error::Error>>(())
+/// ```
+#[derive(Clone)]
+pub struct Batch {
+    members: Vec<TxFile>,
+}
+
+impl fmt::Debug for Batch {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_list()
+            .entries(self.members.iter().map(TxFile::path))
+            .finish()
+    }
+}
+
+impl Batch {
+    /// A batch of `paths`, each opened with default [`Options`].
+    ///
+    /// # Errors
+    ///
+    /// As for [`Batch::new`] and [`TxFile::open`].
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// # let dir = tempfile::tempdir()?;
+    /// # let dir = camino::Utf8Path::from_path(dir.path()).unwrap();
+    /// let batch = txfile::Batch::open([dir.join("a"), dir.join("b")])?;
+    /// assert_eq!(batch.members().len(), 2);
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
+    pub fn open<P: AsRef<Utf8Path>>(paths: impl IntoIterator<Item = P>) -> Result<Batch, Error> {
+        Batch::new(
+            paths
+                .into_iter()
+                .map(|path| TxFile::open(path))
+                .collect::<Result<Vec<_>, _>>()?,
+        )
+    }
+
+    /// A batch of open handles. Each member keeps its own options; the
+    /// batch waits for its locks as long as the shortest timeout among them
+    /// allows (forever if none has one), and fsyncs unless every member has
+    /// [`Durability::None`](crate::Durability::None).
+    ///
+    /// # Errors
+    ///
+    /// [`Error::InvalidPath`] when there is no member, when a target appears
+    /// twice, or when members are on different filesystems (a batch commit
+    /// links one journal beside every member, which needs one filesystem).
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use txfile::{Batch, Options};
+    /// # let dir = tempfile::tempdir()?;
+    /// # let dir = camino::Utf8Path::from_path(dir.path()).unwrap();
+    /// let quick = Options::new().timeout(std::time::Duration::from_secs(1));
+    /// let batch = Batch::new([quick.open(dir.join("a"))?, quick.open(dir.join("b"))?])?;
+    /// assert!(Batch::new([quick.open(dir.join("a"))?, quick.open(dir.join("a"))?]).is_err());
+    /// # let _ = batch;
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
+    pub fn new(files: impl IntoIterator<Item = TxFile>) -> Result<Batch, Error> {
+        let members: Vec<TxFile> = files.into_iter().collect();
+        let Some(first) = members.first() else {
+            return Err(Error::InvalidPath {
+                path: Utf8PathBuf::new(),
+                reason: "a batch needs at least one member",
+            });
+        };
+        if members.len() > journal::MAX_RECORDS {
+            return Err(Error::InvalidPath {
+                path: first.path().to_owned(),
+                reason: "a batch has at most 4096 members",
+            });
+        }
+        let device = |file: &TxFile| -> Result<u64, Error> {
+            let dir = &file.inner.dir_path;
+            let meta = file
+                .inner
+                .fs
+                .stat(dir)
+                .map_err(|e| Error::io(Op::Stat, dir, e))?;
+            let meta =
+                meta.ok_or_else(|| Error::io(Op::Stat, dir, io::ErrorKind::NotFound.into()))?;
+            Ok(meta.dev)
+        };
+        let first_device = device(first)?;
+        for (i, member) in members.iter().enumerate() {
+            let invalid = |reason| Error::InvalidPath {
+                path: member.path().to_owned(),
+                reason,
+            };
+            if member.inner.fs.id() != first.inner.fs.id() || device(member)? != first_device {
+                return Err(invalid(
+                    "it is on another filesystem than the batch's first member",
+                ));
+            }
+            if members[..i]
+                .iter()
+                .any(|other| other.path() == member.path())
+            {
+                return Err(invalid("it appears twice in the batch"));
+            }
+        }
+        Ok(Batch { members })
+    }
+
+    /// The members, in the order they were given.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// # let dir = tempfile::tempdir()?;
+    /// # let dir = camino::Utf8Path::from_path(dir.path()).unwrap();
+    /// let batch = txfile::Batch::open([dir.join("a")])?;
+    /// assert_eq!(batch.members()[0].path().file_name(), Some("a"));
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
+    pub fn members(&self) -> &[TxFile] {
+        &self.members
+    }
+
+    fn wait(&self) -> Wait {
+        match self
+            .members
+            .iter()
+            .filter_map(|m| m.inner.options.timeout)
+            .min()
+        {
+            Some(timeout) => Wait::Until(Instant::now() + timeout),
+            None => Wait::Forever,
+        }
+    }
+
+    fn timeout_error(&self) -> Error {
+        Error::Timeout {
+            path: self.members[0].path().to_owned(),
+            timeout: self
+                .members
+                .iter()
+                .filter_map(|m| m.inner.options.timeout)
+                .min()
+                .unwrap_or_default(),
+        }
+    }
+
+    /// Starts a transaction on every member, waiting for their locks as long
+    /// as the timeout allows.
+    ///
+    /// # Errors
+    ///
+    /// [`Error::Timeout`] when a lock was not free in time; as for
+    /// [`TxFile::begin`] otherwise.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use std::io::Write;
+    /// # let dir = tempfile::tempdir()?;
+    /// # let dir = camino::Utf8Path::from_path(dir.path()).unwrap();
+    /// let batch = txfile::Batch::open([dir.join("a"), dir.join("b")])?;
+    /// let mut tx = batch.begin()?;
+    /// tx.member(0).write_all(b"left")?;
+    /// tx.member(1).write_all(b"right")?;
+    /// tx.commit()?;
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
+    pub fn begin(&self) -> Result<BatchTransaction<'_>, Error> {
+        self.start(self.wait())?.ok_or_else(|| self.timeout_error())
+    }
+
+    /// Starts a transaction on every member if all their locks are free
+    /// right now; `Ok(None)` at once otherwise.
+    ///
+    /// # Errors
+    ///
+    /// As for [`Batch::begin`], except that a held lock is `Ok(None)`.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// # let dir = tempfile::tempdir()?;
+    /// # let dir = camino::Utf8Path::from_path(dir.path()).unwrap();
+    /// let batch = txfile::Batch::open([dir.join("a"), dir.join("b")])?;
+    /// let held = batch.members()[1].begin()?;
+    /// assert!(batch.try_begin()?.is_none());
+    /// held.rollback();
+    /// assert!(batch.try_begin()?.is_some());
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
+    pub fn try_begin(&self) -> Result<Option<BatchTransaction<'_>>, Error> {
+        self.start(Wait::No)
+    }
+
+    fn start(&self, wait: Wait) -> Result<Option<BatchTransaction<'_>>, Error> {
+        loop {
+            let Some(locks) = lock_all(&self.members, Mode::Exclusive, wait)? else {
+                return Ok(None);
+            };
+            if let Some(pending) = self.pending_journal()? {
+                drop(locks);
+                journal::recover(pending)?;
+                continue;
+            }
+            let txs = self
+                .members
+                .iter()
+                .zip(locks)
+                .map(|(member, locked)| member.prepare(locked))
+                .collect::<Result<Vec<_>, _>>()?;
+            return Ok(Some(BatchTransaction { txs }));
+        }
+    }
+
+    fn pending_journal(&self) -> Result<Option<&TxFile>, Error> {
+        for member in &self.members {
+            if member.journal_pending()? {
+                return Ok(Some(member));
+            }
+        }
+        Ok(None)
+    }
+
+    /// Replaces every member's contents with what `f` returns for their
+    /// current contents (`None` for a file that does not exist), given and
+    /// returned in member order, as one batch commit.
+    ///
+    /// # Errors
+    ///
+    /// [`Error::Aborted`] when `f` fails or returns another number of
+    /// contents than there are members; as for [`Batch::begin`] and
+    /// [`BatchTransaction::commit`] otherwise.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// # let dir = tempfile::tempdir()?;
+    /// # let dir = camino::Utf8Path::from_path(dir.path()).unwrap();
+    /// let batch = txfile::Batch::open([dir.join("from"), dir.join("to")])?;
+    /// // Move one unit from one counter to the other, atomically.
+    /// batch.update(|old| {
+    ///     let n = |b: Option<&[u8]>| -> i64 { b.map_or(0, |b| String::from_utf8_lossy(b).parse().unwrap_or(0)) };
+    ///     Ok::<_, std::io::Error>(vec![
+    ///         (n(old[0]) - 1).to_string().into_bytes(),
+    ///         (n(old[1]) + 1).to_string().into_bytes(),
+    ///     ])
+    /// })?;
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
+    pub fn update<F, E>(&self, f: F) -> Result<(), Error>
+    where
+        F: FnOnce(&[Option<&[u8]>]) -> Result<Vec<Vec<u8>>, E>,
+        E: Into<BoxError>,
+    {
+        let mut tx = self.begin()?;
+        for member in &mut tx.txs {
+            member.old_bytes()?;
+        }
+        let old: Vec<Option<&[u8]>> = tx
+            .txs
+            .iter()
+            .map(|member| {
+                member
+                    .old
+                    .as_ref()
+                    .map(|old| old.cached().unwrap_or_default())
+            })
+            .collect();
+        let aborted = |source: BoxError| Error::Aborted {
+            path: self.members[0].path().to_owned(),
+            source,
+        };
+        let new = f(&old).map_err(|e| aborted(e.into()))?;
+        if new.len() != self.members.len() {
+            return Err(aborted(
+                format!(
+                    "returned {} contents for {} members",
+                    new.len(),
+                    self.members.len()
+                )
+                .into(),
+            ));
+        }
+        for (member, contents) in tx.txs.iter_mut().zip(new) {
+            member.set_contents(contents)?;
+        }
+        tx.commit()
+    }
+
+    /// Reads every member (`None` for a file that does not exist) under
+    /// shared locks, so that the result is one consistent state of the
+    /// batch: never some members before a batch commit and others after.
+    /// Readers share the locks with each other; writers wait for them.
+    ///
+    /// # Errors
+    ///
+    /// [`Error::Timeout`] when a lock was not free in time; [`Error::Io`]
+    /// when a member cannot be read.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// # let dir = tempfile::tempdir()?;
+    /// # let dir = camino::Utf8Path::from_path(dir.path()).unwrap();
+    /// let batch = txfile::Batch::open([dir.join("a"), dir.join("b")])?;
+    /// assert_eq!(batch.read()?, vec![None, None]);
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
+    pub fn read(&self) -> Result<Vec<Option<Vec<u8>>>, Error> {
+        loop {
+            let Some(locks) = lock_all(&self.members, Mode::Shared, self.wait())? else {
+                return Err(self.timeout_error());
+            };
+            if let Some(pending) = self.pending_journal()? {
+                drop(locks);
+                journal::recover(pending)?;
+                continue;
+            }
+            return self
+                .members
+                .iter()
+                .map(|member| match OldFile::open(member)? {
+                    Some(mut old) => old.take_bytes(member.path()).map(Some),
+                    None => Ok(None),
+                })
+                .collect();
+        }
+    }
+}
+
+/// Locks every member in the batch order (device and inode of the guard),
+/// returning the locks in member order; `Ok(None)` when `wait` ran out.
+pub(crate) fn lock_all(
+    members: &[TxFile],
+    mode: Mode,
+    wait: Wait,
+) -> Result<Option<Vec<Locked>>, Error> {
+    let mut order: Vec<usize> = (0..members.len()).collect();
+    order.sort_by_key(|&i| members[i].order_key());
+    let mut locks: Vec<Option<Locked>> = (0..members.len()).map(|_| None).collect();
+    for i in order {
+        match members[i].lock(mode, wait)? {
+            Some(locked) => locks[i] = Some(locked),
+            None => return Ok(None),
+        }
+    }
+    Ok(Some(locks.into_iter().flatten().collect()))
+}
+
+/// One locked update of every member of a [`Batch`]; see [`Batch::begin`].
+///
+/// Write each member's new contents through [`member`](Self::member), then
+/// [`commit`](Self::commit). Dropping it without committing changes nothing.
+///
+/// # Examples
+///
+/// ```
+/// use std::io::Write;
+/// # let dir = tempfile::tempdir()?;
+/// # let dir = camino::Utf8Path::from_path(dir.path()).unwrap();
+/// let batch = txfile::Batch::open([dir.join("a"), dir.join("b")])?;
+/// let mut tx = batch.begin()?;
+/// for member in tx.members_mut() {
+///     member.write_all(b"same everywhere")?;
+/// }
+/// tx.commit()?;
+/// # Ok::<(), Box<dyn std::error::Error>>(())
+/// ```
+#[must_use = "a batch transaction changes nothing until it is committed; dropping it rolls back"]
+pub struct BatchTransaction<'a> {
+    txs: Vec<Transaction<'a>>,
+}
+
+impl fmt::Debug for BatchTransaction<'_> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_list().entries(&self.txs).finish()
+    }
+}
+
+impl<'a> BatchTransaction<'a> {
+    /// The transaction of member `index` (in the order the batch was given).
+    ///
+    /// # Panics
+    ///
+    /// When `index` is not less than the number of members.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// # let dir = tempfile::tempdir()?;
+    /// # let dir = camino::Utf8Path::from_path(dir.path()).unwrap();
+    /// # std::fs::write(dir.join("b"), "old b")?;
+    /// let batch = txfile::Batch::open([dir.join("a"), dir.join("b")])?;
+    /// let mut tx = batch.begin()?;
+    /// assert_eq!(tx.member(1).old_bytes()?, Some(&b"old b"[..]));
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
+    pub fn member(&mut self, index: usize) -> &mut Transaction<'a> {
+        &mut self.txs[index]
+    }
+
+    /// Every member's transaction, in member order.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// # let dir = tempfile::tempdir()?;
+    /// # let dir = camino::Utf8Path::from_path(dir.path()).unwrap();
+    /// let batch = txfile::Batch::open([dir.join("a"), dir.join("b")])?;
+    /// let mut tx = batch.begin()?;
+    /// assert!(tx.members_mut().iter().all(|member| !member.exists()));
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
+    pub fn members_mut(&mut self) -> &mut [Transaction<'a>] {
+        &mut self.txs
+    }
+
+    /// Commits every member as one: afterwards, and after any crash and the
+    /// recovery that follows, either all members have their new contents or
+    /// all have their old ones. Members whose contents did not change are
+    /// left alone; when only one changed, this is a single-file commit.
+    ///
+    /// # Errors
+    ///
+    /// [`Error::Conflict`] when a program not using txfile changed a member
+    /// (nothing is committed); [`Error::Io`] or [`Error::Rename`] when a step
+    /// fails. Before the commit point nothing changes. After it (an error
+    /// renaming or syncing) the journal stays in place and the next `begin`
+    /// on any member completes the commit.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use std::io::Write;
+    /// # let dir = tempfile::tempdir()?;
+    /// # let dir = camino::Utf8Path::from_path(dir.path()).unwrap();
+    /// let batch = txfile::Batch::open([dir.join("a"), dir.join("b")])?;
+    /// let mut tx = batch.begin()?;
+    /// tx.member(0).write_all(b"1")?;
+    /// tx.member(1).write_all(b"2")?;
+    /// tx.commit()?;
+    /// assert_eq!(std::fs::read(dir.join("b"))?, b"2");
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
+    pub fn commit(mut self) -> Result<(), Error> {
+        let mut changed = Vec::new();
+        for (i, tx) in self.txs.iter_mut().enumerate() {
+            if commit::check(tx)? {
+                changed.push(i);
+            }
+        }
+        let txs: Vec<&mut Transaction<'a>> = self
+            .txs
+            .iter_mut()
+            .enumerate()
+            .filter(|(i, _)| changed.contains(i))
+            .map(|(_, tx)| tx)
+            .collect();
+        match txs.len() {
+            0 => Ok(()),
+            1 => {
+                let tx = txs.into_iter().next().expect("one member");
+                commit::stage(tx)?;
+                commit::install(tx)?;
+                commit::sync_dir(tx.file)
+            }
+            _ => commit_all(txs),
+        }
+    }
+
+    /// Abandons every member's transaction; same as dropping it.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use std::io::Write;
+    /// # let dir = tempfile::tempdir()?;
+    /// # let dir = camino::Utf8Path::from_path(dir.path()).unwrap();
+    /// let batch = txfile::Batch::open([dir.join("a")])?;
+    /// let mut tx = batch.begin()?;
+    /// tx.member(0).write_all(b"never mind")?;
+    /// tx.rollback();
+    /// assert!(!dir.join("a").exists());
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
+    pub fn rollback(self) {}
+}
+
+/// The journaled commit of two or more changed members.
+fn commit_all(mut txs: Vec<&mut Transaction<'_>>) -> Result<(), Error> {
+    for tx in txs.iter_mut() {
+        commit::stage(tx)?;
+    }
+    let first = txs[0].file;
+    let fs = first.inner.fs.as_ref();
+    let mutant = commit::mutant(first);
+    let members: Vec<TxFile> = txs.iter().map(|tx| tx.file.clone()).collect();
+    let records: Vec<Record> = txs
+        .iter()
+        .map(|tx| {
+            let inner = &tx.file.inner;
+            let staged = tx
+                .new
+                .temp
+                .as_ref()
+                .expect("staged")
+                .path
+                .file_name()
+                .unwrap_or_default();
+            Record {
+                dir: inner.dir_path.clone(),
+                target: inner.path.file_name().unwrap_or_default().to_owned(),
+                staged: staged.to_owned(),
+            }
+        })
+        .collect();
+    if mutant == Mutant::BatchRenameBeforeJournal {
+        rename_all(&mut txs, &records)?;
+    }
+
+    // Every changed member can find the journal before it says anything.
+    let names: Vec<Utf8PathBuf> = records.iter().map(Record::journal_path).collect();
+    let mut created: Vec<&Utf8Path> = Vec::new();
+    let result = (|| {
+        let mut journal = fs
+            .create_new(&names[0], 0o600)
+            .map_err(|e| Error::io(Op::CreateTemp, &names[0], e))?;
+        created.push(&names[0]);
+        for name in &names[1..] {
+            fs.link(&names[0], name)
+                .map_err(|e| Error::io(Op::CreateTemp, name, e))?;
+            created.push(name);
+        }
+        // The staged files' names and the journal's, durable.
+        journal::sync_dirs(&members)?;
+        // The commit point: the journal's records, durable.
+        let mut bytes: &[u8] = &journal::encode(&records);
+        while !bytes.is_empty() {
+            match journal.write(bytes) {
+                Ok(0) => {
+                    return Err(Error::io(
+                        Op::Write,
+                        &names[0],
+                        io::ErrorKind::WriteZero.into(),
+                    ));
+                }
+                Ok(n) => bytes = &bytes[n..],
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+                Err(e) => return Err(Error::io(Op::Write, &names[0], e)),
+            }
+        }
+        if commit::durable(first) && mutant != Mutant::BatchNoJournalFsync {
+            journal
+                .sync()
+                .map_err(|e| Error::io(Op::Sync, &names[0], e))?;
+        }
+        Ok(())
+    })();
+    if let Err(e) = result {
+        // Not committed: the journal goes; the staged files go with the
+        // transactions.
+        for name in created {
+            let _ = journal::remove_if_present(fs, name);
+        }
+        return Err(e);
+    }
+    // Committed. From here on the staged files belong to the journal:
+    // an error leaves them for recovery to rename.
+    if mutant != Mutant::BatchRenameBeforeJournal {
+        rename_all(&mut txs, &records)?;
+    }
+    journal::sync_dirs(&members)?;
+    for name in &names {
+        journal::remove_if_present(fs, name)?;
+    }
+    Ok(())
+}
+
+/// Renames every staged file over its target; the transactions no longer
+/// own their temporary files afterwards (nor after an error: the journal
+/// does).
+fn rename_all(txs: &mut [&mut Transaction<'_>], records: &[Record]) -> Result<(), Error> {
+    let staged: Vec<_> = txs.iter_mut().filter_map(|tx| tx.new.temp.take()).collect();
+    let fs = txs[0].file.inner.fs.as_ref();
+    for (temp, record) in staged.iter().zip(records) {
+        let target = record.target_path();
+        fs.rename(&temp.path, &target)
+            .map_err(|source| Error::Rename {
+                from: temp.path.clone(),
+                to: target,
+                source,
+            })?;
+    }
+    Ok(())
+}
+
+/// Completes or undoes every batch commit whose journal a crash left in
+/// `dir`, with default [`Options`]; returns how many journals it found.
+/// The next `begin` on any member does the same for that member's batch,
+/// so calling this is never needed for correctness: it only cleans up
+/// early, for example at startup.
+///
+/// # Errors
+///
+/// [`Error::Io`] when `dir` cannot be listed or a step of recovery fails.
+///
+/// # Examples
+///
+/// ```
+/// # let dir = tempfile::tempdir()?;
+/// # let dir = camino::Utf8Path::from_path(dir.path()).unwrap();
+/// assert_eq!(txfile::recover(dir)?, 0);
+/// # Ok::<(), Box<dyn std::error::Error>>(())
+/// ```
+pub fn recover(dir: impl AsRef<Utf8Path>) -> Result<usize, Error> {
+    Options::new().recover(dir)
+}
+
+impl Options {
+    /// [`recover`] with these options (lock style, filesystem).
+    ///
+    /// # Errors
+    ///
+    /// As for [`recover`].
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// # let dir = tempfile::tempdir()?;
+    /// # let dir = camino::Utf8Path::from_path(dir.path()).unwrap();
+    /// let found = txfile::Options::new().lock_style(txfile::LockStyle::Posix).recover(dir)?;
+    /// assert_eq!(found, 0);
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
+    pub fn recover(&self, dir: impl AsRef<Utf8Path>) -> Result<usize, Error> {
+        let dir = dir.as_ref();
+        let fs = self
+            .fs
+            .clone()
+            .unwrap_or_else(|| std::sync::Arc::new(crate::fs::real::RealFs));
+        let names = fs
+            .open_dir(dir)
+            .and_then(|handle| handle.list())
+            .map_err(|e| Error::io(Op::ListDir, dir, e))?;
+        let mut found = 0;
+        for name in names {
+            if let Some(target) = crate::names::journal_target(&name) {
+                // `begin` recovers the journal before anything else.
+                self.open(dir.join(target))?.begin()?.rollback();
+                found += 1;
+            }
+        }
+        Ok(found)
+    }
+}
