@@ -479,7 +479,11 @@ impl<'a> BatchTransaction<'a> {
     /// (nothing is committed); [`Error::Io`] or [`Error::Rename`] when a step
     /// fails. Before the commit point nothing changes. After it (an error
     /// renaming or syncing) the journal stays in place and the next `begin`
-    /// on any member completes the commit.
+    /// on any member completes the commit. When the journal's own fsync
+    /// fails, its records may be on disk anyway: the commit voids the journal
+    /// durably and then rolls back; if even that fails, it leaves the journal
+    /// and the staged files in place, and recovery rolls every member
+    /// forward or every member back, as the disk decides.
     ///
     /// # Examples
     ///
@@ -574,6 +578,8 @@ fn commit_all(mut txs: Vec<&mut Transaction<'_>>) -> Result<(), Error> {
     // Every changed member can find the journal before it says anything.
     let names: Vec<Utf8PathBuf> = records.iter().map(Record::journal_path).collect();
     let mut created: Vec<&Utf8Path> = Vec::new();
+    // Set when the journal's fsync failed and voiding it failed too.
+    let mut undecided = false;
     let result = (|| {
         let mut journal = fs
             .create_new(&names[0], 0o600)
@@ -603,13 +609,31 @@ fn commit_all(mut txs: Vec<&mut Transaction<'_>>) -> Result<(), Error> {
             }
         }
         if commit::durable(first) && mutant != Mutant::BatchNoJournalFsync {
-            journal
-                .sync()
-                .map_err(|e| Error::io(Op::Sync, &names[0], e))?;
+            if let Err(e) = journal.sync() {
+                // The records may have reached the disk anyway. Removing the
+                // names and staged files now could leave, after a crash, one
+                // name on a complete journal whose other members' staged
+                // files are gone (removed here, or swept by a member whose
+                // name went first): a partial roll forward. So first void
+                // the journal durably: a journal with a trailing byte never
+                // decodes.
+                let voided = matches!(journal.write(&[0]), Ok(1)) && journal.sync().is_ok();
+                undecided = !voided;
+                return Err(Error::io(Op::Sync, &names[0], e));
+            }
         }
         Ok(())
     })();
     if let Err(e) = result {
+        if undecided {
+            // Whether the batch committed is up to what reached the disk:
+            // leave the journal and every staged file to recovery, which
+            // rolls the whole batch forward or back.
+            for tx in txs.iter_mut() {
+                drop(tx.new.temp.take());
+            }
+            return Err(e);
+        }
         // Not committed: the journal goes; the staged files go with the
         // transactions.
         for name in created {

@@ -6,7 +6,9 @@
 //! then writes the journal's records and fsyncs it. That fsync is the commit
 //! point: a journal that decodes (every record's CRC and the whole file's CRC
 //! match) means "committed, roll forward"; any other journal means "never
-//! committed, roll back".
+//! committed, roll back". A commit whose journal fsync fails voids the
+//! journal by appending one byte and fsyncing again (trailing bytes never
+//! decode) before it removes anything.
 //!
 //! Every `begin` on a member stats its journal name (one `lstat`), before it
 //! sweeps stale temporary files. Recovery:
@@ -238,7 +240,11 @@ pub(crate) fn recover(file: &TxFile) -> Result<(), Error> {
     if read(fs, journal_path)?.is_none() {
         return Ok(());
     }
-    roll_forward(file, &records, &members)
+    roll_forward(file, &records, &members)?;
+    // A journal names every member that has a name for it, so this is
+    // normally gone already; if it were not, `begin` would find it again
+    // forever.
+    remove_if_present(fs, journal_path)
 }
 
 /// Renames every staged file still present over its target, makes that
@@ -335,6 +341,13 @@ mod tests {
                 assert!(decode(&bad, true).is_err(), "bit {bit} of byte {i}");
             }
         }
+    }
+
+    #[test]
+    fn a_trailing_byte_voids_a_journal() {
+        let mut bytes = encode(&sample());
+        bytes.push(0);
+        assert_eq!(decode(&bytes, true), Err(Torn("trailing bytes")));
     }
 
     #[test]

@@ -210,3 +210,207 @@ fn the_bound_is_enforced() {
         .expect_err("2^20 states");
     assert_eq!(err.states, 1 << 20);
 }
+
+/// Every post-crash listing of `dirs`, with each name's contents.
+fn views(sim: &SimFs, dirs: &[&str]) -> BTreeSet<Vec<(String, Option<Vec<u8>>)>> {
+    sim.crash_states(&Enumeration::new())
+        .expect("bound")
+        .map(|s| {
+            let mut view = Vec::new();
+            for dir in dirs {
+                for name in s.list_dir(dir).expect("list") {
+                    let path = format!("{dir}/{name}");
+                    let contents = s.read_file(&path).expect("read");
+                    view.push((path, contents));
+                }
+            }
+            view
+        })
+        .collect()
+}
+
+fn sync_dir(sim: &SimFs, dir: &str) {
+    sim.open_dir(Utf8Path::new(dir))
+        .expect("open dir")
+        .sync()
+        .expect("fsync dir");
+}
+
+#[test]
+fn a_link_is_a_second_name_for_the_same_inode() {
+    let sim = machine();
+    let mut file = sim
+        .create_new(Utf8Path::new("/d/j"), 0o600)
+        .expect("create");
+    sim.link(Utf8Path::new("/d/j"), Utf8Path::new("/d/k"))
+        .expect("link");
+    assert_eq!(
+        sim.link(Utf8Path::new("/d/j"), Utf8Path::new("/d/k"))
+            .expect_err("exists")
+            .kind(),
+        std::io::ErrorKind::AlreadyExists
+    );
+    assert_eq!(
+        sim.link(Utf8Path::new("/d/none"), Utf8Path::new("/d/l"))
+            .expect_err("missing")
+            .kind(),
+        std::io::ErrorKind::NotFound
+    );
+    // Written through one name, seen through both, now and after a crash.
+    file.write(b"data").expect("write");
+    assert_eq!(sim.read_file("/d/k").expect("k"), Some(b"data".to_vec()));
+    let j = sim.lstat(Utf8Path::new("/d/j")).expect("j").expect("j");
+    let k = sim.lstat(Utf8Path::new("/d/k")).expect("k").expect("k");
+    assert_eq!((j.dev, j.ino), (k.dev, k.ino));
+    file.sync().expect("fsync");
+    sync_dir(&sim, "/d");
+    for after in sim.crash_states(&Enumeration::new()).expect("bound") {
+        assert_eq!(after.read_file("/d/j").expect("j"), Some(b"data".to_vec()));
+        assert_eq!(after.read_file("/d/k").expect("k"), Some(b"data".to_vec()));
+    }
+}
+
+#[test]
+fn a_link_is_durable_at_its_own_directory_fsync_only() {
+    let sim = machine();
+    sim.create_dir_all("/e").expect("e");
+    sim.write_file("/d/j", b"data").expect("j");
+    sim.link(Utf8Path::new("/d/j"), Utf8Path::new("/e/k"))
+        .expect("link across directories");
+    assert_eq!(sim.read_file("/e/k").expect("k"), Some(b"data".to_vec()));
+    // The fsync of the existing name's directory does not make it durable.
+    sync_dir(&sim, "/d");
+    assert_eq!(
+        targets(&sim, "/e/k"),
+        BTreeSet::from([None, Some(b"data".to_vec())])
+    );
+    sync_dir(&sim, "/e");
+    assert_eq!(
+        targets(&sim, "/e/k"),
+        BTreeSet::from([Some(b"data".to_vec())])
+    );
+}
+
+#[test]
+fn a_new_inode_survives_through_whichever_of_its_names_lands() {
+    let sim = machine();
+    sim.create_dir_all("/e").expect("e");
+    let mut file = sim
+        .create_new(Utf8Path::new("/d/j"), 0o600)
+        .expect("create");
+    file.write(b"x").expect("write");
+    file.sync().expect("fsync");
+    sim.link(Utf8Path::new("/d/j"), Utf8Path::new("/e/k"))
+        .expect("link");
+    let j = || ("/d/j".to_owned(), Some(b"x".to_vec()));
+    let k = || ("/e/k".to_owned(), Some(b"x".to_vec()));
+    // The pending ops of both directories land independently; the inode is
+    // dropped only when no name reaches it.
+    assert_eq!(
+        views(&sim, &["/d", "/e"]),
+        BTreeSet::from([vec![], vec![j()], vec![k()], vec![j(), k()]])
+    );
+    let states: Vec<SimFs> = sim
+        .crash_states(&Enumeration::new())
+        .expect("bound")
+        .collect();
+    assert_eq!(states.len(), 4);
+    let only_k = states
+        .iter()
+        .find(|s| {
+            s.list_dir("/d").expect("d").is_empty() && !s.list_dir("/e").expect("e").is_empty()
+        })
+        .expect("only the link landed");
+    assert_eq!(only_k.read_file("/e/k").expect("k"), Some(b"x".to_vec()));
+}
+
+#[test]
+fn removing_one_name_keeps_the_inode_for_the_others() {
+    let sim = machine();
+    sim.create_dir_all("/e").expect("e");
+    sim.write_file("/d/j", b"data").expect("j");
+    sim.link(Utf8Path::new("/d/j"), Utf8Path::new("/e/k"))
+        .expect("link");
+    sync_dir(&sim, "/e");
+    sim.remove_file(Utf8Path::new("/d/j")).expect("rm j");
+    assert_eq!(sim.read_file("/d/j").expect("j"), None);
+    assert_eq!(sim.read_file("/e/k").expect("k"), Some(b"data".to_vec()));
+    let j = || ("/d/j".to_owned(), Some(b"data".to_vec()));
+    let k = || ("/e/k".to_owned(), Some(b"data".to_vec()));
+    assert_eq!(
+        views(&sim, &["/d", "/e"]),
+        BTreeSet::from([vec![k()], vec![j(), k()]])
+    );
+    // Both names removed, neither durably: any subset of the removals.
+    sim.remove_file(Utf8Path::new("/e/k")).expect("rm k");
+    assert_eq!(
+        views(&sim, &["/d", "/e"]),
+        BTreeSet::from([vec![], vec![j()], vec![k()], vec![j(), k()]])
+    );
+    sync_dir(&sim, "/d");
+    sync_dir(&sim, "/e");
+    assert_eq!(views(&sim, &["/d", "/e"]), BTreeSet::from([vec![]]));
+}
+
+#[test]
+fn a_member_renamed_within_its_directory_beside_a_linked_journal() {
+    // The batch protocol in miniature: staged files in two directories, one
+    // journal with a name beside each member, renames within each directory.
+    let sim = machine();
+    sim.create_dir_all("/e").expect("e");
+    sim.write_file("/d/a", b"old a").expect("a");
+    sim.write_file("/e/b", b"old b").expect("b");
+    sim.write_file("/d/.a.t", b"new a").expect("staged a");
+    sim.write_file("/e/.b.t", b"new b").expect("staged b");
+    let mut journal = sim
+        .create_new(Utf8Path::new("/d/.a.j"), 0o600)
+        .expect("journal");
+    sim.link(Utf8Path::new("/d/.a.j"), Utf8Path::new("/e/.b.j"))
+        .expect("link");
+    sync_dir(&sim, "/d");
+    sync_dir(&sim, "/e");
+    journal.write(b"commit").expect("write");
+    journal.sync().expect("fsync");
+    sim.rename(Utf8Path::new("/d/.a.t"), Utf8Path::new("/d/a"))
+        .expect("rename a");
+    sim.rename(Utf8Path::new("/e/.b.t"), Utf8Path::new("/e/b"))
+        .expect("rename b");
+    assert_eq!(
+        sim.rename(Utf8Path::new("/d/a"), Utf8Path::new("/e/a"))
+            .expect_err("across directories")
+            .kind(),
+        std::io::ErrorKind::CrossesDevices
+    );
+    let states: Vec<SimFs> = sim
+        .crash_states(&Enumeration::new())
+        .expect("bound")
+        .collect();
+    // Each directory's rename lands or not, independently.
+    assert_eq!(states.len(), 4);
+    let pairs: BTreeSet<_> = states
+        .iter()
+        .map(|s| {
+            assert_eq!(s.read_file("/d/.a.j").expect("j"), Some(b"commit".to_vec()));
+            assert_eq!(s.read_file("/e/.b.j").expect("j"), Some(b"commit".to_vec()));
+            (
+                s.read_file("/d/a").expect("a").expect("a"),
+                s.read_file("/e/b").expect("b").expect("b"),
+            )
+        })
+        .collect();
+    assert!(pairs.contains(&(b"new a".to_vec(), b"old b".to_vec())));
+    sync_dir(&sim, "/d");
+    sync_dir(&sim, "/e");
+    sim.remove_file(Utf8Path::new("/d/.a.j")).expect("rm");
+    sim.remove_file(Utf8Path::new("/e/.b.j")).expect("rm");
+    for s in sim.crash_states(&Enumeration::new()).expect("bound") {
+        assert_eq!(s.read_file("/d/a").expect("a"), Some(b"new a".to_vec()));
+        assert_eq!(s.read_file("/e/b").expect("b"), Some(b"new b".to_vec()));
+        assert_eq!(s.read_file("/d/.a.t").expect("t"), None);
+        // A journal name that survives still shows the whole journal.
+        for j in ["/d/.a.j", "/e/.b.j"] {
+            let got = s.read_file(j).expect("j");
+            assert!(got.is_none() || got.as_deref() == Some(b"commit"));
+        }
+    }
+}

@@ -1,0 +1,919 @@
+//! Exhaustive crash points of batch commits (issue 7): 2- and 3-member
+//! batches with every member in one directory and with members in two
+//! directories; a power loss before and after every filesystem operation
+//! and in the middle of every write; every post-crash state the model of
+//! `CRASH_MODEL.md` admits; recovery from every member in turn and through
+//! `Options::recover`; and a crash in the middle of recovery.
+//!
+//! Bound: at most `MAX_STATES_PER_CRASH` post-crash states per crash point,
+//! half-done renames off (no rename-based protocol survives them), contents
+//! of at most one sector per member. The bound is checked, never used to
+//! truncate: more states fail the test. Run with `--nocapture` for the
+//! counts.
+//!
+//! Invariants (numbered as in `CRASH_MODEL.md`), checked after recovery:
+//! 1. every member old or every member new, never a mix, never a torn file;
+//! 2. once `BatchTransaction::commit` returned Ok its versions survive;
+//! 3. a commit whose fsync or rename failed never returns Ok;
+//! 4. recovery works from any member, and afterwards no journal name and no
+//!    temporary file of any member is left in any member's directory;
+//! 5. no lock survives a crash;
+//! 6. other files in the directories are untouched.
+#![cfg(feature = "sim")]
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::io::Write;
+use std::time::Instant;
+
+use txfile::sim::{Enumeration, Fault, OpKind, Operation, SimFs};
+use txfile::{Batch, Error, Mutant, Options, TxFile};
+
+/// Most post-crash states enumerated for one crash point; more fails.
+const MAX_STATES_PER_CRASH: u64 = 1 << 14;
+
+/// Files that are not the members' and must never change, in every member
+/// directory: a user's own temporary file, a temporary file of target
+/// `a.b`, an unrelated file.
+const FOREIGN: &[(&str, &[u8])] = &[
+    (".a.tmp", b"a user's own temporary file"),
+    (".a.b.Ab3dEf9Z.txtmp", b"a temporary file of target a.b"),
+    ("other", b"an unrelated file"),
+];
+
+/// The contents of every member, in member order; `None`: absent.
+type Version = Vec<Option<Vec<u8>>>;
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Layout {
+    /// `/d/a`, `/d/b`, `/d/c`.
+    OneDir,
+    /// `/d/a`, `/e/b`, `/d/c`.
+    TwoDirs,
+}
+
+#[derive(Clone, Debug)]
+enum Step {
+    /// A batch commit of these contents (one per member).
+    Batch(Vec<Vec<u8>>),
+    /// A single-file commit on one member.
+    Single(usize, Vec<u8>),
+}
+
+/// Where to inject a fault: picks an operation index from a clean run's
+/// trace.
+type FaultSite = fn(&[Operation]) -> Option<u64>;
+
+#[derive(Clone)]
+struct Scenario {
+    name: String,
+    layout: Layout,
+    members: usize,
+    initial: Version,
+    /// Guard files that exist before the scenario (members used before).
+    guards: bool,
+    steps: Vec<Step>,
+    fault: Option<(FaultSite, Fault)>,
+}
+
+impl Scenario {
+    fn paths(&self) -> Vec<String> {
+        let dirs = match self.layout {
+            Layout::OneDir => ["/d", "/d", "/d"],
+            Layout::TwoDirs => ["/d", "/e", "/d"],
+        };
+        ["a", "b", "c"]
+            .iter()
+            .zip(dirs)
+            .take(self.members)
+            .map(|(name, dir)| format!("{dir}/{name}"))
+            .collect()
+    }
+
+    fn dirs(&self) -> Vec<&'static str> {
+        match self.layout {
+            Layout::OneDir => vec!["/d"],
+            Layout::TwoDirs => vec!["/d", "/e"],
+        }
+    }
+
+    fn names(&self) -> Vec<&'static str> {
+        ["a", "b", "c"][..self.members].to_vec()
+    }
+
+    fn when(&self, mutant: Mutant) -> String {
+        format!(
+            "{} ({} members, {:?}) with {mutant:?}",
+            self.name, self.members, self.layout
+        )
+    }
+}
+
+fn bytes(s: &str) -> Vec<u8> {
+    s.as_bytes().to_vec()
+}
+
+/// The journal's fsync: the commit point.
+fn journal_sync(trace: &[Operation]) -> Option<u64> {
+    trace
+        .iter()
+        .find(|op| op.kind == OpKind::SyncFile && op.path.as_str().ends_with(".txjournal"))
+        .map(|op| op.index)
+}
+
+/// The first rename after the commit point.
+fn rename_after_commit_point(trace: &[Operation]) -> Option<u64> {
+    let commit_point = journal_sync(trace)?;
+    trace
+        .iter()
+        .find(|op| op.kind == OpKind::Rename && op.index > commit_point)
+        .map(|op| op.index)
+}
+
+/// The first directory fsync after the commit point.
+fn dir_sync_after_commit_point(trace: &[Operation]) -> Option<u64> {
+    let commit_point = journal_sync(trace)?;
+    trace
+        .iter()
+        .find(|op| op.kind == OpKind::SyncDir && op.index > commit_point)
+        .map(|op| op.index)
+}
+
+fn scenarios() -> Vec<Scenario> {
+    let mut out = Vec::new();
+    for layout in [Layout::OneDir, Layout::TwoDirs] {
+        for members in [2, 3] {
+            let new = |tag: &str| -> Vec<Vec<u8>> {
+                ["a", "b", "c"][..members]
+                    .iter()
+                    .map(|m| bytes(&format!("{tag} {m}")))
+                    .collect()
+            };
+            let old: Version = new("old").into_iter().map(Some).collect();
+            let base = Scenario {
+                name: String::new(),
+                layout,
+                members,
+                initial: old.clone(),
+                guards: true,
+                steps: Vec::new(),
+                fault: None,
+            };
+            out.push(Scenario {
+                name: "all members new files".into(),
+                initial: vec![None; members],
+                guards: false,
+                steps: vec![Step::Batch(new("new"))],
+                ..base.clone()
+            });
+            out.push(Scenario {
+                name: "all members existing".into(),
+                steps: vec![Step::Batch(new("new"))],
+                ..base.clone()
+            });
+            // Member 1 unchanged (with 2 members that leaves one changed
+            // member: a single-file commit inside the batch); the last
+            // member is new.
+            let mut mixed_initial = old.clone();
+            mixed_initial[members - 1] = None;
+            let mut mixed = new("new");
+            mixed[1] = bytes("old b");
+            out.push(Scenario {
+                name: "mixed: one member unchanged, one new file".into(),
+                initial: mixed_initial,
+                steps: vec![Step::Batch(mixed)],
+                ..base.clone()
+            });
+            out.push(Scenario {
+                name: "a batch, then a single-file commit on a member".into(),
+                steps: vec![Step::Batch(new("new")), Step::Single(0, bytes("single a"))],
+                ..base.clone()
+            });
+            if members == 2 {
+                out.push(Scenario {
+                    name: "the journal's fsync fails (EIO)".into(),
+                    steps: vec![Step::Batch(new("new"))],
+                    fault: Some((journal_sync, Fault::Io)),
+                    ..base.clone()
+                });
+                out.push(Scenario {
+                    name: "a rename after the commit point fails (EACCES)".into(),
+                    steps: vec![Step::Batch(new("new"))],
+                    fault: Some((rename_after_commit_point, Fault::PermissionDenied)),
+                    ..base.clone()
+                });
+                out.push(Scenario {
+                    name: "the directory fsync after the renames fails (EIO)".into(),
+                    steps: vec![Step::Batch(new("new"))],
+                    fault: Some((dir_sync_after_commit_point, Fault::Io)),
+                    ..base.clone()
+                });
+            }
+        }
+    }
+    out
+}
+
+/// What the checks found.
+#[derive(Debug, Default)]
+struct Report {
+    crash_points: u64,
+    /// Post-crash states enumerated (each recovered from every member and
+    /// through `Options::recover`).
+    crash_states: u64,
+    /// Recoveries run and checked.
+    recoveries: u64,
+    violations: BTreeMap<u8, (u64, Vec<String>)>,
+}
+
+impl Report {
+    fn violate(&mut self, invariant: u8, what: String) {
+        let entry = self.violations.entry(invariant).or_default();
+        entry.0 += 1;
+        if entry.1.len() < 3 {
+            entry.1.push(what);
+        }
+    }
+
+    fn caught(&self) -> Vec<u8> {
+        self.violations.keys().copied().collect()
+    }
+
+    fn summary(&self) -> String {
+        let mut out = String::new();
+        for (inv, (n, msgs)) in &self.violations {
+            out.push_str(&format!("  invariant {inv}: {n} violations, e.g.\n"));
+            for m in msgs {
+                out.push_str(&format!("    - {m}\n"));
+            }
+        }
+        out
+    }
+}
+
+#[derive(Clone, Copy, Debug)]
+enum Crash {
+    None,
+    Before(u64),
+    During(u64),
+}
+
+struct Run {
+    sim: SimFs,
+    /// attempted[0] is the initial version, then every version a step
+    /// tried to commit.
+    attempted: Vec<Version>,
+    /// Index into `attempted` of the last version whose commit returned Ok.
+    acked: usize,
+    /// Operation ranges of the commits that returned Ok.
+    ok_commits: Vec<(u64, u64)>,
+}
+
+impl Run {
+    fn allowed(&self) -> &[Version] {
+        &self.attempted[self.acked..]
+    }
+}
+
+fn options(sim: &SimFs, mutant: Mutant) -> Options {
+    Options::new().filesystem(sim).mutant(mutant).mode(0o600)
+}
+
+fn setup(sc: &Scenario) -> SimFs {
+    let sim = SimFs::new();
+    for dir in sc.dirs() {
+        sim.create_dir_all(dir).expect("setup dir");
+        for (name, contents) in FOREIGN {
+            sim.write_file(format!("{dir}/{name}"), contents)
+                .expect("setup foreign");
+        }
+    }
+    for (path, initial) in sc.paths().iter().zip(&sc.initial) {
+        if let Some(contents) = initial {
+            sim.write_file(path, contents).expect("setup member");
+        }
+        if sc.guards {
+            sim.write_file(format!("{path}.lock"), b"")
+                .expect("setup guard");
+        }
+    }
+    sim
+}
+
+fn open_all(sim: &SimFs, sc: &Scenario, mutant: Mutant) -> Result<Vec<TxFile>, Error> {
+    sc.paths()
+        .iter()
+        .map(|path| options(sim, mutant).open(path))
+        .collect()
+}
+
+fn write_error(file: &TxFile, e: std::io::Error) -> Error {
+    Error::Io {
+        op: txfile::Op::Write,
+        path: file.path().to_owned(),
+        source: e,
+    }
+}
+
+fn batch_commit(files: &[TxFile], contents: &[Vec<u8>]) -> Result<(), Error> {
+    let batch = Batch::new(files.to_vec())?;
+    let mut tx = batch.begin()?;
+    for (i, bytes) in contents.iter().enumerate() {
+        tx.member(i)
+            .write_all(bytes)
+            .map_err(|e| write_error(&files[i], e))?;
+    }
+    tx.commit()
+}
+
+fn single_commit(file: &TxFile, contents: &[u8]) -> Result<(), Error> {
+    let mut tx = file.begin()?;
+    tx.write_all(contents).map_err(|e| write_error(file, e))?;
+    tx.commit()
+}
+
+fn run(sc: &Scenario, mutant: Mutant, fault_at: Option<(u64, Fault)>, crash: Crash) -> Run {
+    let sim = setup(sc);
+    if let Some((index, fault)) = fault_at {
+        sim.fail_at(index, fault);
+    }
+    match crash {
+        Crash::None => {}
+        Crash::Before(i) => sim.crash_at(i),
+        Crash::During(i) => sim.crash_during(i),
+    }
+    let mut run = Run {
+        sim: sim.clone(),
+        attempted: vec![sc.initial.clone()],
+        acked: 0,
+        ok_commits: Vec::new(),
+    };
+    for step in &sc.steps {
+        if sim.is_crashed() {
+            break;
+        }
+        // Fresh handles per step, as separate program runs would use.
+        let Ok(files) = open_all(&sim, sc, mutant) else {
+            break;
+        };
+        let mut next = run.attempted.last().expect("initial").clone();
+        let start = sim.op_count();
+        let result = match step {
+            Step::Batch(contents) => {
+                for (slot, bytes) in next.iter_mut().zip(contents) {
+                    *slot = Some(bytes.clone());
+                }
+                run.attempted.push(next);
+                batch_commit(&files, contents)
+            }
+            Step::Single(i, contents) => {
+                next[*i] = Some(contents.clone());
+                run.attempted.push(next);
+                single_commit(&files[*i], contents)
+            }
+        };
+        if result.is_ok() {
+            run.acked = run.attempted.len() - 1;
+            run.ok_commits.push((start, sim.op_count()));
+        }
+    }
+    if let Crash::Before(i) = crash {
+        if !sim.is_crashed() && i >= sim.op_count() {
+            sim.crash_now();
+        }
+    }
+    run
+}
+
+fn show(v: &Option<Vec<u8>>) -> String {
+    match v {
+        None => "absent".into(),
+        Some(b) => format!("{:?}", String::from_utf8_lossy(b)),
+    }
+}
+
+fn show_version(v: &Version) -> String {
+    format!("[{}]", v.iter().map(show).collect::<Vec<_>>().join(", "))
+}
+
+fn read_members(sim: &SimFs, sc: &Scenario) -> Version {
+    sc.paths()
+        .iter()
+        .map(|p| sim.read_file(p).expect("read member"))
+        .collect()
+}
+
+/// Invariants 1 and 2 on the members: one allowed version; a version that
+/// was never committed as a whole (a mix, a torn file) breaks 1, an older
+/// one than was acknowledged breaks 2.
+fn check_members(
+    got: &Version,
+    allowed: &[Version],
+    history: &[Version],
+    report: &mut Report,
+    when: &str,
+) {
+    if !allowed.contains(got) {
+        let inv = if history.contains(got) { 2 } else { 1 };
+        report.violate(
+            inv,
+            format!(
+                "{when}: members are {}, allowed {}",
+                show_version(got),
+                allowed
+                    .iter()
+                    .map(show_version)
+                    .collect::<Vec<_>>()
+                    .join(" or ")
+            ),
+        );
+    }
+}
+
+/// Whether `name` is a journal name or a temporary file of a member.
+fn leftover_of_member(name: &str, members: &[&str]) -> bool {
+    members.iter().any(|m| {
+        let prefix = format!(".{m}.");
+        name == format!(".{m}.txjournal")
+            || name
+                .strip_prefix(&prefix)
+                .and_then(|r| r.strip_suffix(".txtmp"))
+                .is_some_and(|r| r.len() == 8 && r.bytes().all(|b| b.is_ascii_alphanumeric()))
+    })
+}
+
+/// Invariant 4: no journal name and no temporary file of any member in any
+/// member directory.
+fn check_clean(sim: &SimFs, sc: &Scenario, report: &mut Report, when: &str) {
+    let members = sc.names();
+    for dir in sc.dirs() {
+        let left: Vec<String> = sim
+            .list_dir(dir)
+            .expect("list")
+            .into_iter()
+            .filter(|n| leftover_of_member(n, &members))
+            .collect();
+        if !left.is_empty() {
+            report.violate(4, format!("{when}: left in {dir}: {left:?}"));
+        }
+    }
+}
+
+/// Invariant 6: the foreign files are there, unchanged.
+fn check_foreign(sim: &SimFs, sc: &Scenario, report: &mut Report, when: &str) {
+    for dir in sc.dirs() {
+        for (name, contents) in FOREIGN {
+            let got = sim.read_file(format!("{dir}/{name}")).expect("read");
+            if got.as_deref() != Some(*contents) {
+                report.violate(
+                    6,
+                    format!("{when}: foreign file {dir}/{name} is {}", show(&got)),
+                );
+            }
+        }
+    }
+}
+
+/// How recovery is started on a post-crash machine.
+#[derive(Clone, Copy, Debug)]
+enum Trigger {
+    /// `begin` on this member.
+    Member(usize),
+    /// `Options::recover` on the first member's directory.
+    RecoverDir,
+}
+
+fn triggers(sc: &Scenario) -> Vec<Trigger> {
+    (0..sc.members)
+        .map(Trigger::Member)
+        .chain([Trigger::RecoverDir])
+        .collect()
+}
+
+/// Recovery as the next program runs it: open every member, start recovery
+/// with `trigger`, then begin and roll back on every member (each removes
+/// what a torn journal left under its own name). Returns an error message
+/// when a step fails; the machine may go down in the middle.
+fn recover(sim: &SimFs, sc: &Scenario, mutant: Mutant, trigger: Trigger) -> Result<(), String> {
+    let files = open_all(sim, sc, mutant).map_err(|e| format!("open: {e}"))?;
+    match trigger {
+        Trigger::Member(i) => match files[i].try_begin() {
+            Ok(Some(tx)) => tx.rollback(),
+            Ok(None) => return Err(format!("member {i}'s lock is held after a crash")),
+            Err(e) => return Err(format!("begin on member {i}: {e}")),
+        },
+        Trigger::RecoverDir => {
+            options(sim, mutant)
+                .recover(sc.dirs()[0])
+                .map_err(|e| format!("recover: {e}"))?;
+        }
+    }
+    Ok(())
+}
+
+fn begin_everywhere(sim: &SimFs, sc: &Scenario, mutant: Mutant) -> Result<(), String> {
+    let files = open_all(sim, sc, mutant).map_err(|e| format!("open: {e}"))?;
+    for (i, file) in files.iter().enumerate() {
+        match file.try_begin() {
+            Ok(Some(tx)) => tx.rollback(),
+            Ok(None) => return Err(format!("member {i}'s lock is held")),
+            Err(e) => return Err(format!("begin on member {i}: {e}")),
+        }
+    }
+    Ok(())
+}
+
+fn recovered(sc: &Scenario) -> Vec<Vec<u8>> {
+    sc.names()
+        .iter()
+        .map(|m| bytes(&format!("recovered {m}")))
+        .collect()
+}
+
+/// Recovers a copy of `state` with every trigger and checks invariants 1,
+/// 2, 4, 5 and 6 after each.
+fn recover_and_check(
+    state: &SimFs,
+    sc: &Scenario,
+    mutant: Mutant,
+    allowed: &[Version],
+    history: &[Version],
+    report: &mut Report,
+    when: &str,
+) {
+    check_foreign(state, sc, report, &format!("{when}, before recovery"));
+    for trigger in triggers(sc) {
+        report.recoveries += 1;
+        let when = format!("{when}, recovery by {trigger:?}");
+        // An identical copy: the state has nothing pending.
+        let sim = state.crash_state_with(false, |_| 1);
+        if let Err(e) = recover(&sim, sc, mutant, trigger) {
+            let inv = if e.contains("lock is held") { 5 } else { 4 };
+            report.violate(inv, format!("{when}: {e}"));
+            continue;
+        }
+        // Atomicity right after the recovery that one member started. A
+        // member that no step changes is in no journal and rightly recovers
+        // nothing: it is checked after every member began.
+        let got = read_members(&sim, sc);
+        let in_journal = match trigger {
+            Trigger::Member(i) => history.iter().any(|v| v[i] != history[0][i]),
+            Trigger::RecoverDir => true,
+        };
+        if in_journal {
+            check_members(&got, allowed, history, report, &when);
+        }
+        // Every other member cleans up after itself.
+        if let Err(e) = begin_everywhere(&sim, sc, mutant) {
+            let inv = if e.contains("lock is held") { 5 } else { 4 };
+            report.violate(inv, format!("{when}, then begin on every member: {e}"));
+            continue;
+        }
+        let again = read_members(&sim, sc);
+        check_members(
+            &again,
+            allowed,
+            history,
+            report,
+            &format!("{when}, then begin on every member"),
+        );
+        // What the member that started recovery sees is final. (A member
+        // that the batch left unchanged is not in its journal and rightly
+        // recovers nothing: its contents are the same either way.)
+        let settled = match trigger {
+            Trigger::Member(i) => again[i] == got[i],
+            Trigger::RecoverDir => again == got,
+        };
+        if !settled {
+            report.violate(
+                1,
+                format!(
+                    "{when}: members went from {} to {} when the others began",
+                    show_version(&got),
+                    show_version(&again)
+                ),
+            );
+        }
+        check_clean(&sim, sc, report, &format!("{when}, after recovery"));
+        check_foreign(&sim, sc, report, &format!("{when}, after recovery"));
+        // The next batch commits; recovery must not be in its way.
+        let next = recovered(sc);
+        let committed = open_all(&sim, sc, mutant)
+            .map_err(|e| e.to_string())
+            .and_then(|files| batch_commit(&files, &next).map_err(|e| e.to_string()));
+        match committed {
+            Ok(()) => {
+                let want: Version = next.into_iter().map(Some).collect();
+                let got = read_members(&sim, sc);
+                if got != want {
+                    report.violate(
+                        2,
+                        format!(
+                            "{when}: the batch after recovery left {}",
+                            show_version(&got)
+                        ),
+                    );
+                }
+            }
+            Err(e) => report.violate(4, format!("{when}: the batch after recovery failed: {e}")),
+        }
+        check_clean(&sim, sc, report, &format!("{when}, after the next batch"));
+        check_foreign(&sim, sc, report, &format!("{when}, after the next batch"));
+    }
+}
+
+fn bound() -> Enumeration {
+    Enumeration::new().max_states(MAX_STATES_PER_CRASH)
+}
+
+fn fault_index(sc: &Scenario, mutant: Mutant) -> Option<(u64, Fault)> {
+    let (site, fault) = sc.fault?;
+    let probe = run(sc, mutant, None, Crash::None);
+    site(&probe.sim.trace()).map(|index| (index, fault))
+}
+
+/// Invariants without a crash: 3 (honest errors), then after recovery (a
+/// failure after the commit point leaves the journal for it) 1, 4, 5, 6.
+fn check_live(
+    sc: &Scenario,
+    mutant: Mutant,
+    live: &Run,
+    fault_at: Option<(u64, Fault)>,
+    report: &mut Report,
+) {
+    let when = format!("{} (no crash)", sc.when(mutant));
+    if let Some((index, _)) = fault_at {
+        if live
+            .ok_commits
+            .iter()
+            .any(|&(start, end)| (start..end).contains(&index))
+        {
+            report.violate(
+                3,
+                format!("{when}: commit returned Ok after the injected fault at op {index}"),
+            );
+        }
+    }
+    if live.ok_commits.len() == sc.steps.len() {
+        // Everything succeeded: nothing is left for recovery.
+        check_members(
+            &read_members(&live.sim, sc),
+            live.allowed(),
+            &live.attempted,
+            report,
+            &when,
+        );
+        check_clean(&live.sim, sc, report, &when);
+    }
+    // Another process can take every lock and finds one allowed version.
+    let other = live.sim.process();
+    if let Err(e) = begin_everywhere(&other, sc, mutant) {
+        report.violate(5, format!("{when}: another process: {e}"));
+    }
+    check_members(
+        &read_members(&live.sim, sc),
+        live.allowed(),
+        &live.attempted,
+        report,
+        &format!("{when}, after another process began"),
+    );
+    check_clean(
+        &live.sim,
+        sc,
+        report,
+        &format!("{when}, after another process began"),
+    );
+    check_foreign(&live.sim, sc, report, &when);
+}
+
+fn check_scenario(sc: &Scenario, mutant: Mutant, report: &mut Report) {
+    let fault_at = fault_index(sc, mutant);
+    if sc.fault.is_some() && fault_at.is_none() {
+        // The mutant never reaches the faulty operation.
+        return;
+    }
+    let live = run(sc, mutant, fault_at, Crash::None);
+    check_live(sc, mutant, &live, fault_at, report);
+    let trace = live.sim.trace();
+    let mut points: Vec<Crash> = (0..=trace.len() as u64).map(Crash::Before).collect();
+    points.extend(
+        trace
+            .iter()
+            .filter(|op| op.kind == OpKind::Write)
+            .map(|op| Crash::During(op.index)),
+    );
+    for crash in points {
+        report.crash_points += 1;
+        let crashed = run(sc, mutant, fault_at, crash);
+        let when = format!("{}, crash {crash:?}", sc.when(mutant));
+        let states = crashed
+            .sim
+            .crash_states(&bound())
+            .unwrap_or_else(|e| panic!("{when}: {e}"));
+        for (i, state) in states.enumerate() {
+            report.crash_states += 1;
+            recover_and_check(
+                &state,
+                sc,
+                mutant,
+                crashed.allowed(),
+                &crashed.attempted,
+                report,
+                &format!("{when}, state {i}"),
+            );
+        }
+    }
+}
+
+/// Everything on the machine that recovery can depend on: per directory,
+/// every name with its contents.
+type Key = Vec<(String, Option<Vec<u8>>, Option<u32>)>;
+
+fn key(sim: &SimFs, sc: &Scenario) -> Key {
+    let mut out = Vec::new();
+    for dir in sc.dirs() {
+        for name in sim.list_dir(dir).expect("list") {
+            let path = format!("{dir}/{name}");
+            let contents = sim.read_file(&path).expect("read");
+            let mode = sim.mode(&path).expect("mode");
+            out.push((path, contents, mode));
+        }
+    }
+    out
+}
+
+/// A crash in the middle of recovery, then recovery again: for every
+/// distinct post-crash state of `sc` that holds a journal name of a member,
+/// recovery started from each member in turn, with a power loss before each
+/// of its operations. The second recovery must end where an uninterrupted
+/// first one does. Every post-crash state is enumerated; one that is
+/// identical (names, contents, modes) to one already checked with the same
+/// expectation is counted but not recovered again, since recovery depends
+/// on nothing else.
+fn check_crash_during_recovery(sc: &Scenario, mutant: Mutant, report: &mut Report) -> (u64, u64) {
+    let live = run(sc, mutant, None, Crash::None);
+    let members = sc.names();
+    let mut seen = BTreeSet::new();
+    let mut firsts = Vec::new();
+    for i in 0..=live.sim.op_count() {
+        let crashed = run(sc, mutant, None, Crash::Before(i));
+        for state in crashed.sim.crash_states(&bound()).expect("bound") {
+            let k = key(&state, sc);
+            let journal = k.iter().any(|(path, _, _)| {
+                let name = path.rsplit('/').next().unwrap_or_default();
+                name.ends_with(".txjournal") && leftover_of_member(name, &members)
+            });
+            if journal && seen.insert(k) {
+                firsts.push((state, crashed.allowed().to_vec(), crashed.attempted.clone()));
+            }
+        }
+    }
+    let distinct = firsts.len() as u64;
+    let mut checked: BTreeSet<(Key, Vec<Version>)> = BTreeSet::new();
+    let mut recovered_states = 0;
+    for (n, (first, allowed, history)) in firsts.iter().enumerate() {
+        for trigger in triggers(sc) {
+            // Where an uninterrupted recovery ends, and how many operations
+            // it takes.
+            let probe = first.crash_state_with(false, |_| 1);
+            let ops_before = probe.op_count();
+            let _ = recover(&probe, sc, mutant, trigger);
+            let _ = begin_everywhere(&probe, sc, mutant);
+            let outcome = read_members(&probe, sc);
+            let ops = probe.op_count() - ops_before;
+            let expect: Vec<Version> = if allowed.contains(&outcome) {
+                vec![outcome]
+            } else {
+                allowed.clone()
+            };
+            for i in 0..=ops {
+                report.crash_points += 1;
+                let again = first.crash_state_with(false, |_| 1);
+                again.crash_at(again.op_count() + i);
+                let _ = recover(&again, sc, mutant, trigger);
+                let _ = begin_everywhere(&again, sc, mutant);
+                if !again.is_crashed() {
+                    again.crash_now();
+                }
+                let when = format!(
+                    "{}: recovery of state {n} by {trigger:?}, crash before its op {i}",
+                    sc.when(mutant)
+                );
+                let states = again
+                    .crash_states(&bound())
+                    .unwrap_or_else(|e| panic!("{when}: {e}"));
+                for (j, state) in states.enumerate() {
+                    report.crash_states += 1;
+                    if !checked.insert((key(&state, sc), expect.clone())) {
+                        continue;
+                    }
+                    recovered_states += 1;
+                    recover_and_check(
+                        &state,
+                        sc,
+                        mutant,
+                        &expect,
+                        history,
+                        report,
+                        &format!("{when}, state {j}"),
+                    );
+                }
+            }
+        }
+    }
+    (distinct, recovered_states)
+}
+
+/// The whole suite for one protocol. With `stop_when`, returns after the
+/// first scenario at which all of those invariants have been broken.
+fn check_all(mutant: Mutant, stop_when: Option<&[u8]>) -> Report {
+    let done = |report: &Report| {
+        stop_when.is_some_and(|invs| invs.iter().all(|i| report.violations.contains_key(i)))
+    };
+    let mut report = Report::default();
+    for sc in scenarios() {
+        let start = Instant::now();
+        let before = report.crash_states;
+        check_scenario(&sc, mutant, &mut report);
+        eprintln!(
+            "  {}: {} post-crash states in {:.1?}",
+            sc.when(mutant),
+            report.crash_states - before,
+            start.elapsed()
+        );
+        if done(&report) {
+            return report;
+        }
+    }
+    for sc in scenarios()
+        .into_iter()
+        .filter(|sc| sc.members == 3 && sc.name == "all members existing")
+    {
+        let start = Instant::now();
+        let before = report.crash_states;
+        let (distinct, recovered) = check_crash_during_recovery(&sc, mutant, &mut report);
+        eprintln!(
+            "  crash during recovery, {}: {distinct} distinct first states with a journal, {} post-crash states ({recovered} distinct, recovered) in {:.1?}",
+            sc.when(mutant),
+            report.crash_states - before,
+            start.elapsed()
+        );
+        if done(&report) {
+            return report;
+        }
+    }
+    report
+}
+
+#[test]
+fn every_crash_point_of_batch_commits() {
+    let start = Instant::now();
+    let report = check_all(Mutant::None, None);
+    eprintln!(
+        "batch_crash: {} crash points, {} post-crash states checked, {} recoveries (bound: at most {} states per crash point, paranoid renames off) in {:.1?}",
+        report.crash_points,
+        report.crash_states,
+        report.recoveries,
+        MAX_STATES_PER_CRASH,
+        start.elapsed()
+    );
+    assert!(
+        report.violations.is_empty(),
+        "invariants broken:\n{}",
+        report.summary()
+    );
+    assert!(
+        report.crash_states > 1000,
+        "the enumeration is suspiciously small"
+    );
+}
+
+/// Each batch mutant with the invariants that must catch it.
+const MUTANTS: &[(Mutant, &[u8])] = &[
+    (Mutant::BatchNoJournalFsync, &[1]),
+    (Mutant::BatchRenameBeforeJournal, &[1]),
+    (Mutant::BatchIgnoreJournalChecksum, &[1]),
+];
+
+#[test]
+fn every_batch_mutant_is_caught() {
+    let mut missed = Vec::new();
+    for &(mutant, expected) in MUTANTS {
+        let report = check_all(mutant, Some(expected));
+        let caught = report.caught();
+        eprintln!(
+            "mutant {mutant:?}: caught by invariants {caught:?} after {} post-crash states\n{}",
+            report.crash_states,
+            report.summary()
+        );
+        if !expected.iter().all(|inv| caught.contains(inv)) {
+            missed.push(format!(
+                "{mutant:?}: expected invariants {expected:?}, got {caught:?}"
+            ));
+        }
+    }
+    assert!(
+        missed.is_empty(),
+        "mutants not caught as expected:\n{}",
+        missed.join("\n")
+    );
+}
