@@ -519,7 +519,7 @@ impl<'a> BatchTransaction<'a> {
                 let tx = txs.into_iter().next().expect("one member");
                 commit::stage(tx)?;
                 commit::install(tx)?;
-                commit::sync_dir(tx.file)
+                commit::finish(tx)
             }
             _ => commit_all(txs),
         }
@@ -631,6 +631,7 @@ fn commit_all(mut txs: Vec<&mut Transaction<'_>>) -> Result<(), Error> {
             // rolls the whole batch forward or back.
             for tx in txs.iter_mut() {
                 drop(tx.new.temp.take());
+                tx.unsynced = true;
             }
             return Err(e);
         }
@@ -642,13 +643,23 @@ fn commit_all(mut txs: Vec<&mut Transaction<'_>>) -> Result<(), Error> {
         return Err(e);
     }
     // Committed. From here on the staged files belong to the journal:
-    // an error leaves them for recovery to rename.
+    // an error leaves them for recovery to rename, and the guards' markers
+    // set for the next holders.
+    for tx in txs.iter_mut() {
+        tx.unsynced = true;
+    }
     if mutant != Mutant::BatchRenameBeforeJournal {
         rename_all(&mut txs, &records)?;
     }
     journal::sync_dirs(&members)?;
     for name in &names {
         journal::remove_if_present(fs, name)?;
+    }
+    for tx in txs.iter_mut() {
+        tx.unsynced = false;
+        if let Some(locked) = tx.locked.as_mut().filter(|_| commit::durable(first)) {
+            locked.synced();
+        }
     }
     Ok(())
 }

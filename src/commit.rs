@@ -18,6 +18,7 @@ use std::io;
 
 use crate::error::Op;
 use crate::fs::Meta;
+use crate::guard::Locked;
 use crate::transaction::{BUFFER, NewContents, OldFile, Temp, Transaction};
 use crate::{Durability, Error, Symlinks, TxFile, names};
 
@@ -109,7 +110,21 @@ pub(crate) fn commit(tx: &mut Transaction<'_>) -> Result<(), Error> {
         drop(tx.locked.take());
     }
     install(tx)?;
-    sync_dir(tx.file)
+    finish(tx)
+}
+
+/// Step 6 for one transaction: sync the directory (also when this handle
+/// skips fsyncs, if an earlier transaction left a rename unsynced).
+pub(crate) fn finish(tx: &mut Transaction<'_>) -> Result<(), Error> {
+    tx.unsynced = true;
+    let owed = tx.locked.as_ref().is_some_and(Locked::owes_sync);
+    if sync_dir(tx.file, owed)? {
+        if let Some(locked) = tx.locked.as_mut() {
+            locked.synced();
+        }
+    }
+    tx.unsynced = false;
+    Ok(())
 }
 
 /// Steps 1 and 2: refuses a transaction whose writes failed or whose target
@@ -119,6 +134,14 @@ pub(crate) fn check(tx: &mut Transaction<'_>) -> Result<bool, Error> {
         return Err(tx.new.failed_error(tx.file));
     }
     if unchanged(tx)? {
+        // Nothing to write; but if an earlier transaction renamed without
+        // syncing the directory (its sync failed, or it died), what this
+        // one saw may not be durable yet. Make it so before saying Ok.
+        if let Some(locked) = tx.locked.as_mut() {
+            if locked.owes_sync() && sync_dir(tx.file, true)? {
+                locked.synced();
+            }
+        }
         return Ok(false);
     }
     check_no_outside_writer(tx.file, tx.old.as_ref().map(|old| &old.meta))?;
@@ -129,7 +152,7 @@ pub(crate) fn check(tx: &mut Transaction<'_>) -> Result<bool, Error> {
 /// and mode, and on stable storage.
 pub(crate) fn stage(tx: &mut Transaction<'_>) -> Result<(), Error> {
     let file = tx.file;
-    tx.new.flush(file)?;
+    tx.new.flush(file, tx.locked.as_mut())?;
     let temp = tx
         .new
         .temp
@@ -165,16 +188,18 @@ pub(crate) fn install(tx: &mut Transaction<'_>) -> Result<(), Error> {
     Ok(())
 }
 
-/// Step 6: the rename made durable.
-pub(crate) fn sync_dir(file: &TxFile) -> Result<(), Error> {
+/// Step 6: the rename made durable, when the handle's durability asks for
+/// it or `owed` says an earlier rename needs it. Returns whether it synced.
+pub(crate) fn sync_dir(file: &TxFile, owed: bool) -> Result<bool, Error> {
     let inner = &*file.inner;
-    if durable(file) && mutant(file) != Mutant::NoDirFsync {
+    let wanted = (durable(file) || owed) && mutant(file) != Mutant::NoDirFsync;
+    if wanted {
         inner
             .dir
             .sync()
             .map_err(|e| Error::io(Op::SyncDir, &inner.dir_path, e))?;
     }
-    Ok(())
+    Ok(wanted)
 }
 
 pub(crate) fn durable(file: &TxFile) -> bool {

@@ -173,6 +173,8 @@ pub enum Op {
     SyncDir,
     /// Removing a temporary file.
     Remove,
+    /// Setting or clearing the guard file's "unclean" marker (its size).
+    MarkGuard,
 }
 
 impl fmt::Display for Op {
@@ -192,6 +194,7 @@ impl fmt::Display for Op {
             Op::Sync => "sync",
             Op::SyncDir => "sync directory",
             Op::Remove => "remove",
+            Op::MarkGuard => "mark lock file",
         })
     }
 }

@@ -11,6 +11,7 @@
 
 use std::collections::BTreeMap;
 use std::io;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Condvar, Mutex, MutexGuard, PoisonError};
 use std::thread;
 use std::time::{Duration, Instant};
@@ -31,6 +32,10 @@ struct Entry {
     turn_free: Condvar,
     /// The OS shared lock, held for as long as `Turn::readers` is not zero.
     shared_os: Mutex<Option<Box<dyn LockHeld>>>,
+    /// Whether a holder in this process has swept the directory yet: the
+    /// first one always does, for temporary files a power loss left behind
+    /// (the guard's marker is not durable).
+    swept: AtomicBool,
     /// Descriptors opened by a lost race for an inode that was registered
     /// meanwhile. Closing them early could release POSIX locks held through
     /// `file`, so they are closed with the entry.
@@ -50,6 +55,9 @@ struct Turn {
     busy: bool,
     /// Threads sharing the OS shared lock.
     readers: usize,
+    /// Threads waiting for the turn: releases wake them only when there are
+    /// some (a wake-up is a syscall).
+    waiting: usize,
 }
 
 /// Exclusive for transactions, shared for consistent reads of a batch.
@@ -112,6 +120,7 @@ impl GuardRef {
             turn: Mutex::new(Turn::default()),
             turn_free: Condvar::new(),
             shared_os: Mutex::new(None),
+            swept: AtomicBool::new(false),
             spare: Mutex::new(Vec::new()),
         });
         registry.insert(
@@ -171,17 +180,24 @@ impl GuardRef {
                 if free {
                     break;
                 }
-                turn = match wait {
+                let left = match wait {
                     Wait::No => return Ok(None),
-                    Wait::Forever => entry
-                        .turn_free
-                        .wait(turn)
-                        .unwrap_or_else(PoisonError::into_inner),
+                    Wait::Forever => None,
                     Wait::Until(deadline) => {
                         let left = deadline.saturating_duration_since(Instant::now());
                         if left.is_zero() {
                             return Ok(None);
                         }
+                        Some(left)
+                    }
+                };
+                turn.waiting += 1;
+                turn = match left {
+                    None => entry
+                        .turn_free
+                        .wait(turn)
+                        .unwrap_or_else(PoisonError::into_inner),
+                    Some(left) => {
                         entry
                             .turn_free
                             .wait_timeout(turn, left)
@@ -189,24 +205,17 @@ impl GuardRef {
                             .0
                     }
                 };
+                turn.waiting -= 1;
             }
             if mode == Mode::Shared && turn.readers > 0 {
                 // The OS shared lock is already held for this process.
                 turn.readers += 1;
-                return Ok(Some(Locked {
-                    os: None,
-                    guard: self.clone(),
-                    release: Release::Reader,
-                }));
+                return Ok(Some(Locked::new(self.clone(), Release::Reader)));
             }
             turn.busy = true;
         }
         // From here on the turn is ours; `Locked::drop` gives it back.
-        let mut locked = Locked {
-            os: None,
-            guard: self.clone(),
-            release: Release::Turn,
-        };
+        let mut locked = Locked::new(self.clone(), Release::Turn);
         let shared = mode == Mode::Shared;
         let file = entry.file.as_ref();
         locked.os = match wait {
@@ -232,7 +241,7 @@ impl GuardRef {
                 let mut turn = lock(&entry.turn);
                 turn.busy = false;
                 turn.readers = 1;
-                entry.turn_free.notify_all();
+                wake(entry, &turn);
                 locked.release = Release::Reader;
                 return Ok(Some(locked));
             }
@@ -244,8 +253,9 @@ impl GuardRef {
     /// the threads waiting for it.
     fn release_turn(&self) {
         let entry = self.entry();
-        lock(&entry.turn).busy = false;
-        entry.turn_free.notify_all();
+        let mut turn = lock(&entry.turn);
+        turn.busy = false;
+        wake(entry, &turn);
     }
 
     /// One reader of this process leaves; the last releases the OS lock.
@@ -255,8 +265,15 @@ impl GuardRef {
         turn.readers -= 1;
         if turn.readers == 0 {
             drop(lock(&entry.shared_os).take());
-            entry.turn_free.notify_all();
+            wake(entry, &turn);
         }
+    }
+}
+
+/// Wakes the threads waiting for the turn, if any.
+fn wake(entry: &Entry, turn: &Turn) {
+    if turn.waiting > 0 {
+        entry.turn_free.notify_all();
     }
 }
 
@@ -450,6 +467,72 @@ pub(crate) struct Locked {
     os: Option<Box<dyn LockHeld>>,
     guard: GuardRef,
     release: Release,
+    /// The guard's "unclean" marker is set (found set, or set by us).
+    marked: bool,
+    /// The marker was set when we locked: an earlier transaction may have
+    /// renamed without syncing the directory.
+    owe_sync: bool,
+    /// Temporary files of a dead writer may be lying around.
+    sweep: bool,
+}
+
+impl Locked {
+    fn new(guard: GuardRef, release: Release) -> Locked {
+        Locked {
+            os: None,
+            guard,
+            release,
+            marked: false,
+            owe_sync: false,
+            sweep: false,
+        }
+    }
+
+    /// Records what the identity check saw of the guard: its marker (size),
+    /// and whether this is the first holder of this process.
+    pub(crate) fn note_marker(&mut self, marked: bool) {
+        let first = !self.guard.entry().swept.load(Ordering::Relaxed);
+        self.marked = marked;
+        self.owe_sync = marked;
+        self.sweep = marked || first;
+    }
+
+    pub(crate) fn needs_sweep(&self) -> bool {
+        self.sweep
+    }
+
+    /// The directory was swept under this lock.
+    pub(crate) fn swept(&mut self) {
+        self.sweep = false;
+        self.guard.entry().swept.store(true, Ordering::Relaxed);
+    }
+
+    pub(crate) fn owes_sync(&self) -> bool {
+        self.owe_sync
+    }
+
+    /// The directory was synced: nothing earlier is owed any more.
+    pub(crate) fn synced(&mut self) {
+        self.owe_sync = false;
+    }
+
+    /// Sets the marker before a temporary file is created.
+    pub(crate) fn mark(&mut self) -> io::Result<()> {
+        if !self.marked {
+            self.guard.entry().file.set_dirty(true)?;
+            self.marked = true;
+        }
+        Ok(())
+    }
+
+    /// Clears the marker: nothing of this transaction, nor of any earlier
+    /// one, is left to clean up or to sync. A failure only costs the next
+    /// holder a sweep and a sync.
+    pub(crate) fn unmark(&mut self) {
+        if self.marked && !self.owe_sync && self.guard.entry().file.set_dirty(false).is_ok() {
+            self.marked = false;
+        }
+    }
 }
 
 /// What dropping a `Locked` gives back.

@@ -213,7 +213,7 @@ pub(crate) fn recover(file: &TxFile) -> Result<(), Error> {
     let fs = inner.fs.as_ref();
     let journal_path = &inner.journal_path;
     let records = {
-        let Some(_locked) = file.lock(Mode::Exclusive, Wait::Forever)? else {
+        let Some(mut locked) = file.lock(Mode::Exclusive, Wait::Forever)? else {
             return Ok(());
         };
         let Some(bytes) = read(fs, journal_path)? else {
@@ -223,7 +223,11 @@ pub(crate) fn recover(file: &TxFile) -> Result<(), Error> {
             Ok(records) => records,
             Err(Torn(_)) => {
                 // Never committed. This member's staged file goes with the
-                // sweep of the `begin` that follows.
+                // sweep of the `begin` that follows: the guard's marker,
+                // set here, makes sure there is one.
+                locked
+                    .mark()
+                    .map_err(|e| Error::io(Op::MarkGuard, &inner.guard_path, e))?;
                 return remove_if_present(fs, journal_path);
             }
         }

@@ -47,6 +47,9 @@ pub struct Transaction<'a> {
     pub(crate) locked: Option<Locked>,
     pub(crate) old: Option<OldFile>,
     pub(crate) new: NewContents,
+    /// Renamed into place, but the directory not synced yet (or its sync
+    /// failed): the guard's marker must stay set for the next holder.
+    pub(crate) unsynced: bool,
 }
 
 impl fmt::Debug for Transaction<'_> {
@@ -66,6 +69,7 @@ impl<'a> Transaction<'a> {
             locked: Some(locked),
             new: NewContents::new(old.is_some()),
             old,
+            unsynced: false,
         }
     }
 
@@ -165,7 +169,8 @@ impl<'a> Transaction<'a> {
             self.new.buf = contents;
             Ok(())
         } else {
-            self.new.write_all(self.file, &contents)
+            self.new
+                .write_all(self.file, self.locked.as_mut(), &contents)
         }
     }
 
@@ -226,25 +231,29 @@ impl Drop for Transaction<'_> {
         // Cleanup errors are ignored: the target is untouched either way, and
         // a temporary file that could not be removed is swept by the next
         // transaction on this target.
-        self.new.discard(self.file);
-        drop(self.locked.take());
+        let clean = self.new.discard(self.file);
+        if let Some(mut locked) = self.locked.take() {
+            if clean && !self.unsynced {
+                locked.unmark();
+            }
+        }
     }
 }
 
 impl Write for Transaction<'_> {
     fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
-        self.new.write_all(self.file, buf)?;
+        self.new.write_all(self.file, self.locked.as_mut(), buf)?;
         Ok(buf.len())
     }
 
     fn write_all(&mut self, buf: &[u8]) -> io::Result<()> {
-        Ok(self.new.write_all(self.file, buf)?)
+        Ok(self.new.write_all(self.file, self.locked.as_mut(), buf)?)
     }
 
     /// Buffered data reaches the temporary file at the latest at commit;
     /// flushing here only pushes it there early.
     fn flush(&mut self) -> io::Result<()> {
-        Ok(self.new.flush(self.file)?)
+        Ok(self.new.flush(self.file, self.locked.as_mut())?)
     }
 }
 
@@ -323,8 +332,9 @@ impl OldFile {
 
     pub(crate) fn bytes(&mut self, path: &Utf8Path) -> Result<&[u8], Error> {
         if self.bytes.is_none() {
-            let mut bytes = Vec::with_capacity(self.meta.size as usize);
-            read_all(self.file.as_ref(), &mut bytes).map_err(|e| Error::io(Op::Read, path, e))?;
+            let mut bytes = Vec::with_capacity(self.meta.size as usize + 1);
+            read_all(self.file.as_ref(), &mut bytes, self.meta.size)
+                .map_err(|e| Error::io(Op::Read, path, e))?;
             self.bytes = Some(bytes);
         }
         Ok(self.bytes.as_deref().unwrap_or_default())
@@ -340,14 +350,32 @@ impl OldFile {
     }
 }
 
-fn read_all(file: &dyn ReadFile, out: &mut Vec<u8>) -> io::Result<()> {
-    let mut chunk = vec![0; BUFFER];
+/// Reads to the end, straight into `out`. Asking for one byte more than
+/// `size` (from `fstat`) and getting less means the end: a short read of a
+/// regular file happens only there. So the usual file takes one `pread`; a
+/// file that grew meanwhile is read on in chunks.
+fn read_all(file: &dyn ReadFile, out: &mut Vec<u8>, size: u64) -> io::Result<()> {
     loop {
-        match file.read_at(&mut chunk, out.len() as u64) {
-            Ok(0) => return Ok(()),
-            Ok(n) => out.extend_from_slice(&chunk[..n]),
-            Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
-            Err(e) => return Err(e),
+        let start = out.len();
+        let left = usize::try_from(size.saturating_sub(start as u64)).unwrap_or(usize::MAX);
+        let want = if left > 0 {
+            left.saturating_add(1)
+        } else {
+            BUFFER
+        };
+        out.resize(start + want, 0);
+        match file.read_at(&mut out[start..], start as u64) {
+            Ok(n) => {
+                out.truncate(start + n);
+                if n < want {
+                    return Ok(());
+                }
+            }
+            Err(e) if e.kind() == io::ErrorKind::Interrupted => out.truncate(start),
+            Err(e) => {
+                out.truncate(start);
+                return Err(e);
+            }
         }
     }
 }
@@ -384,16 +412,21 @@ impl NewContents {
         }
     }
 
-    fn write_all(&mut self, file: &TxFile, data: &[u8]) -> Result<(), Error> {
+    fn write_all(
+        &mut self,
+        file: &TxFile,
+        mut locked: Option<&mut Locked>,
+        data: &[u8],
+    ) -> Result<(), Error> {
         self.crc.update(data);
         self.len += data.len() as u64;
         if self.buf.len() + data.len() <= BUFFER {
             self.buf.extend_from_slice(data);
             return Ok(());
         }
-        self.flush(file)?;
+        self.flush(file, locked.as_deref_mut())?;
         if data.len() >= BUFFER {
-            self.write_through(file, data)
+            self.write_through(file, locked, data)
         } else {
             self.buf.extend_from_slice(data);
             Ok(())
@@ -401,32 +434,54 @@ impl NewContents {
     }
 
     /// Moves buffered bytes to the temporary file, creating it if needed.
-    pub(crate) fn flush(&mut self, file: &TxFile) -> Result<(), Error> {
+    pub(crate) fn flush(
+        &mut self,
+        file: &TxFile,
+        locked: Option<&mut Locked>,
+    ) -> Result<(), Error> {
         if self.buf.is_empty() && self.temp.is_some() {
             return Ok(());
         }
         let buf = std::mem::take(&mut self.buf);
-        let result = self.write_through(file, &buf);
+        let result = self.write_through(file, locked, &buf);
         self.buf = buf;
         self.buf.clear();
         result
     }
 
-    fn write_through(&mut self, file: &TxFile, data: &[u8]) -> Result<(), Error> {
+    fn write_through(
+        &mut self,
+        file: &TxFile,
+        locked: Option<&mut Locked>,
+        data: &[u8],
+    ) -> Result<(), Error> {
         if self.failed {
             return Err(self.failed_error(file));
         }
-        let result = self.write_to_temp(file, data);
+        let result = self.write_to_temp(file, locked, data);
         self.failed = result.is_err();
         result
     }
 
-    fn write_to_temp(&mut self, file: &TxFile, mut data: &[u8]) -> Result<(), Error> {
+    fn write_to_temp(
+        &mut self,
+        file: &TxFile,
+        locked: Option<&mut Locked>,
+        mut data: &[u8],
+    ) -> Result<(), Error> {
         let temp = match &mut self.temp {
             Some(temp) => temp,
-            None => self
-                .temp
-                .insert(commit::create_temp(file, self.replaces_existing)?),
+            None => {
+                // The marker first: a temporary file must never exist
+                // without it, or a dead writer's file would not be swept.
+                if let Some(locked) = locked {
+                    locked
+                        .mark()
+                        .map_err(|e| Error::io(Op::MarkGuard, &file.inner.guard_path, e))?;
+                }
+                self.temp
+                    .insert(commit::create_temp(file, self.replaces_existing)?)
+            }
         };
         while !data.is_empty() {
             match temp.file.write(data) {
@@ -454,11 +509,15 @@ impl NewContents {
         )
     }
 
-    /// Removes the temporary file, if any; errors are left to the next sweep.
-    pub(crate) fn discard(&mut self, file: &TxFile) {
-        if let Some(temp) = self.temp.take() {
-            drop(temp.file);
-            let _ = file.inner.fs.remove_file(&temp.path);
+    /// Removes the temporary file, if any; errors are left to the next
+    /// sweep. Returns whether no temporary file is left.
+    pub(crate) fn discard(&mut self, file: &TxFile) -> bool {
+        match self.temp.take() {
+            Some(temp) => {
+                drop(temp.file);
+                file.inner.fs.remove_file(&temp.path).is_ok()
+            }
+            None => true,
         }
     }
 }

@@ -270,8 +270,11 @@ impl TxFile {
 
     /// With the lock held and no journal pending: sweep, then open the old
     /// version.
-    pub(crate) fn prepare(&self, locked: Locked) -> Result<Transaction<'_>, Error> {
-        self.sweep(&locked)?;
+    pub(crate) fn prepare(&self, mut locked: Locked) -> Result<Transaction<'_>, Error> {
+        if locked.needs_sweep() {
+            self.sweep(&locked)?;
+            locked.swept();
+        }
         let old = OldFile::open(self)?;
         Ok(Transaction::new(self, locked, old))
     }
@@ -301,6 +304,10 @@ impl TxFile {
             let trusted =
                 crate::commit::mutant(self) == crate::commit::Mutant::NoGuardIdentityCheck;
             if trusted || now.is_some_and(|meta| guard.is_inode(fs, &meta)) {
+                let mut locked = locked;
+                if mode == Mode::Exclusive {
+                    locked.note_marker(now.is_some_and(|meta| meta.size > 0));
+                }
                 return Ok(Some(locked));
             }
             drop(locked);
@@ -316,7 +323,9 @@ impl TxFile {
     /// Removes temporary files of this target left by a writer that died
     /// holding the lock. Only names that parse back to exactly this target's
     /// pattern are touched, and only while the lock is held, so a live
-    /// writer's file is never among them.
+    /// writer's file is never among them. It runs when the guard's marker
+    /// says the last holder did not finish cleanly, and at the first lock of
+    /// the guard in this process (the marker does not survive power loss).
     fn sweep(&self, _locked: &Locked) -> Result<(), Error> {
         let inner = &*self.inner;
         let names = inner

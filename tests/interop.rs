@@ -92,7 +92,13 @@ fn flock_command_and_txfile_exclude_each_other() {
     // flock(1) holds the guard: txfile stays out.
     let mut cmd = Command::new("flock");
     // -o: the lock stays with flock itself, so killing it releases the lock.
-    cmd.args(["-o", "-n", guard.as_str(), "-c", "echo locked; exec sleep 10"]);
+    cmd.args([
+        "-o",
+        "-n",
+        guard.as_str(),
+        "-c",
+        "echo locked; exec sleep 10",
+    ]);
     let holder = Lines::spawn(cmd);
     holder.expect("locked");
     assert!(file.try_begin().unwrap().is_none());
@@ -247,7 +253,11 @@ fn delete_guard_while_held(mutant: bool) -> (Vec<String>, u64) {
     let mut lines = Vec::new();
     for p in [p1, p3, p4] {
         // Only the holders' own reports, not their test harness's lines.
-        lines.extend(p.rest().into_iter().filter(|l| l.starts_with(char::is_uppercase)));
+        lines.extend(
+            p.rest()
+                .into_iter()
+                .filter(|l| l.starts_with(char::is_uppercase)),
+        );
     }
     let counter = parse_versioned(&std::fs::read(dir.join("counter")).unwrap()).unwrap();
     (lines, counter)

@@ -122,6 +122,13 @@ pub(crate) trait DirHandle: Send + Sync + Debug {
 pub(crate) trait GuardFile: Send + Sync + Debug {
     /// `fstat`.
     fn meta(&self) -> io::Result<Meta>;
+    /// Sets or clears the "unclean" marker: the guard's size, 1 or 0. A
+    /// holder sets it before it creates a temporary file and clears it once
+    /// nothing of its transaction is left to clean up or to sync; the next
+    /// holder finds it set if a writer died (or a commit failed after its
+    /// rename) and then sweeps and syncs. Changing the size allocates nothing,
+    /// so it works on a full disk.
+    fn set_dirty(&self, dirty: bool) -> io::Result<()>;
     /// Takes the lock, shared or exclusive; `Ok(None)` when `wait` is false
     /// and a conflicting holder has it. Dropping the returned value unlocks.
     fn lock(

@@ -158,6 +158,10 @@ impl GuardFile for RealGuard {
         Ok(sys::meta(&self.0.metadata()?))
     }
 
+    fn set_dirty(&self, dirty: bool) -> io::Result<()> {
+        self.0.set_len(u64::from(dirty))
+    }
+
     fn lock(
         &self,
         style: LockStyle,

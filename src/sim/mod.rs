@@ -17,7 +17,8 @@
 //! - an fsync that fails with [`Fault::Io`] leaves its data in doubt and the
 //!   file clean, so a retried fsync succeeds without writing anything
 //!   ("fsyncgate");
-//! - locks live only while the machine runs.
+//! - locks live only while the machine runs, and so does the guard file's
+//!   "unclean" marker (its size): txfile must not need it after a crash.
 //!
 //! Paths are absolute UTF-8 paths. There are no symbolic links, and renames
 //! work only within one directory. Every call the crate makes through its
@@ -639,6 +640,8 @@ pub enum OpKind {
     SetOwner,
     /// `fchmod`.
     SetMode,
+    /// `ftruncate` (the guard file's "unclean" marker).
+    SetLen,
     /// `fsync` of a file.
     SyncFile,
     /// `fsync` of a directory.
@@ -670,6 +673,7 @@ impl OpKind {
                 | OpKind::Write
                 | OpKind::SetOwner
                 | OpKind::SetMode
+                | OpKind::SetLen
                 | OpKind::SyncFile
                 | OpKind::SyncDir
         )

@@ -390,6 +390,20 @@ struct SimGuard {
 }
 
 impl GuardFile for SimGuard {
+    /// The marker is volatile in the model: always lost at a crash. That
+    /// is the pessimistic choice (after a power loss txfile must find a dead
+    /// writer's files without it), and it keeps the guard out of the crash
+    /// enumeration.
+    fn set_dirty(&self, dirty: bool) -> io::Result<()> {
+        self.fs.op(OpKind::SetLen, &self.path, |s| {
+            s.disk
+                .file_mut(self.ino)?
+                .volatile
+                .apply(&DataOp::SetLen(u64::from(dirty)));
+            Ok(())
+        })
+    }
+
     fn meta(&self) -> io::Result<Meta> {
         self.fs
             .op(OpKind::Fstat, &self.path, |s| s.disk.meta(self.ino))

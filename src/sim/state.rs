@@ -52,6 +52,7 @@ impl Image {
                 self.bytes[start..end].copy_from_slice(bytes);
             }
             DataOp::SetMode(mode) => self.mode = *mode,
+            DataOp::SetLen(len) => self.bytes.resize(*len as usize, 0),
             DataOp::SetOwner(uid, gid) => {
                 self.uid = *uid;
                 self.gid = *gid;
@@ -63,9 +64,14 @@ impl Image {
 /// A change to an inode that becomes durable at the inode's fsync.
 #[derive(Clone, Debug)]
 pub(super) enum DataOp {
-    Write { offset: u64, bytes: Vec<u8> },
+    Write {
+        offset: u64,
+        bytes: Vec<u8>,
+    },
     SetMode(u32),
     SetOwner(u32, u32),
+    /// `ftruncate`: the new size (zeros when it grows).
+    SetLen(u64),
 }
 
 /// Where a data operation stands.
@@ -344,7 +350,7 @@ impl Disk {
     pub(super) fn record(&mut self, ino: u64, op: DataOp) -> io::Result<()> {
         let now = self.tick();
         let inode = self.inode_mut(ino)?;
-        if matches!(op, DataOp::Write { .. }) {
+        if matches!(op, DataOp::Write { .. } | DataOp::SetLen(_)) {
             inode.mtime = now;
         }
         inode.ctime = now;
