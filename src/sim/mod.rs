@@ -683,3 +683,48 @@ impl OpKind {
 fn not_found(path: &Utf8Path) -> io::Error {
     io::Error::new(io::ErrorKind::NotFound, format!("`{path}` does not exist"))
 }
+
+/// Decodes a batch commit's journal the way recovery does: `Ok` with its
+/// records (directory, target, staged file) for a complete journal, `Err`
+/// with the reason for a torn or foreign one. For fuzzing the decoder.
+///
+/// # Examples
+///
+/// ```
+/// use txfile::sim::{decode_journal, encode_journal};
+/// let records = vec![("/d".to_string(), "a".to_string(), ".a.x.txtmp".to_string())];
+/// let bytes = encode_journal(&records);
+/// assert_eq!(decode_journal(&bytes), Ok(records));
+/// assert!(decode_journal(&bytes[..bytes.len() - 1]).is_err());
+/// ```
+pub fn decode_journal(bytes: &[u8]) -> Result<Vec<(String, String, String)>, String> {
+    crate::journal::decode(bytes, true)
+        .map(|records| {
+            records
+                .into_iter()
+                .map(|r| (r.dir.into_string(), r.target, r.staged))
+                .collect()
+        })
+        .map_err(|torn| torn.0.to_string())
+}
+
+/// Encodes a journal from records (directory, target, staged file), as a
+/// batch commit writes it; the counterpart of [`decode_journal`].
+///
+/// # Examples
+///
+/// ```
+/// let bytes = txfile::sim::encode_journal(&[("/d".into(), "a".into(), ".a.x.txtmp".into())]);
+/// assert!(bytes.starts_with(b"TXFJ"));
+/// ```
+pub fn encode_journal(records: &[(String, String, String)]) -> Vec<u8> {
+    let records: Vec<crate::journal::Record> = records
+        .iter()
+        .map(|(dir, target, staged)| crate::journal::Record {
+            dir: dir.into(),
+            target: target.clone(),
+            staged: staged.clone(),
+        })
+        .collect();
+    crate::journal::encode(&records)
+}
