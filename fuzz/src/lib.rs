@@ -1,0 +1,100 @@
+//! The scenarios behind txfile's fuzz targets, kept out of the
+//! `fuzz_targets/` files so that both targets share the small helpers
+//! below and the scenarios can be read on their own.
+//!
+//! The checks are self-contained: a fuzz crate cannot use the library's
+//! test code, and the invariants are those of `CRASH_MODEL.md`, restated
+//! where they are checked.
+//!
+//! Setting `TXFILE_FUZZ_MUTANT` to the name of a `txfile::Mutant` (for
+//! example `NoDirFsync`) runs the targets against that deliberately broken
+//! protocol, to see them fail.
+
+pub mod crash_sequences;
+pub mod guard_registry;
+
+use std::sync::OnceLock;
+
+use txfile::Mutant;
+
+/// The directory every scenario works in.
+pub const DIR: &str = "/d";
+
+/// Target names. Each is a prefix of the next, so that a sweep that
+/// matches temporary files too loosely deletes another target's file.
+pub const NAMES: [&str; 3] = ["a", "a.b", "a.b.c"];
+
+/// `/d/<name>`.
+pub fn target_path(name: &str) -> String {
+    format!("{DIR}/{name}")
+}
+
+/// `/d/<name>.lock`.
+pub fn guard_path(name: &str) -> String {
+    format!("{DIR}/{name}.lock")
+}
+
+/// Whether `candidate` is a temporary file of target `name`: `.` + name +
+/// `.` + 8 ASCII letters or digits + `.txtmp`, as the crate documents.
+pub fn is_temp_of(name: &str, candidate: &str) -> bool {
+    candidate
+        .strip_prefix('.')
+        .and_then(|rest| rest.strip_prefix(name))
+        .and_then(|rest| rest.strip_prefix('.'))
+        .and_then(|rest| rest.strip_suffix(".txtmp"))
+        .is_some_and(|random| {
+            random.len() == 8 && random.bytes().all(|b| b.is_ascii_alphanumeric())
+        })
+}
+
+/// Whether a file belongs to target `name`: the target, its guard, or one
+/// of its temporary files.
+pub fn owned_by(name: &str, candidate: &str) -> bool {
+    candidate == name || candidate == format!("{name}.lock") || is_temp_of(name, candidate)
+}
+
+/// The protocol under test: the correct one, or the mutant named by
+/// `TXFILE_FUZZ_MUTANT`.
+pub fn mutant() -> Mutant {
+    static MUTANT: OnceLock<Mutant> = OnceLock::new();
+    *MUTANT.get_or_init(|| match std::env::var("TXFILE_FUZZ_MUTANT").as_deref() {
+        Err(_) | Ok("") | Ok("None") => Mutant::None,
+        Ok("NoFileFsync") => Mutant::NoFileFsync,
+        Ok("NoDirFsync") => Mutant::NoDirFsync,
+        Ok("RenameBeforeFsync") => Mutant::RenameBeforeFsync,
+        Ok("SweepForeignTemp") => Mutant::SweepForeignTemp,
+        Ok("UnlockBeforeRename") => Mutant::UnlockBeforeRename,
+        Ok("IgnoreFsyncError") => Mutant::IgnoreFsyncError,
+        Ok("NoGuardIdentityCheck") => Mutant::NoGuardIdentityCheck,
+        Ok(other) => panic!("TXFILE_FUZZ_MUTANT={other}: not a txfile::Mutant"),
+    })
+}
+
+/// Short, printable form of a file's contents for failure messages.
+pub fn show(version: &Option<Vec<u8>>) -> String {
+    match version {
+        None => "absent".into(),
+        Some(b) if b.len() > 24 => format!(
+            "{} bytes {:?}..",
+            b.len(),
+            String::from_utf8_lossy(&b[..24])
+        ),
+        Some(b) => format!("{:?}", String::from_utf8_lossy(b)),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn temp_names() {
+        assert!(is_temp_of("a", ".a.Ab3dEf9Z.txtmp"));
+        assert!(!is_temp_of("a", ".a.b.Ab3dEf9Z.txtmp"));
+        assert!(is_temp_of("a.b", ".a.b.Ab3dEf9Z.txtmp"));
+        assert!(!is_temp_of("a", ".a.Ab3dEf9.txtmp"));
+        assert!(!is_temp_of("a", ".a.tmp"));
+        assert!(owned_by("a", "a.lock"));
+        assert!(!owned_by("a", "a.b.lock"));
+    }
+}
