@@ -79,16 +79,14 @@ pub(crate) fn is_stale_temp(file: &TxFile, name: &str) -> bool {
 }
 
 /// Creates the temporary file. When it will replace an existing target it
-/// starts private (0600) and gets the target's owner and mode at commit, so
-/// new contents are never more exposed than the old; a new target is created
-/// with the configured mode, and only creation applies the umask.
-pub(crate) fn create_temp(file: &TxFile, replaces_existing: bool) -> Result<Temp, Error> {
+/// is created with the target's permission bits (the umask can only narrow
+/// them), so the new contents are never more exposed than the old, and at
+/// commit it gets the target's owner and exact mode (usually with no call
+/// at all); a new target is created with the configured mode, and only
+/// creation applies the umask.
+pub(crate) fn create_temp(file: &TxFile, existing_mode: Option<u32>) -> Result<Temp, Error> {
     let inner = &*file.inner;
-    let mode = if replaces_existing {
-        0o600
-    } else {
-        inner.options.mode
-    };
+    let mode = existing_mode.map_or(inner.options.mode, |mode| mode & 0o777);
     let (path, handle) = inner
         .fs
         .create_temp(
@@ -307,10 +305,8 @@ fn check_no_outside_writer(file: &TxFile, began: Option<&Meta>) -> Result<(), Er
 }
 
 fn copy_owner_and_mode(temp: &mut Temp, old: &Meta) -> Result<(), Error> {
-    // Owner first: chown clears set-id bits, which the mode then restores.
     temp.file
-        .set_owner(old.uid, old.gid)
-        .and_then(|()| temp.file.set_mode(old.mode))
+        .set_owner_and_mode(old.uid, old.gid, old.mode)
         .map_err(|e| Error::io(Op::SetPermissions, &temp.path, e))
 }
 

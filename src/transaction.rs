@@ -67,7 +67,7 @@ impl<'a> Transaction<'a> {
         Transaction {
             file,
             locked: Some(locked),
-            new: NewContents::new(old.is_some()),
+            new: NewContents::new(old.as_ref().map(|old| old.meta.mode)),
             old,
             unsynced: false,
         }
@@ -162,7 +162,7 @@ impl<'a> Transaction<'a> {
     /// Makes `contents` the new contents, discarding anything written so far.
     pub(crate) fn set_contents(&mut self, contents: Vec<u8>) -> Result<(), Error> {
         self.new.discard(self.file);
-        self.new = NewContents::new(self.old.is_some());
+        self.new = NewContents::new(self.old.as_ref().map(|old| old.meta.mode));
         if contents.len() <= BUFFER {
             self.new.crc.update(&contents);
             self.new.len = contents.len() as u64;
@@ -383,8 +383,8 @@ fn read_all(file: &dyn ReadFile, out: &mut Vec<u8>, size: u64) -> io::Result<()>
 /// The new contents: in memory while small, then streamed to a temporary file.
 #[derive(Debug)]
 pub(crate) struct NewContents {
-    /// The temporary file will replace an existing target.
-    replaces_existing: bool,
+    /// The mode of the target the temporary file will replace, if any.
+    existing_mode: Option<u32>,
     pub(crate) buf: Vec<u8>,
     pub(crate) temp: Option<Temp>,
     pub(crate) len: u64,
@@ -401,9 +401,9 @@ pub(crate) struct Temp {
 }
 
 impl NewContents {
-    fn new(replaces_existing: bool) -> Self {
+    fn new(existing_mode: Option<u32>) -> Self {
         NewContents {
-            replaces_existing,
+            existing_mode,
             buf: Vec::new(),
             temp: None,
             len: 0,
@@ -480,7 +480,7 @@ impl NewContents {
                         .map_err(|e| Error::io(Op::MarkGuard, &file.inner.guard_path, e))?;
                 }
                 self.temp
-                    .insert(commit::create_temp(file, self.replaces_existing)?)
+                    .insert(commit::create_temp(file, self.existing_mode)?)
             }
         };
         while !data.is_empty() {

@@ -94,6 +94,7 @@ struct Outcome {
 
 /// Kills random writers `kills` times; returns the first violation seen.
 fn torture(role: &str, kills: u32) -> Result<Outcome, String> {
+    let _heavy = common::heavy();
     let (_d, dir) = disk_tempdir();
     let target = dir.join("counter");
     let max_acked = Arc::new(AtomicU64::new(0));

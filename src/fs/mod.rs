@@ -101,10 +101,11 @@ pub(crate) trait TempFile: Send + Sync + Debug {
     fn write(&mut self, buf: &[u8]) -> io::Result<usize>;
     /// `pread` of what was written.
     fn read_at(&self, buf: &mut [u8], offset: u64) -> io::Result<usize>;
-    /// `fchown`, quietly keeping ours when not permitted.
-    fn set_owner(&mut self, uid: u32, gid: u32) -> io::Result<()>;
-    /// `fchmod` to exactly these bits.
-    fn set_mode(&mut self, mode: u32) -> io::Result<()>;
+    /// Gives the file this owner (`fchown`, quietly keeping ours when not
+    /// permitted) and exactly this mode (`fchmod`), calling each only when
+    /// the file does not have it already (chown clears set-id bits, so a
+    /// chown is always followed by a chmod).
+    fn set_owner_and_mode(&mut self, uid: u32, gid: u32, mode: u32) -> io::Result<()>;
     /// `fsync` (`F_FULLFSYNC` on macOS).
     fn sync(&mut self) -> io::Result<()>;
 }

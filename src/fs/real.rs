@@ -115,12 +115,8 @@ impl TempFile for RealFile {
         sys::read_at(&self.0, buf, offset)
     }
 
-    fn set_owner(&mut self, uid: u32, gid: u32) -> io::Result<()> {
-        sys::set_owner(&self.0, uid, gid)
-    }
-
-    fn set_mode(&mut self, mode: u32) -> io::Result<()> {
-        sys::set_mode(&self.0, mode)
+    fn set_owner_and_mode(&mut self, uid: u32, gid: u32, mode: u32) -> io::Result<()> {
+        sys::set_owner_and_mode(&self.0, uid, gid, mode)
     }
 
     fn sync(&mut self) -> io::Result<()> {

@@ -316,21 +316,27 @@ impl TempFile for SimFile {
         self.read(buf, offset)
     }
 
-    fn set_owner(&mut self, uid: u32, gid: u32) -> io::Result<()> {
-        self.fs.op(OpKind::SetOwner, &self.path, |s| {
-            let image = &s.disk.file(self.ino)?.volatile;
-            // As on a real system: no call when the owner is already right.
-            if (image.uid, image.gid) == (uid, gid) {
-                return Ok(());
-            }
-            s.disk.record(self.ino, DataOp::SetOwner(uid, gid))
-        })
-    }
-
-    fn set_mode(&mut self, mode: u32) -> io::Result<()> {
-        self.fs.op(OpKind::SetMode, &self.path, |s| {
-            s.disk.record(self.ino, DataOp::SetMode(mode & 0o7777))
-        })
+    /// As on a real system: one look at the inode (an `fstat`, not a
+    /// counted operation), then `fchown` only when the owner differs and
+    /// `fchmod` only when the mode differs or a `fchown` cleared set-id bits.
+    fn set_owner_and_mode(&mut self, uid: u32, gid: u32, mode: u32) -> io::Result<()> {
+        let mode = mode & 0o7777;
+        let (owner_differs, mode_differs) = {
+            let state = self.fs.state();
+            let image = &state.disk.file(self.ino)?.volatile;
+            ((image.uid, image.gid) != (uid, gid), image.mode != mode)
+        };
+        if owner_differs {
+            self.fs.op(OpKind::SetOwner, &self.path, |s| {
+                s.disk.record(self.ino, DataOp::SetOwner(uid, gid))
+            })?;
+        }
+        if owner_differs || mode_differs {
+            self.fs.op(OpKind::SetMode, &self.path, |s| {
+                s.disk.record(self.ino, DataOp::SetMode(mode))
+            })?;
+        }
+        Ok(())
     }
 
     fn sync(&mut self) -> io::Result<()> {

@@ -72,26 +72,28 @@ pub(crate) fn sync_dir(dir: &File) -> io::Result<()> {
     sync_file(dir)
 }
 
-/// Copies owner and group; `EPERM` (not root) is not an error: the file then
-/// keeps the writer's ownership, as any rewrite by that user would.
-pub(crate) fn set_owner(file: &File, uid: u32, gid: u32) -> io::Result<()> {
+/// Copies owner, group and exact mode, with one `fstat` and only the calls
+/// that change something. `EPERM` on `fchown` (not root) is not an error:
+/// the file then keeps the writer's ownership, as any rewrite by that user
+/// would. `fchown` clears set-id bits, so `fchmod` follows it.
+pub(crate) fn set_owner_and_mode(file: &File, uid: u32, gid: u32, mode: u32) -> io::Result<()> {
     let ours = file.metadata()?;
-    if ours.uid() == uid && ours.gid() == gid {
-        return Ok(());
+    let mut chowned = false;
+    if ours.uid() != uid || ours.gid() != gid {
+        match rustix::fs::fchown(
+            file,
+            Some(rustix::fs::Uid::from_raw(uid)),
+            Some(rustix::fs::Gid::from_raw(gid)),
+        ) {
+            Ok(()) => chowned = true,
+            Err(rustix::io::Errno::PERM) => {}
+            Err(e) => return Err(e.into()),
+        }
     }
-    match rustix::fs::fchown(
-        file,
-        Some(rustix::fs::Uid::from_raw(uid)),
-        Some(rustix::fs::Gid::from_raw(gid)),
-    ) {
-        Ok(()) | Err(rustix::io::Errno::PERM) => Ok(()),
-        Err(e) => Err(e.into()),
+    if chowned || ours.mode() & 0o7777 != mode & 0o7777 {
+        file.set_permissions(std::fs::Permissions::from_mode(mode & 0o7777))?;
     }
-}
-
-/// Sets the exact permission bits (no umask).
-pub(crate) fn set_mode(file: &File, mode: u32) -> io::Result<()> {
-    file.set_permissions(std::fs::Permissions::from_mode(mode & 0o7777))
+    Ok(())
 }
 
 /// Translates std metadata into the protocol's view of an inode.

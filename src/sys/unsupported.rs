@@ -35,10 +35,7 @@ pub(crate) fn sync_file(_: &File) -> io::Result<()> {
 pub(crate) fn sync_dir(_: &File) -> io::Result<()> {
     Err(unsupported())
 }
-pub(crate) fn set_owner(_: &File, _: u32, _: u32) -> io::Result<()> {
-    Err(unsupported())
-}
-pub(crate) fn set_mode(_: &File, _: u32) -> io::Result<()> {
+pub(crate) fn set_owner_and_mode(_: &File, _: u32, _: u32, _: u32) -> io::Result<()> {
     Err(unsupported())
 }
 pub(crate) fn meta(m: &Metadata) -> Meta {

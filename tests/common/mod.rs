@@ -83,9 +83,26 @@ pub(crate) fn check(output: Output, what: &str) -> String {
     stdout
 }
 
+/// Serialises the heavy multi-process tests of one test binary: run side by
+/// side on a small machine they would starve each other's lock timeouts.
+pub(crate) fn heavy() -> std::sync::MutexGuard<'static, ()> {
+    static HEAVY: std::sync::Mutex<()> = std::sync::Mutex::new(());
+    HEAVY
+        .lock()
+        .unwrap_or_else(std::sync::PoisonError::into_inner)
+}
+
 /// Whether this process runs as root.
 pub(crate) fn is_root() -> bool {
     rustix::process::geteuid().is_root()
+}
+
+/// The operation an `Error::Io` names; `None` for any other error.
+pub(crate) fn io_op(err: &txfile::Error) -> Option<txfile::Op> {
+    match err {
+        txfile::Error::Io { op, .. } => Some(*op),
+        _ => None,
+    }
 }
 
 /// A self-checking version of a counter file: `counter N`, filler, and a
