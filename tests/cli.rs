@@ -27,6 +27,25 @@ fn read(path: &Utf8Path) -> String {
     std::fs::read_to_string(path).unwrap_or_else(|e| panic!("read {path}: {e}"))
 }
 
+/// A fresh directory holding `name` with `contents`; the `TempDir` removes
+/// it when dropped.
+fn dir_with(
+    name: &str,
+    contents: impl AsRef<[u8]>,
+) -> (tempfile::TempDir, Utf8PathBuf, Utf8PathBuf) {
+    let (tmp, dir) = tempdir();
+    let path = dir.join(name);
+    std::fs::write(&path, contents).unwrap();
+    (tmp, dir, path)
+}
+
+/// `txfile edit PATH -- CMD...`.
+fn edit(path: &Utf8Path, cmd: &[&str]) -> Command {
+    let mut command = txfile();
+    command.args(["edit", path.as_str(), "--"]).args(cmd);
+    command
+}
+
 fn stderr_of(output: &std::process::Output) -> String {
     String::from_utf8_lossy(&output.stderr).into_owned()
 }
@@ -60,6 +79,14 @@ impl Drop for FlockHolder {
         let _ = self.0.kill();
         let _ = self.0.wait();
     }
+}
+
+/// A directory holding `f` with "old\n", its guard held by flock(1) until
+/// the `FlockHolder` is dropped.
+fn locked_file() -> (tempfile::TempDir, Utf8PathBuf, Utf8PathBuf, FlockHolder) {
+    let (tmp, dir, path) = dir_with("f", "old\n");
+    let holder = FlockHolder::hold(&dir.join("f.lock"));
+    (tmp, dir, path, holder)
 }
 
 fn send_signal(pid: u32, signal: &str) {
@@ -107,9 +134,7 @@ fn wait_with_deadline(child: &mut Child) -> std::process::ExitStatus {
 
 #[test]
 fn cat_prints_the_contents() {
-    let (_tmp, dir) = tempdir();
-    let path = dir.join("f");
-    std::fs::write(&path, "one\ntwo\n").unwrap();
+    let (_tmp, dir, path) = dir_with("f", "one\ntwo\n");
     txfile()
         .args(["cat", path.as_str()])
         .assert()
@@ -167,11 +192,8 @@ fn write_streams_large_input() {
 
 #[test]
 fn edit_replaces_the_contents_with_cmd_output() {
-    let (_tmp, dir) = tempdir();
-    let path = dir.join("f");
-    std::fs::write(&path, "shout\n").unwrap();
-    txfile()
-        .args(["edit", path.as_str(), "--", "tr", "a-z", "A-Z"])
+    let (_tmp, dir, path) = dir_with("f", "shout\n");
+    edit(&path, &["tr", "a-z", "A-Z"])
         .assert()
         .success()
         .stdout("");
@@ -184,10 +206,7 @@ fn edit_of_a_missing_file_reads_nothing() {
     let (_tmp, dir) = tempdir();
     let path = dir.join("counter");
     for _ in 0..3 {
-        txfile()
-            .args(["edit", path.as_str(), "--", "sh", "-c", INCREMENT])
-            .assert()
-            .success();
+        edit(&path, &["sh", "-c", INCREMENT]).assert().success();
     }
     assert_eq!(read(&path), "3\n");
 }
@@ -196,12 +215,9 @@ fn edit_of_a_missing_file_reads_nothing() {
 fn edit_streams_large_files_both_ways() {
     // `cat` writes output before it has read all its input: reading and
     // writing must overlap or both pipes fill up and everything stops.
-    let (_tmp, dir) = tempdir();
-    let path = dir.join("big");
     let data: Vec<u8> = (0..8_000_000u32).map(|i| (i % 253) as u8).collect();
-    std::fs::write(&path, &data).unwrap();
-    txfile()
-        .args(["edit", path.as_str(), "--", "sh", "-c", "cat; echo end"])
+    let (_tmp, dir, path) = dir_with("big", &data);
+    edit(&path, &["sh", "-c", "cat; echo end"])
         .timeout(Duration::from_secs(60))
         .assert()
         .success();
@@ -213,27 +229,17 @@ fn edit_streams_large_files_both_ways() {
 
 #[test]
 fn edit_cmd_may_ignore_its_input() {
-    let (_tmp, dir) = tempdir();
-    let path = dir.join("f");
-    std::fs::write(&path, vec![b'x'; 1_000_000]).unwrap();
-    txfile()
-        .args(["edit", path.as_str(), "--", "echo", "short"])
-        .assert()
-        .success();
+    let (_tmp, _dir, path) = dir_with("f", vec![b'x'; 1_000_000]);
+    edit(&path, &["echo", "short"]).assert().success();
     assert_eq!(read(&path), "short\n");
 }
 
 #[test]
 fn edit_cmd_failure_changes_nothing_and_passes_the_code_on() {
-    let (_tmp, dir) = tempdir();
-    let path = dir.join("f");
-    std::fs::write(&path, "keep\n").unwrap();
+    let (_tmp, dir, path) = dir_with("f", "keep\n");
     // Enough output to reach a temporary file before CMD fails.
     let script = "head -c 200000 /dev/zero; echo oops >&2; exit 3";
-    let output = txfile()
-        .args(["edit", path.as_str(), "--", "sh", "-c", script])
-        .output()
-        .unwrap();
+    let output = edit(&path, &["sh", "-c", script]).output().unwrap();
     assert_eq!(output.status.code(), Some(3));
     assert_eq!(
         stderr_of(&output),
@@ -248,10 +254,7 @@ fn edit_cmd_failure_changes_nothing_and_passes_the_code_on() {
 fn edit_cmd_that_cannot_start_is_an_error() {
     let (_tmp, dir) = tempdir();
     let path = dir.join("f");
-    let output = txfile()
-        .args(["edit", path.as_str(), "--", "/nonexistent/cmd"])
-        .output()
-        .unwrap();
+    let output = edit(&path, &["/nonexistent/cmd"]).output().unwrap();
     assert_eq!(output.status.code(), Some(1));
     let stderr = stderr_of(&output);
     assert!(
@@ -321,10 +324,7 @@ fn concurrent_edits_lose_no_increment() {
 
 #[test]
 fn flock_holding_the_guard_times_write_out_with_75() {
-    let (_tmp, dir) = tempdir();
-    let path = dir.join("f");
-    std::fs::write(&path, "old\n").unwrap();
-    let _holder = FlockHolder::hold(&dir.join("f.lock"));
+    let (_tmp, dir, path, _holder) = locked_file();
     let started = Instant::now();
     let output = txfile()
         .args(["write", "--timeout", "1", path.as_str()])
@@ -344,10 +344,7 @@ fn flock_holding_the_guard_times_write_out_with_75() {
 
 #[test]
 fn no_wait_gives_up_at_once_with_75() {
-    let (_tmp, dir) = tempdir();
-    let path = dir.join("f");
-    std::fs::write(&path, "old\n").unwrap();
-    let _holder = FlockHolder::hold(&dir.join("f.lock"));
+    let (_tmp, _dir, path, _holder) = locked_file();
     let started = Instant::now();
     for args in [
         vec!["write", "--no-wait"],
@@ -441,10 +438,8 @@ fn posix_lock_style_excludes_posix_lockers() {
 }
 
 fn signal_during_edit(signal: &str, code: i32) {
-    let (_tmp, dir) = tempdir();
-    let path = dir.join("f");
+    let (_tmp, dir, path) = dir_with("f", "old\n");
     let pid_file = dir.join("cmd.pid");
-    std::fs::write(&path, "old\n").unwrap();
     // More output than the transaction buffers in memory, so a temporary
     // file exists when the signal comes; then CMD hangs.
     let script = r#"echo $$ > "$1"; head -c 300000 /dev/zero; exec sleep 60"#;
@@ -483,9 +478,7 @@ fn sigint_during_edit_rolls_back_and_kills_cmd() {
 
 #[test]
 fn sigterm_during_write_rolls_back() {
-    let (_tmp, dir) = tempdir();
-    let path = dir.join("f");
-    std::fs::write(&path, "old\n").unwrap();
+    let (_tmp, dir, path) = dir_with("f", "old\n");
     let mut child = StdCommand::new(txfile_path())
         .args(["write", path.as_str()])
         .stdin(Stdio::piped())

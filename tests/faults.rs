@@ -7,7 +7,7 @@ use std::io::Write;
 use std::process::Command;
 
 use camino::{Utf8Path, Utf8PathBuf};
-use common::{is_root, names, tempdir, verify_no_leftovers};
+use common::{io_op, is_root, names, tempdir, verify_no_leftovers};
 use tempfile::TempDir;
 use txfile::{Error, Op, TxFile};
 
@@ -77,7 +77,7 @@ fn full_disk_fails_cleanly_and_recovers() {
         "full disk: {err}: {}",
         std::error::Error::source(&err).unwrap()
     );
-    assert!(matches!(err, Error::Io { op: Op::Write, .. }), "{err:?}");
+    assert_eq!(io_op(&err), Some(Op::Write), "{err:?}");
     assert_eq!(err.kind(), std::io::ErrorKind::StorageFull);
     assert!(
         err.to_string().contains(".data."),
@@ -134,16 +134,7 @@ fn no_inodes_left_for_the_guard_is_a_clear_error() {
         "no inodes: {err}: {}",
         std::error::Error::source(&err).unwrap()
     );
-    assert!(
-        matches!(
-            err,
-            Error::Io {
-                op: Op::OpenGuard,
-                ..
-            }
-        ),
-        "{err:?}"
-    );
+    assert_eq!(io_op(&err), Some(Op::OpenGuard), "{err:?}");
     assert_eq!(err.kind(), std::io::ErrorKind::StorageFull);
     assert!(err.to_string().contains("data.lock"), "{err}");
     assert_eq!(names(&fs.path), before, "nothing changed");
@@ -154,16 +145,7 @@ fn no_inodes_left_for_the_guard_is_a_clear_error() {
     let err = file
         .update(|_| Ok::<_, Error>(vec![1; 100_000]))
         .unwrap_err();
-    assert!(
-        matches!(
-            err,
-            Error::Io {
-                op: Op::CreateTemp,
-                ..
-            }
-        ),
-        "{err:?}"
-    );
+    assert_eq!(io_op(&err), Some(Op::CreateTemp), "{err:?}");
     assert_eq!(std::fs::read(fs.path.join("f1")).unwrap(), b"");
 }
 
@@ -190,16 +172,7 @@ fn read_only_filesystem_is_a_clear_error_and_changes_nothing() {
             "read-only: {err}: {}",
             std::error::Error::source(&err).unwrap()
         );
-        assert!(
-            matches!(
-                err,
-                Error::Io {
-                    op: Op::OpenGuard,
-                    ..
-                }
-            ),
-            "{name}: {err:?}"
-        );
+        assert_eq!(io_op(&err), Some(Op::OpenGuard), "{name}: {err:?}");
         assert_eq!(err.kind(), std::io::ErrorKind::ReadOnlyFilesystem);
         assert!(err.to_string().contains(&format!("{name}.lock")), "{err}");
         assert!(txfile::update(fs.path.join(name), |_| Ok::<_, Error>(b"new".to_vec())).is_err());

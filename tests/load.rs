@@ -158,24 +158,22 @@ fn sixteen_writers_four_readers() {
         return;
     }
     let count = per_writer();
-    let Load {
-        total,
-        final_value,
-        reads,
-        bad,
-        missing,
-        elapsed,
-    } = run_load("writer", count);
+    let load = run_load("writer", count);
     eprintln!(
-        "load: {WRITERS} writers x {count} transactions = {total} in {:.1}s ({:.0}/s); \
-         final count {final_value}; {READERS} readers: {reads} reads, torn or partial {bad}, missing {missing}",
-        elapsed.as_secs_f64(),
-        total as f64 / elapsed.as_secs_f64()
+        "load: {WRITERS} writers x {count} transactions = {} in {:.1}s ({:.0}/s); \
+         final count {}; {READERS} readers: {} reads, torn or partial {}, missing {}",
+        load.total,
+        load.elapsed.as_secs_f64(),
+        load.total as f64 / load.elapsed.as_secs_f64(),
+        load.final_value,
+        load.reads,
+        load.bad,
+        load.missing
     );
-    assert_eq!(final_value, total, "lost updates");
-    assert_eq!(bad, 0, "a reader saw a partial file");
-    assert_eq!(missing, 0, "a reader found no file");
-    assert!(reads > 0);
+    assert_eq!(load.final_value, load.total, "lost updates");
+    assert_eq!(load.bad, 0, "a reader saw a partial file");
+    assert_eq!(load.missing, 0, "a reader found no file");
+    assert!(load.reads > 0);
 }
 
 /// The readers' check can fail: in-place writes show them torn files.

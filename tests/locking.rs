@@ -4,10 +4,11 @@
 mod common;
 
 use std::io::Write;
+use std::process::Child;
 use std::sync::{Arc, Barrier};
 use std::time::{Duration, Instant};
 
-use camino::Utf8PathBuf;
+use camino::{Utf8Path, Utf8PathBuf};
 use common::{check, parse_counter, role, run_role, tempdir, verify_no_leftovers};
 use txfile::{Error, LockStyle, Options, TxFile};
 
@@ -241,6 +242,33 @@ fn prober_entry() {
     println!("got_in={got_in} tries={tries}");
 }
 
+/// A fresh directory with the target `data` holding "0\n", and the path
+/// whose creation stops the prober.
+fn replay_dir() -> (tempfile::TempDir, Utf8PathBuf, Utf8PathBuf) {
+    let (tmp, dir) = tempdir();
+    let target = dir.join("data");
+    std::fs::write(&target, "0\n").expect("seed");
+    (tmp, target, dir.join("stop"))
+}
+
+/// Starts `prober_entry` in another process, locking `target` as `role`
+/// until `stop` exists.
+fn spawn_prober(role: &str, target: &Utf8Path, stop: &Utf8Path) -> Child {
+    run_role(
+        "prober_entry",
+        role,
+        &[("TARGET", target.to_string()), ("STOP", stop.to_string())],
+    )
+    .spawn()
+    .expect("spawn prober")
+}
+
+/// Stops the prober and returns its report.
+fn stop_prober(prober: Child, stop: &Utf8Path) -> String {
+    std::fs::write(stop, "").expect("stop");
+    check(prober.wait_with_output().expect("wait"), "prober")
+}
+
 fn got_in(stdout: &str) -> u32 {
     let at = stdout.find("got_in=").expect("prober output") + "got_in=".len();
     stdout[at..]
@@ -260,22 +288,13 @@ fn lost_lock_replay_posix() {
     if role().is_some() {
         return;
     }
-    let (_dir, dir) = tempdir();
-    let target = dir.join("data");
-    std::fs::write(&target, "0\n").expect("seed");
-    let stop = dir.join("stop");
+    let (_dir, target, stop) = replay_dir();
     let file = Options::new()
         .lock_style(LockStyle::Posix)
         .open(&target)
         .expect("open");
     let mut tx = file.begin().expect("begin");
-    let prober = run_role(
-        "prober_entry",
-        "txfile",
-        &[("TARGET", target.to_string()), ("STOP", stop.to_string())],
-    )
-    .spawn()
-    .expect("spawn prober");
+    let prober = spawn_prober("txfile", &target, &stop);
     let until = Instant::now() + Duration::from_millis(1500);
     let mut cycles = 0;
     while Instant::now() < until {
@@ -289,8 +308,7 @@ fn lost_lock_replay_posix() {
         drop(txfile::TxFile::open(&target).expect("open default handle"));
         cycles += 1;
     }
-    std::fs::write(&stop, "").expect("stop");
-    let out = check(prober.wait_with_output().expect("wait"), "prober");
+    let out = stop_prober(prober, &stop);
     eprintln!(
         "holder did {cycles} open/close cycles; prober: {}",
         out.trim()
@@ -312,29 +330,19 @@ fn mutant_naive_posix_lock_is_lost() {
     if role().is_some() {
         return;
     }
-    let (_dir, dir) = tempdir();
-    let target = dir.join("data");
-    std::fs::write(&target, "0\n").expect("seed");
-    let stop = dir.join("stop");
+    let (_dir, target, stop) = replay_dir();
     let locked = std::fs::OpenOptions::new()
         .read(true)
         .write(true)
         .open(&target)
         .expect("open");
     rustix::fs::fcntl_lock(&locked, rustix::fs::FlockOperation::LockExclusive).expect("lock");
-    let prober = run_role(
-        "prober_entry",
-        "naive",
-        &[("TARGET", target.to_string()), ("STOP", stop.to_string())],
-    )
-    .spawn()
-    .expect("spawn prober");
+    let prober = spawn_prober("naive", &target, &stop);
     std::thread::sleep(Duration::from_millis(300));
     // An unrelated read of the same file, elsewhere in the program.
     drop(std::fs::read(&target).expect("read"));
     std::thread::sleep(Duration::from_millis(500));
-    std::fs::write(&stop, "").expect("stop");
-    let out = check(prober.wait_with_output().expect("wait"), "prober");
+    let out = stop_prober(prober, &stop);
     eprintln!("naive holder: prober {}", out.trim());
     assert!(
         got_in(&out) > 0,

@@ -16,33 +16,32 @@
 //! that still holds a temporary file.
 #![allow(dead_code)] // each test binary uses a different subset
 
+#[path = "harness.rs"]
+pub(crate) mod harness;
+
 use std::collections::{BTreeMap, BTreeSet};
 use std::io::Write;
 use std::sync::{Arc, Mutex};
 
 use camino::{Utf8Path, Utf8PathBuf};
-use txfile::sim::{Enumeration, Fault, OpKind, SimFs};
+use txfile::sim::{Fault, OpKind, Operation, SimFs};
 use txfile::{Error, Mutant, Options, TxFile};
 
-/// Most post-crash states enumerated for one crash point; more fails the
-/// test (the bound is checked, never used to truncate).
-pub(crate) const MAX_STATES_PER_CRASH: u64 = 1 << 14;
+use harness::Report;
+use harness::{
+    Crash, FOREIGN, Scenario as _, bound, changed_foreign, check_crash_points, commit, is_temp_of,
+    options, write_error,
+};
 
 const DIR: &str = "/d";
 const TARGET: &str = "/d/a";
 const NAME: &str = "a";
 const RECOVERED: &[u8] = b"recovered by the next writer";
 
-/// Files that are not the target's and must never change: a user's own
-/// temporary file, a temporary file of target `a.b` (another writer may be
-/// alive), an unrelated file.
-const FOREIGN: &[(&str, &[u8])] = &[
-    (".a.tmp", b"a user's own temporary file"),
-    (".a.b.Ab3dEf9Z.txtmp", b"a temporary file of target a.b"),
-    ("other", b"an unrelated file"),
-];
-
 type Version = Option<Vec<u8>>;
+
+/// What the program saw in one run of a scenario.
+type Run = harness::Run<Version>;
 
 /// One step of a scenario, run on a fresh handle.
 #[derive(Clone, Debug)]
@@ -131,78 +130,10 @@ pub(crate) fn scenarios() -> Vec<Scenario> {
     ]
 }
 
-/// What the checks found.
-#[derive(Debug, Default)]
-pub(crate) struct Report {
-    /// Post-crash states checked (each followed by recovery).
-    pub(crate) crash_states: u64,
-    /// Crash points tried.
-    pub(crate) crash_points: u64,
-    /// Invariant number -> how often, and the first few messages.
-    pub(crate) violations: BTreeMap<u8, (u64, Vec<String>)>,
-}
-
-impl Report {
-    fn violate(&mut self, invariant: u8, what: String) {
-        let entry = self.violations.entry(invariant).or_default();
-        entry.0 += 1;
-        if entry.1.len() < 3 {
-            entry.1.push(what);
-        }
-    }
-
-    pub(crate) fn caught(&self) -> Vec<u8> {
-        self.violations.keys().copied().collect()
-    }
-
-    pub(crate) fn summary(&self) -> String {
-        let mut out = String::new();
-        for (inv, (n, msgs)) in &self.violations {
-            out.push_str(&format!("  invariant {inv}: {n} violations, e.g.\n"));
-            for m in msgs {
-                out.push_str(&format!("    - {m}\n"));
-            }
-        }
-        out
-    }
-}
-
-/// How a run is perturbed.
-#[derive(Clone, Copy, Debug)]
-enum Crash {
-    None,
-    Before(u64),
-    During(u64),
-}
-
-/// What the program saw in one run.
-struct Run {
-    sim: SimFs,
-    /// attempted[0] is the initial version; then every committed-to version.
-    attempted: Vec<Version>,
-    /// Index into `attempted` of the last version whose commit returned Ok.
-    acked: usize,
-    /// Op index ranges of commits that returned Ok.
-    ok_commits: Vec<(u64, u64)>,
-}
-
-impl Run {
-    fn allowed(&self) -> &[Version] {
-        &self.attempted[self.acked..]
-    }
-}
-
-fn options(sim: &SimFs, mutant: Mutant) -> Options {
-    Options::new().filesystem(sim).mutant(mutant).mode(0o600)
-}
-
 fn setup(initial: &Version) -> SimFs {
     let sim = SimFs::new();
     sim.create_dir_all(DIR).expect("setup dir");
-    for (name, contents) in FOREIGN {
-        sim.write_file(format!("{DIR}/{name}"), contents)
-            .expect("setup foreign");
-    }
+    harness::write_foreign(&sim, DIR);
     if let Some(bytes) = initial {
         sim.write_file(TARGET, bytes).expect("setup target");
         sim.set_mode(TARGET, 0o640).expect("setup mode");
@@ -210,84 +141,19 @@ fn setup(initial: &Version) -> SimFs {
     sim
 }
 
-fn commit_step(file: &TxFile, contents: &[u8]) -> Result<(), Error> {
-    let mut tx = file.begin()?;
-    tx.write_all(contents).map_err(|e| error_of(file, e))?;
-    tx.commit()
-}
-
 fn abort_step(file: &TxFile, contents: &[u8]) -> Result<(), Error> {
     let mut tx = file.begin()?;
-    tx.write_all(contents).map_err(|e| error_of(file, e))?;
+    tx.write_all(contents).map_err(|e| write_error(file, e))?;
     tx.rollback();
     Ok(())
-}
-
-fn error_of(file: &TxFile, e: std::io::Error) -> Error {
-    Error::Io {
-        op: txfile::Op::Write,
-        path: file.path().to_owned(),
-        source: e,
-    }
-}
-
-fn run(sc: &Scenario, mutant: Mutant, fault_at: Option<(u64, Fault)>, crash: Crash) -> Run {
-    let sim = setup(&sc.initial);
-    if let Some((index, fault)) = fault_at {
-        sim.fail_at(index, fault);
-    }
-    match crash {
-        Crash::None => {}
-        Crash::Before(i) => sim.crash_at(i),
-        Crash::During(i) => sim.crash_during(i),
-    }
-    let mut run = Run {
-        sim: sim.clone(),
-        attempted: vec![sc.initial.clone()],
-        acked: 0,
-        ok_commits: Vec::new(),
-    };
-    for step in &sc.steps {
-        if sim.is_crashed() {
-            break;
-        }
-        // A fresh handle per step, as separate program runs would use.
-        let Ok(file) = options(&sim, mutant).open(TARGET) else {
-            continue;
-        };
-        match step {
-            Step::Commit(contents) => {
-                run.attempted.push(Some(contents.clone()));
-                let start = sim.op_count();
-                if commit_step(&file, contents).is_ok() {
-                    run.acked = run.attempted.len() - 1;
-                    run.ok_commits.push((start, sim.op_count()));
-                }
-            }
-            Step::Abort(contents) => {
-                let _ = abort_step(&file, contents);
-            }
-        }
-    }
-    if let Crash::Before(i) = crash {
-        if !sim.is_crashed() && i >= sim.op_count() {
-            sim.crash_now();
-        }
-    }
-    run
 }
 
 /// Names of the target's temporary files: `.a.` + 8 letters or digits +
 /// `.txtmp`.
 pub(crate) fn temps_of_target(names: &[String]) -> Vec<String> {
-    let prefix = format!(".{NAME}.");
     names
         .iter()
-        .filter(|n| {
-            n.strip_prefix(&prefix)
-                .and_then(|r| r.strip_suffix(".txtmp"))
-                .is_some_and(|r| r.len() == 8 && r.bytes().all(|b| b.is_ascii_alphanumeric()))
-        })
+        .filter(|n| is_temp_of(n, NAME))
         .cloned()
         .collect()
 }
@@ -306,13 +172,8 @@ fn show(v: &Version) -> String {
 
 /// Invariant 6 on a machine: the foreign files are there, unchanged.
 fn check_foreign(sim: &SimFs, report: &mut Report, when: &str) {
-    for (name, contents) in FOREIGN {
-        let got = sim
-            .read_file(format!("{DIR}/{name}"))
-            .expect("read foreign");
-        if got.as_deref() != Some(*contents) {
-            report.violate(6, format!("{when}: foreign file {name} is {}", show(&got)));
-        }
+    for (name, got) in changed_foreign(sim, DIR) {
+        report.violate(6, format!("{when}: foreign file {name} is {}", show(&got)));
     }
 }
 
@@ -399,7 +260,7 @@ fn recover_and_check(
     check_no_temps(sim, report, &format!("{when}, after recovery"));
     check_foreign(sim, report, &format!("{when}, after recovery"));
     // The next writer commits; recovery must not get in its way.
-    match commit_step(&file, RECOVERED) {
+    match commit(&file, RECOVERED) {
         Ok(()) => {
             let got = sim.read_file(TARGET).expect("read target");
             if got.as_deref() != Some(RECOVERED) {
@@ -423,92 +284,91 @@ fn check_no_temps(sim: &SimFs, report: &mut Report, when: &str) {
     }
 }
 
-fn bound() -> Enumeration {
-    Enumeration::new().max_states(MAX_STATES_PER_CRASH)
-}
+impl harness::Scenario for Scenario {
+    type Version = Version;
 
-/// Where to inject the scenario's fault: the first operation of its kind
-/// inside a commit (after `open` and `begin`).
-fn fault_index(sc: &Scenario, mutant: Mutant) -> Option<(u64, Fault)> {
-    let (kind, fault) = sc.fault?;
-    let probe = run(sc, mutant, None, Crash::None);
-    probe
-        .sim
-        .trace()
-        .iter()
-        .find(|op| op.kind == kind)
-        .map(|op| (op.index, fault))
-}
-
-/// Checks one scenario under every crash point.
-pub(crate) fn check_scenario(sc: &Scenario, mutant: Mutant, report: &mut Report) {
-    let fault_at = fault_index(sc, mutant);
-    if sc.fault.is_some() && fault_at.is_none() {
-        // The mutant never reaches the faulty operation: nothing to inject.
-        return;
+    fn describe(&self, mutant: Mutant) -> String {
+        format!("{} with {mutant:?}", self.name)
     }
-    // The uncrashed run: live invariants.
-    let live = run(sc, mutant, fault_at, Crash::None);
-    check_live(sc, &live, fault_at, report);
-    let trace = live.sim.trace();
-    let mut points: Vec<Crash> = (0..=trace.len() as u64).map(Crash::Before).collect();
-    points.extend(
+
+    fn has_fault(&self) -> bool {
+        self.fault.is_some()
+    }
+
+    /// The first operation of the fault's kind inside a commit (after
+    /// `open` and `begin`).
+    fn fault_site(&self, trace: &[Operation]) -> Option<(u64, Fault)> {
+        let (kind, fault) = self.fault?;
         trace
             .iter()
-            .filter(|op| op.kind == OpKind::Write)
-            .map(|op| Crash::During(op.index)),
-    );
-    for crash in points {
-        report.crash_points += 1;
-        let crashed = run(sc, mutant, fault_at, crash);
-        let when = format!("{} with {mutant:?}, crash {crash:?}", sc.name);
-        let states = match crashed.sim.crash_states(&bound()) {
-            Ok(states) => states,
-            Err(e) => panic!("{when}: {e}"),
-        };
-        for (i, state) in states.enumerate() {
-            report.crash_states += 1;
-            recover_and_check(
-                &state,
-                mutant,
-                crashed.allowed(),
-                &crashed.attempted,
-                report,
-                &format!("{when}, state {i}"),
-            );
-        }
+            .find(|op| op.kind == kind)
+            .map(|op| (op.index, fault))
     }
-}
 
-/// Invariants that hold without a crash: 1 and 3 (old or new, honest
-/// errors), 4 (no temporary file left, even after a failure), 5 (no lock
-/// left), 6 (foreign files).
-fn check_live(sc: &Scenario, live: &Run, fault_at: Option<(u64, Fault)>, report: &mut Report) {
-    let when = format!("{} (no crash)", sc.name);
-    if let Some((index, _)) = fault_at {
-        if live
-            .ok_commits
-            .iter()
-            .any(|&(start, end)| (start..end).contains(&index))
+    fn run(&self, mutant: Mutant, fault_at: Option<(u64, Fault)>, crash: Crash) -> Run {
+        let sim = setup(&self.initial);
+        let mut run = Run::start(sim.clone(), self.initial.clone(), fault_at, crash);
+        for step in &self.steps {
+            if sim.is_crashed() {
+                break;
+            }
+            // A fresh handle per step, as separate program runs would use.
+            let Ok(file) = options(&sim, mutant).open(TARGET) else {
+                continue;
+            };
+            match step {
+                Step::Commit(contents) => {
+                    run.attempted.push(Some(contents.clone()));
+                    let start = sim.op_count();
+                    if commit(&file, contents).is_ok() {
+                        run.acknowledge(start);
+                    }
+                }
+                Step::Abort(contents) => {
+                    let _ = abort_step(&file, contents);
+                }
+            }
+        }
+        run.finish(crash)
+    }
+
+    /// Invariants that hold without a crash: 1 and 3 (old or new, honest
+    /// errors), 4 (no temporary file left, even after a failure), 5 (no lock
+    /// left), 6 (foreign files).
+    fn check_live(
+        &self,
+        _mutant: Mutant,
+        live: &Run,
+        fault_at: Option<(u64, Fault)>,
+        report: &mut Report,
+    ) {
+        let when = format!("{} (no crash)", self.name);
+        live.check_honest_errors(fault_at, report, &when);
+        check_target(&live.sim, live.allowed(), &live.attempted, report, &when);
+        check_no_temps(&live.sim, report, &when);
+        check_foreign(&live.sim, report, &when);
+        let other = live.sim.process();
+        match Options::new()
+            .filesystem(&other)
+            .open(TARGET)
+            .and_then(|f| f.try_begin().map(|t| t.is_some()))
         {
-            report.violate(
-                3,
-                format!("{when}: commit returned Ok after the injected fault at op {index}"),
-            );
+            Ok(true) => {}
+            Ok(false) => report.violate(5, format!("{when}: the lock is still held")),
+            Err(e) => report.violate(5, format!("{when}: another process cannot begin: {e}")),
         }
     }
-    check_target(&live.sim, live.allowed(), &live.attempted, report, &when);
-    check_no_temps(&live.sim, report, &when);
-    check_foreign(&live.sim, report, &when);
-    let other = live.sim.process();
-    match Options::new()
-        .filesystem(&other)
-        .open(TARGET)
-        .and_then(|f| f.try_begin().map(|t| t.is_some()))
-    {
-        Ok(true) => {}
-        Ok(false) => report.violate(5, format!("{when}: the lock is still held")),
-        Err(e) => report.violate(5, format!("{when}: another process cannot begin: {e}")),
+
+    fn recover_and_check(
+        &self,
+        state: &SimFs,
+        mutant: Mutant,
+        allowed: &[Version],
+        history: &[Version],
+        report: &mut Report,
+        when: &str,
+    ) {
+        recover_and_check(state, mutant, allowed, history, report, when);
     }
 }
 
@@ -516,11 +376,11 @@ fn check_live(sc: &Scenario, live: &Run, fault_at: Option<(u64, Fault)>, report:
 pub(crate) fn check_crash_during_recovery(mutant: Mutant, report: &mut Report) {
     let sc = &scenarios()[1];
     assert_eq!(sc.name, "replace an existing file");
-    let live = run(sc, mutant, None, Crash::None);
+    let live = sc.run(mutant, None, Crash::None);
     let mut seen = BTreeSet::new();
     let mut first_states = Vec::new();
     for i in 0..=live.sim.op_count() {
-        let crashed = run(sc, mutant, None, Crash::Before(i));
+        let crashed = sc.run(mutant, None, Crash::Before(i));
         for state in crashed.sim.crash_states(&bound()).expect("bound") {
             let names = state.list_dir(DIR).expect("list");
             if temps_of_target(&names).is_empty() {
@@ -582,7 +442,7 @@ fn recover_quietly(sim: &SimFs, mutant: Mutant) {
         if let Ok(Some(tx)) = file.try_begin() {
             tx.rollback();
         }
-        let _ = commit_step(&file, RECOVERED);
+        let _ = commit(&file, RECOVERED);
     }
 }
 
@@ -673,7 +533,7 @@ pub(crate) fn check_competitor(mutant: Mutant, report: &mut Report) {
 /// Invariant 7: without a crash, the simulation and a real directory end
 /// in the same state for the same operations.
 pub(crate) fn check_differential(sc: &Scenario, mutant: Mutant, report: &mut Report) {
-    let live = run(sc, mutant, None, Crash::None);
+    let live = sc.run(mutant, None, Crash::None);
     let sim_view = sim_snapshot(&live.sim);
     let real_view = real_run(sc, mutant);
     assert!(
@@ -725,7 +585,7 @@ fn real_run(sc: &Scenario, mutant: Mutant) -> View {
             .open(&target)
             .expect("open real");
         let _ = match step {
-            Step::Commit(c) => commit_step(&file, c),
+            Step::Commit(c) => commit(&file, c),
             Step::Abort(c) => abort_step(&file, c),
         };
     }
@@ -746,7 +606,7 @@ fn real_run(sc: &Scenario, mutant: Mutant) -> View {
 pub(crate) fn check_all(mutant: Mutant) -> Report {
     let mut report = Report::default();
     for sc in scenarios() {
-        check_scenario(&sc, mutant, &mut report);
+        check_crash_points(&sc, mutant, &mut report);
         if sc.fault.is_none() {
             check_differential(&sc, mutant, &mut report);
         }
