@@ -4,31 +4,34 @@
 //! and boots a Linux VM on a scratch disk. The program has these modes:
 //!
 //! - `write`: starts several writer processes (`writer`), each running txfile
-//!   transactions on a few target files and printing `ACK <file> <counter>
-//!   <tag>` on standard output (the serial console) after each commit returns;
-//!   after `--crash-after-ms` it panics the kernel through
-//!   `/proc/sysrq-trigger`.
-//! - `check`: after the reboot, checks that every target holds one complete
+//!   commits on a few targets and printing `ACK <group> <counter> <tag>` on
+//!   standard output (the serial console) after each commit returns; after
+//!   `--crash-after-ms` it panics the kernel through `/proc/sysrq-trigger`.
+//! - `check`: after the reboot, recovers interrupted batch commits once with
+//!   `txfile::recover`, then checks that every target holds one complete
 //!   version (checksum), that no acknowledged commit was lost (the counters
-//!   acknowledged in the previous boot come in as `--floors`), then runs one
-//!   more transaction on each target and checks that no temporary file is
-//!   left.
+//!   acknowledged in the previous boot come in as `--floors`) and that the
+//!   members of every batch group agree, then runs one more transaction on
+//!   each group and checks that it reads back and that no temporary file and
+//!   no journal is left.
 //! - `floors`: runs on the host; reads serial logs and prints the highest
-//!   acknowledged counter per target, to pass to the next `check`.
+//!   acknowledged counter per group, to pass to the next `check`.
+//!
+//! Targets come in commit groups ([`Layout`]): `--files` single targets
+//! `f0, f1, ..`, each committed alone (half through `TxFile::update`, half
+//! through `begin`/`write_all`/`commit`), and `--groups` batch groups `g0,
+//! g1, ..` of two and three members alternately (`g0a g0b`, `g1a g1b g1c`),
+//! always committed together through `txfile::Batch` (half through
+//! `Batch::update`, half through `Batch::begin`/`member(i)`/`commit`). A batch
+//! group's members are written by nothing else, so after any crash they must
+//! all carry the same `batch` stamp and counter.
 //!
 //! Every version is a small text document: a header (target name, counter,
-//! writer, boot), a pseudo-random payload of varying length (so that versions
-//! span one or many filesystem blocks) and a trailing checksum line over all
-//! the bytes before it. A commit reads the previous version under the lock
-//! and writes `counter + 1`, so counters on one target go up by one per
-//! commit whichever writer made it.
-//!
-//! Batch (multi-file) commits: every commit goes through [`commit_group`],
-//! which takes a [`Group`] of targets. Today a group always has one member
-//! and the commit is a single-file transaction; when txfile gains Batch
-//! commits, groups of several targets committed together slot in there, and
-//! [`check_targets`] already verifies that the members of a group carry the
-//! same batch stamp (`batch` header) in their latest versions.
+//! writer, boot, batch stamp), a pseudo-random payload of varying length (so
+//! that versions span one or many filesystem blocks) and a trailing checksum
+//! line over all the bytes before it. A commit reads the previous versions
+//! under the locks and writes `counter + 1`, so a group's counter goes up by
+//! one per commit whichever writer made it.
 
 use std::collections::BTreeMap;
 use std::fmt::Write as _;
@@ -37,19 +40,70 @@ use std::path::{Path, PathBuf};
 use std::process::{Command, ExitCode};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
-use txfile::Options;
+use txfile::{Batch, Options, TxFile};
 
 const USAGE: &str = "\
 usage:
-  vm_workload write  --dir DIR [--writers N] [--files N] [--mutant none|no-file-fsync|no-dir-fsync]
+  vm_workload write  --dir DIR [--writers N] [--files N] [--groups N] [--mutant MUTANT]
                      [--boot ID] [--crash-after-ms MS] [--iterations N]
-  vm_workload writer --dir DIR --id N [--files N] [--mutant M] [--boot ID] [--iterations N]
-  vm_workload check  --dir DIR [--files N] [--floors f0:12,f1:3] [--boot ID]
-  vm_workload floors [--base f0:12,...] LOG...";
+  vm_workload writer --dir DIR --id N [--files N] [--groups N] [--mutant MUTANT] [--boot ID]
+                     [--iterations N]
+  vm_workload check  --dir DIR [--files N] [--groups N] [--floors f0:12,g0:3] [--boot ID]
+  vm_workload floors [--base f0:12,...] LOG...
+MUTANT: none | no-file-fsync | no-dir-fsync | batch-no-journal-fsync | batch-rename-before-journal";
 
-/// Target names, in the order writers and the checker know them.
-fn target_name(index: usize) -> String {
-    format!("f{index}")
+/// Targets committed together: one single target, or the members of a
+/// batch group. `name` is what acknowledgements and floors refer to.
+#[derive(Debug)]
+struct Group {
+    name: String,
+    /// Indexes into [`Layout::targets`].
+    members: Vec<usize>,
+}
+
+impl Group {
+    fn is_batch(&self) -> bool {
+        self.members.len() > 1
+    }
+}
+
+/// Every target and every commit group, in the order writers and the
+/// checker know them: single targets `f0..` first, then batch groups `g0..`
+/// of two and three members alternately.
+#[derive(Debug)]
+struct Layout {
+    targets: Vec<String>,
+    groups: Vec<Group>,
+}
+
+impl Layout {
+    fn new(files: usize, batch_groups: usize) -> Layout {
+        let mut targets = Vec::new();
+        let mut groups = Vec::new();
+        for i in 0..files {
+            groups.push(Group {
+                name: format!("f{i}"),
+                members: vec![targets.len()],
+            });
+            targets.push(format!("f{i}"));
+        }
+        for g in 0..batch_groups {
+            let name = format!("g{g}");
+            let size = if g % 2 == 0 { 2 } else { 3 };
+            let mut members = Vec::new();
+            for m in 0..size {
+                members.push(targets.len());
+                targets.push(format!("{name}{}", char::from(b'a' + m)));
+            }
+            groups.push(Group { name, members });
+        }
+        Layout { targets, groups }
+    }
+}
+
+/// Whether an acknowledged group name is a batch group's.
+fn is_batch_name(name: &str) -> bool {
+    name.starts_with('g')
 }
 
 fn main() -> ExitCode {
@@ -81,6 +135,7 @@ struct Args {
     dir: Option<PathBuf>,
     writers: usize,
     files: usize,
+    groups: usize,
     id: usize,
     mutant: String,
     boot: String,
@@ -96,6 +151,7 @@ impl Args {
         let mut a = Args {
             writers: 3,
             files: 4,
+            groups: 2,
             mutant: "none".into(),
             boot: "0".into(),
             ..Args::default()
@@ -115,6 +171,7 @@ impl Args {
                 "--dir" => a.dir = Some(PathBuf::from(value)),
                 "--writers" => a.writers = number(&value)? as usize,
                 "--files" => a.files = number(&value)? as usize,
+                "--groups" => a.groups = number(&value)? as usize,
                 "--id" => a.id = number(&value)? as usize,
                 "--mutant" => a.mutant = value,
                 "--boot" => a.boot = value,
@@ -127,6 +184,9 @@ impl Args {
         }
         if a.files == 0 || a.files > 64 {
             return Err("--files must be 1..=64".into());
+        }
+        if a.groups > 26 {
+            return Err("--groups must be 0..=26".into());
         }
         Ok(a)
     }
@@ -145,6 +205,10 @@ impl Args {
             "none" | "correct" => options,
             "no-file-fsync" => options.mutant(txfile::Mutant::NoFileFsync),
             "no-dir-fsync" => options.mutant(txfile::Mutant::NoDirFsync),
+            "batch-no-journal-fsync" => options.mutant(txfile::Mutant::BatchNoJournalFsync),
+            "batch-rename-before-journal" => {
+                options.mutant(txfile::Mutant::BatchRenameBeforeJournal)
+            }
             other => return Err(format!("unknown mutant {other:?}")),
         })
     }
@@ -326,6 +390,7 @@ fn write_mode(a: &Args) -> Result<ExitCode, String> {
             .args(["--dir", &dir.to_string_lossy()])
             .args(["--id", &id.to_string()])
             .args(["--files", &a.files.to_string()])
+            .args(["--groups", &a.groups.to_string()])
             .args(["--mutant", &a.mutant])
             .args(["--boot", &a.boot])
             .args(["--iterations", &a.iterations.to_string()])
@@ -334,8 +399,8 @@ fn write_mode(a: &Args) -> Result<ExitCode, String> {
         children.push(child);
     }
     say(&format!(
-        "WRITERS STARTED writers={} files={} mutant={} crash_after_ms={}",
-        a.writers, a.files, a.mutant, a.crash_after_ms
+        "WRITERS STARTED writers={} files={} groups={} mutant={} crash_after_ms={}",
+        a.writers, a.files, a.groups, a.mutant, a.crash_after_ms
     ));
     if a.crash_after_ms > 0 {
         std::thread::sleep(Duration::from_millis(a.crash_after_ms));
@@ -359,100 +424,214 @@ fn write_mode(a: &Args) -> Result<ExitCode, String> {
     })
 }
 
-/// Targets committed together. One member today; several once txfile has
-/// Batch commits.
-#[derive(Debug)]
-struct Group {
-    members: Vec<usize>,
-}
-
 fn writer_mode(a: &Args) -> Result<ExitCode, String> {
     let dir = a.dir()?;
     let options = a.options()?;
-    let handles = (0..a.files)
-        .map(|i| {
-            let path = dir.join(target_name(i));
-            let path = path.to_str().ok_or("non-UTF-8 path")?.to_string();
-            options.open(&path).map_err(|e| format!("open {path}: {e}"))
-        })
-        .collect::<Result<Vec<_>, String>>()?;
+    let layout = Layout::new(a.files, a.groups);
+    let handles = open_all(dir, &layout, &options)?;
+    let batches = batches_of(&layout, &handles)?;
     let mut rng = Rng::seeded(a.id as u64 + 1);
     let writer = format!("w{}", a.id);
     let mut done = 0u64;
     while a.iterations == 0 || done < a.iterations {
-        let group = Group {
-            members: vec![rng.below(a.files as u64) as usize],
+        // A third of the commits are batch commits (when there are groups).
+        let group = if a.groups > 0 && rng.below(3) == 0 {
+            a.files + rng.below(a.groups as u64) as usize
+        } else {
+            rng.below(a.files as u64) as usize
         };
-        for (name, counter) in commit_group(&handles, &group, &writer, &a.boot, &mut rng)? {
-            say(&ack_line(&name, counter));
-        }
+        let ctx = Commit {
+            layout: &layout,
+            group: &layout.groups[group],
+            writer: &writer,
+            boot: &a.boot,
+        };
+        let counter = match &batches[group] {
+            Some(batch) => commit_batch(&ctx, batch, &mut rng)?,
+            None => commit_single(&ctx, &handles[ctx.group.members[0]], &mut rng)?,
+        };
+        say(&ack_line(&ctx.group.name, counter));
         done += 1;
     }
     Ok(ExitCode::SUCCESS)
 }
 
-/// Commits one new version of every member of `group` and returns
-/// `(target, counter)` for each, once the commit has returned.
-fn commit_group(
-    handles: &[txfile::TxFile],
-    group: &Group,
-    writer: &str,
-    boot: &str,
-    rng: &mut Rng,
-) -> Result<Vec<(String, u64)>, String> {
-    // Batch commits slot in here: lock all members, write each, commit them
-    // as one, with a shared `batch` stamp. Until then: one member.
-    let [index] = group.members[..] else {
-        return Err("batch commits are not supported yet".into());
-    };
-    let handle = &handles[index];
-    let name = target_name(index);
-    let size = payload_len(rng);
-    let next = |old: Option<&[u8]>| -> Result<u64, String> {
-        match old {
-            None => Ok(1),
-            Some(bytes) => match decode(bytes) {
-                Ok(v) if v.file == name => Ok(v.counter + 1),
-                Ok(v) => Err(format!("{name} holds a version of {}", v.file)),
-                Err(e) => Err(format!("{name} holds no complete version: {e}")),
-            },
+/// A handle on every target, in [`Layout::targets`] order.
+fn open_all(dir: &Path, layout: &Layout, options: &Options) -> Result<Vec<TxFile>, String> {
+    layout
+        .targets
+        .iter()
+        .map(|name| {
+            let path = dir.join(name);
+            let path = path.to_str().ok_or("non-UTF-8 path")?.to_string();
+            options.open(&path).map_err(|e| format!("open {path}: {e}"))
+        })
+        .collect()
+}
+
+/// The `Batch` of every batch group, `None` for single targets.
+fn batches_of(layout: &Layout, handles: &[TxFile]) -> Result<Vec<Option<Batch>>, String> {
+    layout
+        .groups
+        .iter()
+        .map(|group| {
+            if !group.is_batch() {
+                return Ok(None);
+            }
+            Batch::new(group.members.iter().map(|&i| handles[i].clone()))
+                .map(Some)
+                .map_err(|e| format!("batch {}: {e}", group.name))
+        })
+        .collect()
+}
+
+/// What one commit of one group needs to know.
+struct Commit<'a> {
+    layout: &'a Layout,
+    group: &'a Group,
+    writer: &'a str,
+    boot: &'a str,
+}
+
+impl Commit<'_> {
+    fn member_name(&self, m: usize) -> &str {
+        &self.layout.targets[self.group.members[m]]
+    }
+
+    /// The group's current counter (0 when no member exists yet), from its
+    /// members' previous contents read under the locks. Members that are
+    /// not complete versions of themselves, or that disagree, are an error.
+    fn current(&self, old: &[Option<&[u8]>]) -> Result<u64, String> {
+        let mut seen: Option<(u64, String)> = None;
+        for (m, bytes) in old.iter().enumerate() {
+            let name = self.member_name(m);
+            let state = match bytes {
+                None => (0, "missing".to_string()),
+                Some(bytes) => match decode(bytes) {
+                    Ok(v) if v.file == name => (v.counter, v.batch),
+                    Ok(v) => return Err(format!("{name} holds a version of {}", v.file)),
+                    Err(e) => return Err(format!("{name} holds no complete version: {e}")),
+                },
+            };
+            match &seen {
+                Some(first) if *first != state => {
+                    return Err(format!(
+                        "batch {} members disagree: {first:?} vs {name} {state:?}",
+                        self.group.name
+                    ));
+                }
+                _ => seen = Some(state),
+            }
         }
-    };
-    let version = |counter| Version {
-        file: name.clone(),
-        counter,
-        writer: writer.to_string(),
-        boot: boot.to_string(),
-        batch: "-".into(),
-    };
-    let committed = if rng.below(2) == 0 {
+        Ok(seen.map_or(0, |(counter, _)| counter))
+    }
+
+    /// Member `m`'s version for group counter `counter`.
+    fn version(&self, m: usize, counter: u64, stamp: &str) -> Version {
+        Version {
+            file: self.member_name(m).to_string(),
+            counter,
+            writer: self.writer.to_string(),
+            boot: self.boot.to_string(),
+            batch: stamp.to_string(),
+        }
+    }
+
+    /// The batch stamp shared by all members of one batch commit.
+    fn stamp(&self, counter: u64, rng: &mut Rng) -> String {
+        format!(
+            "{}.{counter}.{}.{}.{:08x}",
+            self.group.name,
+            self.writer,
+            self.boot,
+            rng.next() as u32
+        )
+    }
+}
+
+/// Writes `bytes` to `w` in uneven pieces.
+fn write_pieces(w: &mut impl Write, bytes: &[u8], rng: &mut Rng) -> io::Result<()> {
+    let mut rest = bytes;
+    while !rest.is_empty() {
+        let n = (1 + rng.below(9000) as usize).min(rest.len());
+        w.write_all(&rest[..n])?;
+        rest = &rest[n..];
+    }
+    Ok(())
+}
+
+/// Commits one new version of a single target; returns its counter once
+/// the commit has returned.
+fn commit_single(ctx: &Commit<'_>, handle: &TxFile, rng: &mut Rng) -> Result<u64, String> {
+    let name = ctx.member_name(0).to_string();
+    let size = payload_len(rng);
+    if rng.below(2) == 0 {
         // The closure API.
         let mut counter = 0;
         let mut local = Rng(rng.next() | 1);
         handle
             .update(|old| -> Result<Vec<u8>, String> {
-                counter = next(old)?;
-                Ok(encode(&version(counter), size, &mut local))
+                counter = ctx.current(&[old])? + 1;
+                Ok(encode(&ctx.version(0, counter, "-"), size, &mut local))
             })
             .map_err(|e| violation_or_error(&name, e))?;
-        counter
+        Ok(counter)
     } else {
         // The streaming API, written in uneven pieces.
         let mut tx = handle.begin().map_err(|e| format!("begin {name}: {e}"))?;
         let old = tx.old_bytes().map_err(|e| format!("read {name}: {e}"))?;
-        let counter = next(old).map_err(|e| format!("VIOLATION {e}"))?;
-        let bytes = encode(&version(counter), size, rng);
-        let mut rest = &bytes[..];
-        while !rest.is_empty() {
-            let n = (1 + rng.below(9000) as usize).min(rest.len());
-            tx.write_all(&rest[..n])
-                .map_err(|e| format!("write {name}: {e}"))?;
-            rest = &rest[n..];
+        let counter = ctx.current(&[old]).map_err(|e| format!("VIOLATION {e}"))? + 1;
+        let bytes = encode(&ctx.version(0, counter, "-"), size, rng);
+        write_pieces(&mut tx, &bytes, rng).map_err(|e| format!("write {name}: {e}"))?;
+        tx.commit().map_err(|e| format!("commit {name}: {e}"))?;
+        Ok(counter)
+    }
+}
+
+/// Commits one new version of every member of a batch group as one batch
+/// commit, every member carrying the same counter and batch stamp; returns
+/// the counter once the commit has returned.
+fn commit_batch(ctx: &Commit<'_>, batch: &Batch, rng: &mut Rng) -> Result<u64, String> {
+    let name = &ctx.group.name;
+    let sizes: Vec<usize> = ctx.group.members.iter().map(|_| payload_len(rng)).collect();
+    if rng.below(2) == 0 {
+        // The closure API.
+        let mut counter = 0;
+        let mut local = Rng(rng.next() | 1);
+        batch
+            .update(|old| -> Result<Vec<Vec<u8>>, String> {
+                counter = ctx.current(old)? + 1;
+                let stamp = ctx.stamp(counter, &mut local);
+                Ok(sizes
+                    .iter()
+                    .enumerate()
+                    .map(|(m, &size)| encode(&ctx.version(m, counter, &stamp), size, &mut local))
+                    .collect())
+            })
+            .map_err(|e| violation_or_error(name, e))?;
+        Ok(counter)
+    } else {
+        // The streaming API: every member written in uneven pieces.
+        let mut tx = batch.begin().map_err(|e| format!("begin {name}: {e}"))?;
+        let mut old = Vec::new();
+        for m in 0..sizes.len() {
+            let bytes = tx
+                .member(m)
+                .old_bytes()
+                .map_err(|e| format!("read {}: {e}", ctx.member_name(m)))?;
+            old.push(bytes.map(<[u8]>::to_vec));
+        }
+        let old: Vec<Option<&[u8]>> = old.iter().map(Option::as_deref).collect();
+        let counter = ctx.current(&old).map_err(|e| format!("VIOLATION {e}"))? + 1;
+        let stamp = ctx.stamp(counter, rng);
+        for (m, &size) in sizes.iter().enumerate() {
+            let bytes = encode(&ctx.version(m, counter, &stamp), size, rng);
+            write_pieces(tx.member(m), &bytes, rng)
+                .map_err(|e| format!("write {}: {e}", ctx.member_name(m)))?;
         }
         tx.commit().map_err(|e| format!("commit {name}: {e}"))?;
-        counter
-    };
-    Ok(vec![(name, committed)])
+        Ok(counter)
+    }
 }
 
 fn violation_or_error(name: &str, e: txfile::Error) -> String {
@@ -491,80 +670,121 @@ fn format_floors(floors: &BTreeMap<String, u64>) -> String {
     out
 }
 
-fn is_temp_of(target: &str, candidate: &str) -> bool {
-    candidate
-        .strip_prefix(&format!(".{target}."))
-        .and_then(|rest| rest.strip_suffix(".txtmp"))
-        .is_some_and(|r| r.len() == 8 && r.bytes().all(|b| b.is_ascii_alphanumeric()))
-}
-
-fn temps(dir: &Path, target: &str) -> Result<Vec<String>, String> {
-    let mut found = Vec::new();
+/// Counts the temporary files and journals in `dir` (any target's).
+fn leftovers(dir: &Path) -> Result<(Vec<String>, Vec<String>), String> {
+    let (mut temps, mut journals) = (Vec::new(), Vec::new());
     for entry in std::fs::read_dir(dir).map_err(|e| format!("list {}: {e}", dir.display()))? {
         let name = entry.map_err(|e| e.to_string())?.file_name();
-        let name = name.to_string_lossy();
-        if is_temp_of(target, &name) {
-            found.push(name.into_owned());
+        let name = name.to_string_lossy().into_owned();
+        if name.ends_with(".txtmp") {
+            temps.push(name);
+        } else if name.ends_with(".txjournal") {
+            journals.push(name);
         }
     }
-    Ok(found)
+    Ok((temps, journals))
 }
 
 fn check_mode(a: &Args) -> Result<ExitCode, String> {
     let started = Instant::now();
     let dir = a.dir()?;
     std::fs::create_dir_all(dir).map_err(|e| format!("create {}: {e}", dir.display()))?;
+    let dir_str = dir.to_str().ok_or("non-UTF-8 path")?;
     let floors = parse_floors(&a.floors)?;
-    let groups: Vec<Group> = (0..a.files).map(|i| Group { members: vec![i] }).collect();
-    let (mut violations, found) = check_targets(dir, &groups, &floors)?;
+    let layout = Layout::new(a.files, a.groups);
 
-    // One more transaction on each target, with the correct protocol: it
-    // must sweep the temporary files the crash left and commit durably.
+    // What the crash left, then recovery through the library, once.
+    let (temps, journals) = leftovers(dir)?;
+    say(&format!(
+        "CRASH LEFT temps={} journals={} {journals:?}",
+        temps.len(),
+        journals.len()
+    ));
+    let recovered = txfile::recover(dir_str).map_err(|e| format!("recover: {e}"))?;
+    let (_, journals) = leftovers(dir)?;
+    say(&format!(
+        "RECOVER journals_found={recovered} journals_left={}",
+        journals.len()
+    ));
+    let (mut violations, found) = check_targets(dir, &layout, &floors)?;
+
+    // One more transaction on each group, with the correct protocol: it
+    // must commit durably and, with the recovery, leave neither temporary
+    // files nor journals.
     let options = Options::new().timeout(Duration::from_secs(60));
+    let handles = open_all(dir, &layout, &options)?;
+    let batches = batches_of(&layout, &handles)?;
     let mut rng = Rng::seeded(0xc4ec);
-    for (i, &found) in found.iter().enumerate() {
-        let name = target_name(i);
-        let path = dir.join(&name);
-        let path = path.to_str().ok_or("non-UTF-8 path")?;
-        let handle = options
-            .open(path)
-            .map_err(|e| format!("open {name}: {e}"))?;
-        let counter = found.max(floors.get(&name).copied().unwrap_or(0)) + 1;
-        let version = Version {
-            file: name.clone(),
-            counter,
-            writer: "check".into(),
-            boot: a.boot.clone(),
-            batch: "-".into(),
+    for (g, group) in layout.groups.iter().enumerate() {
+        let ctx = Commit {
+            layout: &layout,
+            group,
+            writer: "check",
+            boot: &a.boot,
         };
-        let mut tx = handle.begin().map_err(|e| format!("begin {name}: {e}"))?;
-        let bytes = encode(&version, payload_len(&mut rng), &mut rng);
-        tx.write_all(&bytes)
-            .map_err(|e| format!("write {name}: {e}"))?;
-        tx.commit().map_err(|e| format!("commit {name}: {e}"))?;
-        drop(handle);
-        say(&ack_line(&name, counter));
-        match std::fs::read(path).map(|b| decode(&b)) {
-            Ok(Ok(v)) if v == version => {}
-            other => {
+        let counter = found[g].max(floors.get(&group.name).copied().unwrap_or(0)) + 1;
+        let stamp = if group.is_batch() {
+            ctx.stamp(counter, &mut rng)
+        } else {
+            "-".to_string()
+        };
+        let versions: Vec<Version> = (0..group.members.len())
+            .map(|m| ctx.version(m, counter, &stamp))
+            .collect();
+        let read_back = match &batches[g] {
+            Some(batch) => {
+                let mut tx = batch
+                    .begin()
+                    .map_err(|e| format!("begin {}: {e}", group.name))?;
+                for (m, version) in versions.iter().enumerate() {
+                    let bytes = encode(version, payload_len(&mut rng), &mut rng);
+                    tx.member(m)
+                        .write_all(&bytes)
+                        .map_err(|e| format!("write {}: {e}", version.file))?;
+                }
+                tx.commit()
+                    .map_err(|e| format!("commit {}: {e}", group.name))?;
+                batch
+                    .read()
+                    .map_err(|e| format!("read {}: {e}", group.name))?
+            }
+            None => {
+                let handle = &handles[group.members[0]];
+                let mut tx = handle
+                    .begin()
+                    .map_err(|e| format!("begin {}: {e}", group.name))?;
+                let bytes = encode(&versions[0], payload_len(&mut rng), &mut rng);
+                tx.write_all(&bytes)
+                    .map_err(|e| format!("write {}: {e}", group.name))?;
+                tx.commit()
+                    .map_err(|e| format!("commit {}: {e}", group.name))?;
+                vec![std::fs::read(dir.join(&group.name)).ok()]
+            }
+        };
+        say(&ack_line(&group.name, counter));
+        for (version, bytes) in versions.iter().zip(&read_back) {
+            let got = bytes.as_deref().map(decode);
+            if !matches!(&got, Some(Ok(v)) if v == version) {
                 violations += 1;
                 say(&format!(
-                    "VIOLATION {name}: after the check's commit it reads {other:?}"
+                    "VIOLATION {}: after the check's commit it reads {got:?}",
+                    version.file
                 ));
             }
         }
-        let left = temps(dir, &name)?;
-        if !left.is_empty() {
-            violations += 1;
-            say(&format!(
-                "VIOLATION {name}: temporary files remain after a transaction: {left:?}"
-            ));
-        }
+    }
+    let (temps, journals) = leftovers(dir)?;
+    if !temps.is_empty() || !journals.is_empty() {
+        violations += 1;
+        say(&format!(
+            "VIOLATION files remain after a transaction on every group: {temps:?} {journals:?}"
+        ));
     }
     say(&format!(
-        "RESULT {} violations={violations} files={} elapsed_ms={}",
+        "RESULT {} violations={violations} files={} groups={} elapsed_ms={}",
         if violations == 0 { "PASS" } else { "FAIL" },
         a.files,
+        a.groups,
         started.elapsed().as_millis()
     ));
     Ok(if violations == 0 {
@@ -574,47 +794,59 @@ fn check_mode(a: &Args) -> Result<ExitCode, String> {
     })
 }
 
-/// Checks every target after a crash. Returns the violation count and the
-/// counter found in each target (0 when missing or unreadable).
+/// What the checker found in one target.
+#[derive(Debug, PartialEq, Eq)]
+enum Found {
+    Missing,
+    Broken,
+    /// Counter and batch stamp.
+    Version(u64, String),
+}
+
+/// Checks every group after a crash and the recovery. Returns the violation
+/// count and the counter found in each group (the highest among its
+/// members; 0 when none is readable).
 fn check_targets(
     dir: &Path,
-    groups: &[Group],
+    layout: &Layout,
     floors: &BTreeMap<String, u64>,
 ) -> Result<(usize, Vec<u64>), String> {
     let mut violations = 0;
-    let count = groups
-        .iter()
-        .flat_map(|g| &g.members)
-        .max()
-        .map_or(0, |m| m + 1);
-    let mut found = vec![0; count];
-    for group in groups {
-        let mut stamps = Vec::new();
+    let mut found = vec![0; layout.groups.len()];
+    for (g, group) in layout.groups.iter().enumerate() {
+        let floor = floors.get(&group.name).copied().unwrap_or(0);
+        let mut states = Vec::new();
         for &i in &group.members {
-            let name = target_name(i);
-            let floor = floors.get(&name).copied().unwrap_or(0);
-            let left = temps(dir, &name)?.len();
+            let name = &layout.targets[i];
             let mut problem = None;
-            match std::fs::read(dir.join(&name)) {
+            let state = match std::fs::read(dir.join(name)) {
                 Err(e) if e.kind() == io::ErrorKind::NotFound => {
                     if floor > 0 {
                         problem = Some(format!("missing, but counter {floor} was acknowledged"));
                     }
-                    say(&format!("CHECK {name} missing floor={floor} temps={left}"));
+                    say(&format!("CHECK {name} missing floor={floor}"));
+                    Found::Missing
                 }
-                Err(e) => problem = Some(format!("unreadable: {e}")),
+                Err(e) => {
+                    problem = Some(format!("unreadable: {e}"));
+                    Found::Broken
+                }
                 Ok(bytes) => match decode(&bytes) {
-                    Err(e) => problem = Some(format!("not a complete version: {e}")),
+                    Err(e) => {
+                        problem = Some(format!("not a complete version: {e}"));
+                        Found::Broken
+                    }
                     Ok(v) => {
-                        found[i] = v.counter;
+                        found[g] = found[g].max(v.counter);
                         say(&format!(
-                            "CHECK {name} counter={} floor={floor} writer={} boot={} bytes={} temps={left}",
+                            "CHECK {name} counter={} floor={floor} writer={} boot={} batch={} bytes={}",
                             v.counter,
                             v.writer,
                             v.boot,
+                            v.batch,
                             bytes.len()
                         ));
-                        if v.file != name {
+                        if v.file != *name {
                             problem = Some(format!("holds a version of {}", v.file));
                         } else if v.counter < floor {
                             problem = Some(format!(
@@ -622,21 +854,28 @@ fn check_targets(
                                 v.counter
                             ));
                         }
-                        stamps.push(v.batch);
+                        Found::Version(v.counter, v.batch)
                     }
                 },
-            }
+            };
             if let Some(p) = problem {
                 violations += 1;
                 say(&format!("VIOLATION {name}: {p}"));
             }
+            states.push(state);
         }
-        // Members of one batch commit must come from the same batch.
-        if group.members.len() > 1 && stamps.windows(2).any(|w| w[0] != w[1]) {
+        // The members of a batch group are only ever committed together:
+        // all missing, or all from the same batch commit.
+        if group.is_batch() && states.windows(2).any(|w| w[0] != w[1]) {
             violations += 1;
             say(&format!(
-                "VIOLATION batch {:?}: members disagree: {stamps:?}",
-                group.members
+                "VIOLATION batch {}: members disagree: {states:?}",
+                group.name
+            ));
+        } else if group.is_batch() {
+            say(&format!(
+                "CHECK batch {} agrees: {:?}",
+                group.name, states[0]
             ));
         }
     }
@@ -647,17 +886,21 @@ fn check_targets(
 
 fn floors_mode(a: &Args) -> Result<ExitCode, String> {
     let mut floors = parse_floors(&a.base)?;
-    let mut acks = 0u64;
+    let (mut acks, mut batch_acks) = (0u64, 0u64);
     for log in &a.positional {
         let bytes = std::fs::read(log).map_err(|e| format!("read {log}: {e}"))?;
         for line in String::from_utf8_lossy(&bytes).lines() {
             if let Some((name, counter)) = parse_ack(line) {
                 acks += 1;
+                batch_acks += u64::from(is_batch_name(&name));
                 let entry = floors.entry(name).or_insert(0);
                 *entry = (*entry).max(counter);
             }
         }
     }
-    say(&format!("floors={} acks={acks}", format_floors(&floors)));
+    say(&format!(
+        "floors={} acks={acks} batch_acks={batch_acks}",
+        format_floors(&floors)
+    ));
     Ok(ExitCode::SUCCESS)
 }

@@ -1,20 +1,24 @@
 #!/usr/bin/env bash
 # Real-kernel crash test for txfile: boots a Linux VM on a scratch disk, runs
-# several writer processes doing txfile transactions, panics the kernel
-# mid-commit after a random delay, boots again on the same disk and checks that
-# every target holds one complete version, that no acknowledged commit was
-# lost, and that one transaction later no temporary file remains.
+# several writer processes doing txfile transactions and Batch commits, panics
+# the kernel mid-commit after a random delay, boots again on the same disk,
+# recovers interrupted batch commits and checks that every target holds one
+# complete version, that no acknowledged commit was lost, that the members of
+# every batch agree, and that one transaction later no temporary file and no
+# journal remains.
 #
-#   tests/vm/run.sh [--fs ext4,xfs,btrfs,ext4:noauto_da_alloc] [--cuts N] [--mode correct|no-file-fsync|no-dir-fsync]
+#   tests/vm/run.sh [--fs ext4,xfs,btrfs,ext4:noauto_da_alloc] [--cuts N] [--mode MODE]
 #                   [--time-limit SECONDS] [--accel auto|kvm|tcg] [--writers N] [--files N]
-#                   [--delay MIN_MS-MAX_MS] [--mount-opts OPTS] [--seed N] [--work DIR]
+#                   [--groups N] [--delay MIN_MS-MAX_MS] [--mount-opts OPTS] [--seed N] [--work DIR]
+#   MODE: correct | no-file-fsync | no-dir-fsync | batch-no-journal-fsync | batch-rename-before-journal
 #
 # Short (CI):  tests/vm/run.sh --fs ext4,xfs --cuts 5 --time-limit 1200
-# Long:        tests/vm/run.sh --fs ext4,xfs,btrfs --cuts 50 --time-limit 14400
-# Broken:      tests/vm/run.sh --fs ext4,xfs,btrfs --cuts 10 --mode no-file-fsync   (and no-dir-fsync)
+# Long:        tests/vm/run.sh --fs ext4,xfs,btrfs --cuts 50 --time-limit 5400
+# Broken:      tests/vm/run.sh --fs ext4,ext4:noauto_da_alloc,xfs,btrfs --cuts 10 --mode no-file-fsync
+#              (and the other broken modes)
 #
 # Prints one line per filesystem:
-#   fs=ext4 cuts=N acked=M violations=V mode=... cuts_with_violations=K boot_failures=B
+#   fs=ext4 cuts=N acked=M batch_acked=K violations=V mode=... cuts_with_violations=C boot_failures=B
 # Exits 1 when a boot fails (no boot, no crash, check did not finish, the
 # workload errored) or, in correct mode, on any violation; 0 otherwise. Broken
 # modes only measure: their violations do not fail the run. Exits 0 early with
@@ -48,6 +52,7 @@ TIME_LIMIT=0
 ACCEL=auto
 WRITERS=3
 FILES=4
+BATCH_GROUPS=2
 DELAY=300-4000
 MOUNT_OPTS=
 SEED=
@@ -55,7 +60,7 @@ WORK=${TXVM_WORK:-/tmp/txfile-vm}
 MEM_MB=512
 DISK_MB=320
 
-usage() { sed -n '2,20p' "$0" | sed 's/^# \{0,1\}//'; }
+usage() { sed -n '2,24p' "$0" | sed 's/^# \{0,1\}//'; }
 
 while [ $# -gt 0 ]; do
     case "$1" in
@@ -66,6 +71,7 @@ while [ $# -gt 0 ]; do
         --accel) ACCEL=$2; shift 2 ;;
         --writers) WRITERS=$2; shift 2 ;;
         --files) FILES=$2; shift 2 ;;
+        --groups) BATCH_GROUPS=$2; shift 2 ;;
         --delay) DELAY=$2; shift 2 ;;
         --mount-opts) MOUNT_OPTS=$2; shift 2 ;;
         --seed) SEED=$2; shift 2 ;;
@@ -77,8 +83,9 @@ done
 
 case "$MODE" in
     correct) MUTANT=none ;;
-    no-file-fsync|no-dir-fsync) MUTANT=$MODE ;;
-    *) echo "run.sh: --mode must be correct, no-file-fsync or no-dir-fsync" >&2; exit 2 ;;
+    no-file-fsync|no-dir-fsync|batch-no-journal-fsync|batch-rename-before-journal) MUTANT=$MODE ;;
+    *) echo "run.sh: --mode must be correct, no-file-fsync, no-dir-fsync, batch-no-journal-fsync" \
+        "or batch-rename-before-journal" >&2; exit 2 ;;
 esac
 # A filesystem is TYPE or TYPE:MOUNT_OPTIONS (options joined by '+', since ','
 # separates filesystems), e.g. ext4:noauto_da_alloc.
@@ -262,10 +269,10 @@ mkfs_disk() {
     esac
 }
 
-# Workload's `floors` output: "floors=f0:3,... acks=N".
+# Workload's `floors` output: "floors=f0:3,g0:2,... acks=N batch_acks=K".
 floors_of() { "$WORKLOAD" floors --base "$1" "${@:2}"; }
 
-declare -A CUTS_DONE=() ACKED=() VIOLATIONS=() CAUGHT=() BOOT_FAILS=() FLOORS=()
+declare -A CUTS_DONE=() ACKED=() BATCH_ACKED=() VIOLATIONS=() CAUGHT=() BOOT_FAILS=() FLOORS=()
 
 fs_type() { echo "${1%%:*}"; }
 fs_opts() {
@@ -282,9 +289,10 @@ one_cut() {
     local disk=$WORK/$slug.img
     local wlog=$WORK/logs/$slug-$n-write.log clog=$WORK/logs/$slug-$n-check.log
     local delay=$((DELAY_MIN + (RANDOM * 32768 + RANDOM) % (DELAY_MAX - DELAY_MIN + 1)))
-    local common="tx_fs=$(fs_type "$fs") tx_writers=$WRITERS tx_files=$FILES tx_boot=$n"
+    local common="tx_fs=$(fs_type "$fs") tx_writers=$WRITERS tx_files=$FILES tx_groups=$BATCH_GROUPS"
+    common+=" tx_boot=$n"
     common+=" tx_mntopts=$(fs_opts "$fs")"
-    local out acks floors v t0=$SECONDS
+    local out acks batch_acks floors v t0=$SECONDS
 
     boot "$wlog" $((delay / 1000 + 120)) "$disk" tx_mode=write tx_mutant="$MUTANT" \
         tx_delay="$delay" $common || true
@@ -295,7 +303,8 @@ one_cut() {
         return
     fi
     out=$(floors_of "${FLOORS[$fs]}" "$wlog")
-    acks=${out##*acks=}
+    acks=$(echo "$out" | sed -n 's/.* acks=\([0-9]*\).*/\1/p')
+    batch_acks=$(echo "$out" | sed -n 's/.* batch_acks=\([0-9]*\).*/\1/p')
     floors=${out#floors=}
     floors=${floors%% *}
     v=$(grep -c 'VIOLATION' "$wlog" || true)
@@ -311,13 +320,15 @@ one_cut() {
     FLOORS[$fs]=$(echo "${out#floors=}" | cut -d' ' -f1)
     CUTS_DONE[$fs]=$((CUTS_DONE[$fs] + 1))
     ACKED[$fs]=$((ACKED[$fs] + acks))
+    BATCH_ACKED[$fs]=$((BATCH_ACKED[$fs] + batch_acks))
     VIOLATIONS[$fs]=$((VIOLATIONS[$fs] + v))
     if [ "$v" -gt 0 ]; then
         CAUGHT[$fs]=$((CAUGHT[$fs] + 1))
         grep -h 'VIOLATION' "$wlog" "$clog" | sed "s/^/  fs=$fs cut=$n: /" >&2
     fi
-    log "fs=$fs cut=$n delay=${delay}ms acked=$acks violations=$v temps_left_by_crash=$(
-        grep -o 'temps=[0-9]*' "$clog" | awk -F= '{s += $2} END {print s + 0}') ($((SECONDS - t0)) s)"
+    log "fs=$fs cut=$n delay=${delay}ms acked=$acks batch_acked=$batch_acks violations=$v" \
+        "left_by_crash: $(sed -n 's/.*CRASH LEFT \(temps=[0-9]* journals=[0-9]*\).*/\1/p' "$clog" | head -n1)" \
+        "($((SECONDS - t0)) s)"
 }
 
 # ---------------------------------------------------------------- main
@@ -332,7 +343,7 @@ pick_accel
 
 for fs in "${FSES[@]}"; do
     mkfs_disk "$(fs_type "$fs")" "$WORK/$(fs_slug "$fs").img"
-    CUTS_DONE[$fs]=0 ACKED[$fs]=0 VIOLATIONS[$fs]=0 CAUGHT[$fs]=0 BOOT_FAILS[$fs]=0 FLOORS[$fs]=-
+    CUTS_DONE[$fs]=0 ACKED[$fs]=0 BATCH_ACKED[$fs]=0 VIOLATIONS[$fs]=0 CAUGHT[$fs]=0 BOOT_FAILS[$fs]=0 FLOORS[$fs]=-
 done
 
 # Round robin over the filesystems, so a time limit cuts all of them short
@@ -360,7 +371,8 @@ done
 status=0
 total_cuts=0
 for fs in "${FSES[@]}"; do
-    echo "fs=$fs cuts=${CUTS_DONE[$fs]} acked=${ACKED[$fs]} violations=${VIOLATIONS[$fs]}" \
+    echo "fs=$fs cuts=${CUTS_DONE[$fs]} acked=${ACKED[$fs]} batch_acked=${BATCH_ACKED[$fs]}" \
+        "violations=${VIOLATIONS[$fs]}" \
         "mode=$MODE cuts_with_violations=${CAUGHT[$fs]} boot_failures=${BOOT_FAILS[$fs]}" \
         "accel=$ACCEL"
     total_cuts=$((total_cuts + CUTS_DONE[$fs]))
