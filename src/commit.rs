@@ -204,9 +204,12 @@ pub(crate) fn durable(file: &TxFile) -> bool {
     file.inner.options.durability == Durability::Full
 }
 
-/// Whether the new contents equal the old ones: lengths first, then the CRC
-/// when the old bytes are in memory anyway, then the bytes themselves. A
-/// missing file never equals new contents, even empty ones.
+/// Whether the new contents equal the old ones: lengths first; when both
+/// are in memory (new contents up to 64 KiB), their CRC-32s, then the bytes;
+/// otherwise the bytes chunk by chunk, stopping at the first difference. (A
+/// CRC of streamed contents would cost a pass over every byte of every
+/// commit, about 6 ms per 64 MiB, for a check that usually stops at the
+/// first chunk.) A missing file never equals new contents, even empty ones.
 fn unchanged(tx: &Transaction<'_>) -> Result<bool, Error> {
     let Some(old) = &tx.old else {
         return Ok(false);
@@ -214,13 +217,9 @@ fn unchanged(tx: &Transaction<'_>) -> Result<bool, Error> {
     if old.meta.size != tx.new.len {
         return Ok(false);
     }
-    if let Some(bytes) = old.cached() {
-        if crc32fast::hash(bytes) != tx.new.crc.clone().finalize() {
-            return Ok(false);
-        }
-        if tx.new.temp.is_none() {
-            return Ok(bytes == tx.new.buf.as_slice());
-        }
+    if let (Some(bytes), None) = (old.cached(), &tx.new.temp) {
+        let new = tx.new.buf.as_slice();
+        return Ok(crc32fast::hash(bytes) == crc32fast::hash(new) && bytes == new);
     }
     let path = &tx.file.inner.path;
     same_bytes(old, &tx.new).map_err(|e| Error::io(Op::Read, path, e))

@@ -164,7 +164,6 @@ impl<'a> Transaction<'a> {
         self.new.discard(self.file);
         self.new = NewContents::new(self.old.as_ref().map(|old| old.meta.mode));
         if contents.len() <= BUFFER {
-            self.new.crc.update(&contents);
             self.new.len = contents.len() as u64;
             self.new.buf = contents;
             Ok(())
@@ -388,7 +387,6 @@ pub(crate) struct NewContents {
     pub(crate) buf: Vec<u8>,
     pub(crate) temp: Option<Temp>,
     pub(crate) len: u64,
-    pub(crate) crc: crc32fast::Hasher,
     /// Set when a write failed: the temporary file no longer holds what the
     /// caller wrote, so commit must refuse.
     pub(crate) failed: bool,
@@ -407,7 +405,6 @@ impl NewContents {
             buf: Vec::new(),
             temp: None,
             len: 0,
-            crc: crc32fast::Hasher::new(),
             failed: false,
         }
     }
@@ -418,7 +415,6 @@ impl NewContents {
         mut locked: Option<&mut Locked>,
         data: &[u8],
     ) -> Result<(), Error> {
-        self.crc.update(data);
         self.len += data.len() as u64;
         if self.buf.len() + data.len() <= BUFFER {
             self.buf.extend_from_slice(data);
