@@ -206,6 +206,30 @@ fn check_crc(file: &TxFile) -> bool {
     crate::commit::mutant(file) != crate::commit::Mutant::BatchIgnoreJournalChecksum
 }
 
+/// A journal is only acted on if it is one txfile could have written for
+/// this member: it names the member it was found beside, and every staged
+/// file is a temporary file of its own target (`.<target>.XXXXXXXX.txtmp`)
+/// in that target's directory. Anyone who can write the directory could
+/// otherwise plant a journal with valid checksums that makes recovery
+/// rename arbitrary files.
+fn plausible(file: &TxFile, records: Vec<Record>) -> Result<Vec<Record>, Torn> {
+    if !records
+        .iter()
+        .any(|record| record.target_path() == file.inner.path)
+    {
+        return Err(Torn(
+            "the journal does not name the member it was found beside",
+        ));
+    }
+    let foreign = records.iter().any(|record| {
+        !crate::names::is_temp_of(&crate::names::temp_prefix(&record.target), &record.staged)
+    });
+    if foreign {
+        return Err(Torn("a staged name is not a temporary file of its target"));
+    }
+    Ok(records)
+}
+
 /// Recovers the journal found under `file`'s journal name. Called without
 /// any lock held; takes the locks it needs.
 pub(crate) fn recover(file: &TxFile) -> Result<(), Error> {
@@ -219,7 +243,7 @@ pub(crate) fn recover(file: &TxFile) -> Result<(), Error> {
         let Some(bytes) = read(fs, journal_path)? else {
             return Ok(()); // someone recovered it meanwhile
         };
-        match decode(&bytes, check_crc(file)) {
+        match decode(&bytes, check_crc(file)).and_then(|records| plausible(file, records)) {
             Ok(records) => records,
             Err(Torn(_)) => {
                 // Never committed. This member's staged file goes with the

@@ -5,6 +5,16 @@
 //! the middle of it), and the invariants of `CRASH_MODEL.md` against a model
 //! of what each target may hold.
 //!
+//! Steps include batches: one `Batch` commit over two or three of the
+//! targets (or its rollback, or a consistent read of them), so that crashes
+//! and faults land inside batch commits and inside the recovery that the
+//! next `begin` on a member (or `Options::recover`) runs. The model is the
+//! set of joint states of the targets that the program cannot rule out: a
+//! batch moves all its members at once, so after recovery the members of a
+//! batch are all old or all new, never a mix. Before recovery a mix is
+//! allowed (the journal on disk decides), so right after a crash each
+//! target is only checked against its own possible versions.
+//!
 //! Every run of the sequence is deterministic (the simulated filesystem's
 //! "random" temporary names come from its own state), so the sequence runs
 //! once to learn its operations and again with the crash.
@@ -13,10 +23,12 @@ use std::collections::BTreeMap;
 use std::io::Write;
 
 use arbitrary::{Arbitrary, Unstructured};
-use txfile::sim::{Fault, OpKind, SimFs};
-use txfile::{Error, LockStyle, Options, TxFile};
+use txfile::sim::{Fault, OpKind, SimFs, encode_journal};
+use txfile::{Batch, Error, LockStyle, Options, TxFile};
 
-use crate::{DIR, NAMES, guard_path, is_temp_of, mutant, owned_by, show, target_path};
+use crate::{
+    DIR, NAMES, guard_path, is_temp_of, journal_name, mutant, owned_by, show, target_path,
+};
 
 const MAX_STEPS: usize = 8;
 /// Small contents: up to a little over two 512-byte sectors, so that a torn
@@ -40,6 +52,10 @@ const FOREIGN: &[(&str, &[u8])] = &[
         b"seven random characters: not a temporary file",
     ),
     ("a.lock.bak", b"a backup of a guard"),
+    (
+        ".a.txjournal.bak",
+        b"a backup of a journal: not a journal name",
+    ),
     ("other", b"an unrelated file"),
 ];
 
@@ -51,6 +67,8 @@ fn stale_temp(name: &str) -> String {
 }
 
 type Version = Option<Vec<u8>>;
+/// What one commit tried to set: (target, version) pairs.
+type Changes = Vec<(usize, Version)>;
 
 /// Contents of bounded size that cost few input bytes: `pattern` repeated to
 /// `len` bytes (`len` taken modulo the bound).
@@ -97,6 +115,57 @@ pub enum Step {
     /// Drop the target's handle and open a new one, in the same process
     /// or in a new one (which shares nothing in memory with the old).
     Reopen { target: u8, new_process: bool },
+    /// A batch over the targets of `members` (a bit mask; all targets when
+    /// it names fewer than two), in the order `order` picks: each member
+    /// gets new contents or keeps what it holds.
+    Batch {
+        members: u8,
+        order: u8,
+        contents: [Member; 3],
+        how: BatchHow,
+    },
+    /// `Batch::read` of the targets of `members`, in the order `order`
+    /// picks: one of the joint states the program cannot rule out.
+    BatchRead { members: u8, order: u8 },
+}
+
+/// What a batch writes to one member.
+#[derive(Arbitrary, Clone, Debug)]
+pub enum Member {
+    New(Contents),
+    /// The member's current contents (empty when it does not exist, which
+    /// creates it): nothing to write, unless it is missing.
+    Keep,
+}
+
+/// How a batch step runs.
+#[derive(Arbitrary, Clone, Copy, Debug)]
+pub enum BatchHow {
+    /// `Batch::update`.
+    Update,
+    /// `Batch::begin`, writes through `member`, `commit`.
+    Commit,
+    /// `Batch::begin`, writes, `rollback`.
+    Rollback,
+}
+
+/// A journal a dead batch commit left under a target's journal name in the
+/// initial state. The records name the target (and the next target in use,
+/// when `pair` and there is one).
+#[derive(Arbitrary, Clone, Debug)]
+pub enum StaleJournal {
+    /// Cut to `cut` bytes (modulo its length): never committed. Its records
+    /// name the dead writer's temporary files (`stale_temps`).
+    Torn { pair: bool, cut: u16 },
+    /// Complete but voided by a trailing byte, as a commit whose journal
+    /// fsync failed leaves it: never committed.
+    Voided { pair: bool },
+    /// Not a journal at all.
+    Garbage { bytes: Vec<u8> },
+    /// Complete, every staged file already renamed (a crash after the
+    /// renames were durable and before the journal was removed): committed,
+    /// and the targets hold its versions already.
+    Done { pair: bool },
 }
 
 /// The operation kinds a fault can be injected into.
@@ -179,6 +248,14 @@ pub struct Input {
     pub recover_by_commit: [bool; 3],
     /// Lose power again in the middle of recovery.
     pub crash_in_recovery: Option<CrashSpec>,
+    /// A second injected fault, among the operations of the run with the
+    /// first one (two faults reach the paths where a batch commit cannot
+    /// even void its journal).
+    pub second_fault: Option<FaultSpec>,
+    /// A journal left by a dead batch commit under each target's name.
+    pub stale_journals: [Option<StaleJournal>; 3],
+    /// Recovery starts with `Options::recover` of the directory.
+    pub explicit_recover: bool,
     /// The post-crash choices (which pending operations landed, how writes
     /// tore), read as needed.
     pub choices: Vec<u8>,
@@ -218,31 +295,126 @@ impl Chooser<'_> {
     }
 }
 
-/// What the program saw of one target.
+/// What the program cannot rule out: the joint states of the targets
+/// that may be durable. Versions are kept once in a table and states refer
+/// to them by index.
 #[derive(Clone, Debug)]
 struct Model {
-    /// `attempted[0]` is the initial version, then every version a commit
-    /// was started for.
-    attempted: Vec<Version>,
-    /// Index into `attempted` of the last version whose commit returned Ok.
-    acked: usize,
+    versions: Vec<Version>,
+    /// One index into `versions` per target, for every possible state.
+    states: Vec<Vec<usize>>,
 }
 
 impl Model {
-    /// What the target may hold: the last acknowledged version or any
-    /// attempted after it (in flight at the crash, or failed with an error
-    /// that leaves old or new).
-    fn allowed(&self) -> &[Version] {
-        &self.attempted[self.acked..]
+    fn new(initial: Vec<Version>) -> Model {
+        let mut model = Model {
+            versions: Vec::new(),
+            states: Vec::new(),
+        };
+        let state = initial.into_iter().map(|v| model.intern(v)).collect();
+        model.states.push(state);
+        model
     }
+
+    fn intern(&mut self, version: Version) -> usize {
+        match self.versions.iter().position(|v| *v == version) {
+            Some(i) => i,
+            None => {
+                self.versions.push(version);
+                self.versions.len() - 1
+            }
+        }
+    }
+
+    /// A commit of `changes` (target, version) was started, as one: every
+    /// target moves or none does. `acked`: it returned Ok, so every
+    /// possible state now has the new versions; otherwise (an error, or
+    /// the crash) the old states remain possible too.
+    fn commit(&mut self, changes: &[(usize, Version)], acked: bool) {
+        let changes: Vec<(usize, usize)> = changes
+            .iter()
+            .map(|(t, v)| (*t, self.intern(v.clone())))
+            .collect();
+        let moved: Vec<Vec<usize>> = self
+            .states
+            .iter()
+            .map(|state| {
+                let mut state = state.clone();
+                for &(t, v) in &changes {
+                    state[t] = v;
+                }
+                state
+            })
+            .collect();
+        if acked {
+            self.states.clear();
+        }
+        for state in moved {
+            if !self.states.contains(&state) {
+                self.states.push(state);
+            }
+        }
+    }
+
+    /// What target `t` may hold on its own.
+    fn allowed(&self, t: usize) -> Vec<Version> {
+        let mut out: Vec<Version> = Vec::new();
+        for state in &self.states {
+            let v = &self.versions[state[t]];
+            if !out.contains(v) {
+                out.push(v.clone());
+            }
+        }
+        out
+    }
+
+    /// Whether the targets `targets` holding `seen` is one possible state.
+    /// `absent_ok`: a missing target matches anything (a half-done rename
+    /// in the paranoid model).
+    fn contains(&self, targets: &[usize], seen: &[Version], absent_ok: bool) -> bool {
+        self.states.iter().any(|state| {
+            targets
+                .iter()
+                .zip(seen)
+                .all(|(&t, v)| (absent_ok && v.is_none()) || self.versions[state[t]] == *v)
+        })
+    }
+
+    fn describe(&self, targets: &[usize]) -> String {
+        let states: Vec<String> = self
+            .states
+            .iter()
+            .map(|state| {
+                let parts: Vec<String> = targets
+                    .iter()
+                    .map(|&t| format!("{}={}", NAMES[t], show(&self.versions[state[t]])))
+                    .collect();
+                format!("({})", parts.join(", "))
+            })
+            .collect();
+        states.join(" or ")
+    }
+}
+
+fn describe_seen(targets: &[usize], seen: &[Version]) -> String {
+    let parts: Vec<String> = targets
+        .iter()
+        .zip(seen)
+        .map(|(&t, v)| format!("{}={}", NAMES[t], show(v)))
+        .collect();
+    format!("({})", parts.join(", "))
 }
 
 /// One run of the sequence.
 struct Run {
     sim: SimFs,
-    models: Vec<Model>,
+    model: Model,
     /// Operation index ranges of commits that returned Ok.
     ok_commits: Vec<(u64, u64)>,
+    /// A `Batch::read` ran after a batch commit failed: it may have
+    /// recovered a torn journal, which removes the journal's names and
+    /// leaves the staged files to the sweep of each member's next `begin`.
+    sweep_deferred: bool,
 }
 
 fn options(sim: &SimFs, style: LockStyle) -> Options {
@@ -278,7 +450,45 @@ fn setup(input: &Input) -> SimFs {
                 .expect("setup: left-over guard");
         }
     }
+    let count = input.target_count();
+    for (i, stale) in input.stale_journals.iter().enumerate().take(count) {
+        if let Some(stale) = stale {
+            sim.write_file(
+                target_path(&journal_name(NAMES[i])),
+                &stale_journal(stale, i, count),
+            )
+            .expect("setup: stale journal");
+        }
+    }
     sim
+}
+
+/// The bytes of a stale journal under target `t`'s name.
+fn stale_journal(stale: &StaleJournal, t: usize, count: usize) -> Vec<u8> {
+    let records = |pair: bool, staged: &dyn Fn(&str) -> String| {
+        let mut members = vec![t];
+        if pair && count > 1 {
+            members.push((t + 1) % count);
+        }
+        let records: Vec<(String, String, String)> = members
+            .into_iter()
+            .map(|m| (DIR.to_owned(), NAMES[m].to_owned(), staged(NAMES[m])))
+            .collect();
+        encode_journal(&records)
+    };
+    match stale {
+        StaleJournal::Torn { pair, cut } => {
+            let bytes = records(*pair, &stale_temp);
+            bytes[..usize::from(*cut) % bytes.len()].to_vec()
+        }
+        StaleJournal::Voided { pair } => {
+            let mut bytes = records(*pair, &stale_temp);
+            bytes.push(0);
+            bytes
+        }
+        StaleJournal::Garbage { bytes } => bytes.iter().take(16).copied().collect(),
+        StaleJournal::Done { pair } => records(*pair, &|name| format!(".{name}.Qq1Ww2Ee.txtmp")),
+    }
 }
 
 /// The directory's files and contents.
@@ -308,11 +518,27 @@ fn write_error(file: &TxFile, e: std::io::Error) -> Error {
     }
 }
 
-/// Runs the steps until the machine goes down, with `fault` and `crash`
+/// The targets of a batch step: those of the bit mask `members` (all of
+/// them when it names fewer than two), in the order `order` picks.
+fn batch_members(members: u8, order: u8, count: usize) -> Vec<usize> {
+    let mut chosen: Vec<usize> = (0..count).filter(|t| members >> t & 1 == 1).collect();
+    if chosen.len() < 2 {
+        chosen = (0..count).collect();
+    }
+    let mut order = usize::from(order);
+    let n = chosen.len();
+    for i in 0..n {
+        chosen.swap(i, i + order % (n - i));
+        order /= n - i;
+    }
+    chosen
+}
+
+/// Runs the steps until the machine goes down, with `faults` and `crash`
 /// scheduled.
-fn run(input: &Input, fault: Option<(u64, Fault)>, crash: Option<(u64, bool)>) -> Run {
+fn run(input: &Input, faults: &[(u64, Fault)], crash: Option<(u64, bool)>) -> Run {
     let sim = setup(input);
-    if let Some((index, fault)) = fault {
+    for &(index, fault) in faults {
         sim.fail_at(index, fault);
     }
     match crash {
@@ -321,14 +547,17 @@ fn run(input: &Input, fault: Option<(u64, Fault)>, crash: Option<(u64, bool)>) -
         None => {}
     }
     let count = input.target_count();
-    let mut models: Vec<Model> = (0..count)
-        .map(|i| Model {
-            attempted: vec![input.initial[i].as_ref().map(|c| c.0.clone())],
-            acked: 0,
-        })
-        .collect();
+    let mut model = Model::new(
+        (0..count)
+            .map(|i| input.initial[i].as_ref().map(|c| c.0.clone()))
+            .collect(),
+    );
     let mut ok_commits = Vec::new();
+    let mut batch_failed = false;
+    let mut sweep_deferred = false;
     let mut handles: Vec<Option<TxFile>> = vec![None; count];
+    // The process each handle was opened in.
+    let mut opened_in: Vec<u64> = vec![0; count];
     // The process new handles are opened in.
     let mut process = sim.clone();
     let style = input.style();
@@ -336,37 +565,86 @@ fn run(input: &Input, fault: Option<(u64, Fault)>, crash: Option<(u64, bool)>) -
         if sim.is_crashed() {
             break;
         }
-        let target = usize::from(match step {
+        let (target, batch) = match step {
             Step::Commit { target, .. }
             | Step::Rollback { target, .. }
             | Step::NoOpCommit { target }
             | Step::Stream { target, .. }
-            | Step::Reopen { target, .. } => *target,
-        }) % count;
+            | Step::Reopen { target, .. } => (usize::from(*target) % count, None),
+            Step::Batch { members, order, .. } | Step::BatchRead { members, order } => {
+                let chosen = batch_members(*members, *order, count);
+                (chosen[0], Some(chosen))
+            }
+        };
         if let Step::Reopen { new_process, .. } = step {
             handles[target] = None;
             if *new_process {
                 process = sim.process();
             }
         }
+        let start = sim.op_count();
+        if let Some(chosen) = batch {
+            // Members' handles from this process (a batch's members share
+            // one filesystem instance).
+            for &t in &chosen {
+                if handles[t].is_none() || opened_in[t] != process.id() {
+                    handles[t] = options(&process, style).open(target_path(NAMES[t])).ok();
+                    opened_in[t] = process.id();
+                }
+            }
+            let Some(files) = chosen
+                .iter()
+                .map(|&t| handles[t].clone())
+                .collect::<Option<Vec<TxFile>>>()
+            else {
+                continue;
+            };
+            let Ok(batch) = Batch::new(files) else {
+                continue;
+            };
+            let (changes, result) = match step {
+                Step::Batch { contents, how, .. } => run_batch(&batch, &chosen, contents, *how),
+                Step::BatchRead { .. } => {
+                    sweep_deferred |= batch_failed;
+                    if let Ok(seen) = batch.read() {
+                        assert!(
+                            model.contains(&chosen, &seen, false),
+                            "Batch::read saw {}, which is none of the possible states {}",
+                            describe_seen(&chosen, &seen),
+                            model.describe(&chosen)
+                        );
+                    }
+                    continue;
+                }
+                _ => unreachable!("a batch step"),
+            };
+            batch_failed |= result.is_err();
+            if let Some(changes) = changes {
+                model.commit(&changes, result.is_ok());
+                if result.is_ok() {
+                    ok_commits.push((start, sim.op_count()));
+                }
+            }
+            continue;
+        }
         if handles[target].is_none() {
             handles[target] = options(&process, style)
                 .open(target_path(NAMES[target]))
                 .ok();
+            opened_in[target] = process.id();
         }
         let Some(file) = &handles[target] else {
             continue;
         };
-        let model = &mut models[target];
-        let start = sim.op_count();
+        let mut attempted: Option<Version> = None;
         let result = match step {
-            Step::Reopen { .. } => continue,
+            Step::Reopen { .. } | Step::Batch { .. } | Step::BatchRead { .. } => continue,
             Step::Commit {
                 contents,
                 via_update,
                 ..
             } => {
-                model.attempted.push(Some(contents.0.clone()));
+                attempted = Some(Some(contents.0.clone()));
                 if *via_update {
                     file.update(|_| Ok::<_, std::io::Error>(contents.0.clone()))
                 } else {
@@ -390,7 +668,7 @@ fn run(input: &Input, fault: Option<(u64, Fault)>, crash: Option<(u64, bool)>) -
                 let old = tx.old_bytes()?.map(<[u8]>::to_vec);
                 // Committing nothing to a missing target creates it empty.
                 let contents = old.unwrap_or_default();
-                model.attempted.push(Some(contents.clone()));
+                attempted = Some(Some(contents.clone()));
                 tx.write_all(&contents).map_err(|e| write_error(file, e))?;
                 tx.commit()
             })(),
@@ -398,7 +676,7 @@ fn run(input: &Input, fault: Option<(u64, Fault)>, crash: Option<(u64, bool)>) -
                 len, chunk, seed, ..
             } => {
                 let contents = stream_contents(*len, *seed);
-                model.attempted.push(Some(contents.clone()));
+                attempted = Some(Some(contents.clone()));
                 let chunk = usize::from(*chunk).max(1);
                 (|| {
                     let mut tx = file.begin()?;
@@ -409,48 +687,121 @@ fn run(input: &Input, fault: Option<(u64, Fault)>, crash: Option<(u64, bool)>) -
                 })()
             }
         };
+        if let Some(version) = attempted {
+            model.commit(&[(target, version)], result.is_ok());
+        }
         if result.is_ok() {
-            model.acked = model.attempted.len() - 1;
             ok_commits.push((start, sim.op_count()));
         }
     }
     drop(handles);
     Run {
         sim,
-        models,
+        model,
         ok_commits,
+        sweep_deferred,
     }
+}
+
+/// One batch step on `batch` (members `chosen`): the versions it tried to
+/// commit (`None` when it never got that far, or rolled back) and how it
+/// ended.
+fn run_batch(
+    batch: &Batch,
+    chosen: &[usize],
+    contents: &[Member; 3],
+    how: BatchHow,
+) -> (Option<Changes>, Result<(), Error>) {
+    let mut changes: Option<Changes> = None;
+    let new_contents = |old: &[Option<&[u8]>]| -> Vec<Vec<u8>> {
+        old.iter()
+            .zip(contents)
+            .map(|(old, member)| match member {
+                Member::New(Contents(bytes)) => bytes.clone(),
+                Member::Keep => old.unwrap_or_default().to_vec(),
+            })
+            .collect()
+    };
+    let result = match how {
+        BatchHow::Update => batch.update(|old| {
+            let new = new_contents(old);
+            changes = Some(
+                chosen
+                    .iter()
+                    .zip(&new)
+                    .map(|(&t, v)| (t, Some(v.clone())))
+                    .collect(),
+            );
+            Ok::<_, std::io::Error>(new)
+        }),
+        BatchHow::Commit | BatchHow::Rollback => (|| {
+            let mut tx = batch.begin()?;
+            let mut old: Vec<Option<Vec<u8>>> = Vec::new();
+            for (i, member) in contents.iter().enumerate().take(chosen.len()) {
+                old.push(match member {
+                    Member::Keep => tx.member(i).old_bytes()?.map(<[u8]>::to_vec),
+                    Member::New(_) => None,
+                });
+            }
+            let old: Vec<Option<&[u8]>> = old.iter().map(Option::as_deref).collect();
+            let new = new_contents(&old);
+            for (i, bytes) in new.iter().enumerate() {
+                let member = &batch.members()[i];
+                tx.member(i)
+                    .write_all(bytes)
+                    .map_err(|e| write_error(member, e))?;
+            }
+            if let BatchHow::Rollback = how {
+                tx.rollback();
+                return Ok(());
+            }
+            changes = Some(chosen.iter().zip(new).map(|(&t, v)| (t, Some(v))).collect());
+            tx.commit()
+        })(),
+    };
+    (changes, result)
+}
+
+/// The fault `spec` asks for among the operations of `probe`, after
+/// operation `after` (if any).
+fn pick_fault(probe: &Run, spec: FaultSpec, after: Option<u64>) -> Option<(u64, Fault, OpKind)> {
+    let candidates: Vec<u64> = probe
+        .sim
+        .trace()
+        .iter()
+        .filter(|op| op.kind == spec.op.kind() && after.is_none_or(|a| op.index > a))
+        .map(|op| op.index)
+        .collect();
+    let index = *candidates.get(usize::from(spec.nth) % candidates.len().max(1))?;
+    let fault = match spec.fault {
+        FaultKind::Io => Fault::Io,
+        FaultKind::NoSpace => Fault::NoSpace,
+        FaultKind::PermissionDenied => Fault::PermissionDenied,
+    };
+    Some((index, fault, spec.op.kind()))
 }
 
 /// Checks one fuzz case; panics with a description on a broken invariant.
 pub fn check(input: &Input) {
-    let fault = input.fault.and_then(|spec| {
-        let probe = run(input, None, None);
-        let candidates: Vec<u64> = probe
-            .sim
-            .trace()
-            .iter()
-            .filter(|op| op.kind == spec.op.kind())
-            .map(|op| op.index)
-            .collect();
-        let index = *candidates.get(usize::from(spec.nth) % candidates.len().max(1))?;
-        let fault = match spec.fault {
-            FaultKind::Io => Fault::Io,
-            FaultKind::NoSpace => Fault::NoSpace,
-            FaultKind::PermissionDenied => Fault::PermissionDenied,
-        };
-        Some((index, fault, spec.op.kind()))
-    });
-    let live = run(input, fault.map(|(i, f, _)| (i, f)), None);
+    let mut faults: Vec<(u64, Fault, OpKind)> = Vec::new();
+    if let Some(spec) = input.fault {
+        faults.extend(pick_fault(&run(input, &[], None), spec, None));
+    }
+    if let (Some(spec), Some(&(first, ..))) = (input.second_fault, faults.first()) {
+        let scheduled: Vec<(u64, Fault)> = faults.iter().map(|&(i, f, _)| (i, f)).collect();
+        faults.extend(pick_fault(&run(input, &scheduled, None), spec, Some(first)));
+    }
+    let scheduled: Vec<(u64, Fault)> = faults.iter().map(|&(i, f, _)| (i, f)).collect();
+    let live = run(input, &scheduled, None);
     // The crash: before any operation, after the last, or inside a write.
     let trace = live.sim.trace();
-    check_live(input, &live, fault);
+    check_live(input, &live, &faults);
     let at = u64::from(input.crash.at) % (trace.len() as u64 + 1);
     let during = input.crash.mid_write
         && trace
             .get(at as usize)
             .is_some_and(|op| op.kind == OpKind::Write);
-    let crashed = run(input, fault.map(|(i, f, _)| (i, f)), Some((at, during)));
+    let crashed = run(input, &scheduled, Some((at, during)));
     if !crashed.sim.is_crashed() {
         crashed.sim.crash_now();
     }
@@ -464,21 +815,35 @@ pub fn check(input: &Input) {
     let state = crashed
         .sim
         .crash_state_with(input.paranoid, |options| chooser.choose(options));
-    let allowed: Vec<Vec<Version>> = crashed
-        .models
-        .iter()
-        .map(|m| m.allowed().to_vec())
-        .collect();
+    let count = input.target_count();
+    let allowed: Vec<Vec<Version>> = (0..count).map(|t| crashed.model.allowed(t)).collect();
     let foreign = foreign_files(input, &setup(input));
     check_state(&state, &allowed, input.paranoid, &foreign, &when);
 
     match input.crash_in_recovery {
-        None => recover(input, &state, &foreign, &when),
+        None => {
+            recover(
+                input,
+                &state,
+                &crashed.model,
+                input.paranoid,
+                &foreign,
+                &when,
+            );
+        }
         Some(spec) => {
-            // Recovery on a copy first, to learn its operations and check it.
+            // Recovery on a copy first, to learn its operations, check it,
+            // and see what the batches resolved to.
             let copy = || state.crash_state_with(false, |_| 0);
             let probe = copy();
-            recover(input, &probe, &foreign, &when);
+            let resolved = recover(
+                input,
+                &probe,
+                &crashed.model,
+                input.paranoid,
+                &foreign,
+                &when,
+            );
             let ops = probe.op_count();
             let at = u64::from(spec.at) % (ops + 1);
             let again = copy();
@@ -497,11 +862,12 @@ pub fn check(input: &Input) {
                 again.crash_now();
             }
             let second = again.crash_state_with(input.paranoid, |options| chooser.choose(options));
-            // Each target: what the first crash left, or recovery's commit.
-            let allowed: Vec<Vec<Version>> = (0..input.target_count())
+            // Each target: what the first crash left, what recovery
+            // resolved it to (a batch rolled forward), or recovery's commit.
+            let allowed: Vec<Vec<Version>> = (0..count)
                 .map(|t| {
                     let left = state.read_file(target_path(NAMES[t])).expect("read target");
-                    vec![left, Some(recovered(t))]
+                    vec![left, resolved[t].clone(), Some(recovered(t))]
                 })
                 .collect();
             let when = format!(
@@ -509,7 +875,13 @@ pub fn check(input: &Input) {
                 if during { " (mid-write)" } else { "" }
             );
             check_state(&second, &allowed, input.paranoid, &foreign, &when);
-            recover(input, &second, &foreign, &when);
+            // Jointly: the resolved state, each target perhaps already
+            // replaced by recovery's commit.
+            let mut expected = Model::new(resolved);
+            for t in 0..count {
+                expected.commit(&[(t, Some(recovered(t)))], false);
+            }
+            recover(input, &second, &expected, input.paranoid, &foreign, &when);
         }
     }
 }
@@ -561,11 +933,33 @@ fn check_state(
     check_foreign(sim, foreign, when);
 }
 
-/// Invariants 1, 3, 4, 5, 6 without a crash (with the injected fault, if
-/// any).
-fn check_live(input: &Input, live: &Run, fault: Option<(u64, Fault, OpKind)>) {
+/// The journal names and temporary files of the targets in use that are
+/// in the directory.
+fn leftovers(sim: &SimFs, count: usize) -> Vec<String> {
+    sim.list_dir(DIR)
+        .expect("list")
+        .into_iter()
+        .filter(|file| {
+            NAMES[..count]
+                .iter()
+                .any(|name| *file == journal_name(name) || is_temp_of(name, file))
+        })
+        .collect()
+}
+
+/// Reads every target in use.
+fn read_targets(sim: &SimFs, count: usize) -> Vec<Version> {
+    (0..count)
+        .map(|t| sim.read_file(target_path(NAMES[t])).expect("read target"))
+        .collect()
+}
+
+/// Invariants 1, 3, 4, 5, 6 without a crash (with the injected faults, if
+/// any), and, after one transaction on every target, the batches' all or
+/// nothing.
+fn check_live(input: &Input, live: &Run, faults: &[(u64, Fault, OpKind)]) {
     let when = "no crash";
-    if let Some((index, fault, kind)) = fault {
+    for &(index, fault, kind) in faults {
         // Invariant 3: an fsync, rename or write that failed makes the
         // commit fail. (Other operations may fail harmlessly, such as a
         // read of the old version that commit does not need.)
@@ -582,29 +976,41 @@ fn check_live(input: &Input, live: &Run, fault: Option<(u64, Fault, OpKind)>) {
             "invariant 3 (honest errors): a commit returned Ok after {fault:?} on its {kind:?} (op {index})"
         );
     }
-    let allowed: Vec<Vec<Version>> = live.models.iter().map(|m| m.allowed().to_vec()).collect();
+    let count = input.target_count();
+    let allowed: Vec<Vec<Version>> = (0..count).map(|t| live.model.allowed(t)).collect();
     let foreign = foreign_files(input, &setup(input));
     check_state(&live.sim, &allowed, false, &foreign, when);
     // Invariant 4: no temporary file is left, even by a failed commit,
     // unless the fault stopped the removal itself (the next transaction
-    // sweeps it).
-    let cleanup_failed =
-        fault.is_some_and(|(_, _, kind)| matches!(kind, OpKind::Remove | OpKind::List));
+    // sweeps it), or it is a batch member's staged file that a journal
+    // (left by a batch commit that failed after its commit point, or could
+    // not void its journal) hands to recovery, or whose torn journal a
+    // `Batch::read` recovered (the member's next transaction sweeps it).
+    let cleanup_failed = faults
+        .iter()
+        .any(|&(_, _, kind)| matches!(kind, OpKind::Remove | OpKind::List));
+    let before = snapshot(&setup(input));
+    let files = live.sim.list_dir(DIR).expect("list");
     if !cleanup_failed {
-        let before = snapshot(&setup(input));
-        for name in live.sim.list_dir(DIR).expect("list") {
-            let target = NAMES[..input.target_count()]
-                .iter()
-                .find(|t| is_temp_of(t, &name));
+        for name in &files {
+            let target = NAMES[..count].iter().find(|t| is_temp_of(t, name));
+            let journaled = target.is_some_and(|t| files.contains(&journal_name(t)));
             assert!(
-                target.is_none() || before.contains_key(&name),
+                target.is_none() || journaled || live.sweep_deferred || before.contains_key(name),
                 "invariant 4 (clean): {when}: temporary file {name} left behind"
             );
         }
     }
+    for name in &NAMES[..count] {
+        let journal = journal_name(name);
+        assert!(
+            !files.contains(&journal) || !faults.is_empty() || before.contains_key(&journal),
+            "invariant 4 (clean): {when}: journal {journal} left behind by a commit without a fault"
+        );
+    }
     // Invariant 5: no lock is left held; another process gets in at once.
     let other = live.sim.process();
-    for name in &NAMES[..input.target_count()] {
+    for name in &NAMES[..count] {
         let file = options(&other, input.style())
             .open(target_path(name))
             .expect("another process opens the target");
@@ -614,6 +1020,22 @@ fn check_live(input: &Input, live: &Run, fault: Option<(u64, Fault, OpKind)>) {
             "invariant 5 (locks): {when}: the lock of {name} is still held"
         );
     }
+    // After one transaction on every target: every journal recovered,
+    // every temporary file swept, and a state the program cannot rule out.
+    let left = leftovers(&live.sim, count);
+    assert!(
+        left.is_empty(),
+        "invariant 4 (clean): {when}: {left:?} left after a transaction on every target"
+    );
+    let targets: Vec<usize> = (0..count).collect();
+    let seen = read_targets(&live.sim, count);
+    assert!(
+        live.model.contains(&targets, &seen, false),
+        "batch atomicity: {when}: after a transaction on every target they hold {}, \
+         none of the possible states {}",
+        describe_seen(&targets, &seen),
+        live.model.describe(&targets)
+    );
 }
 
 /// The version recovery of target `t` commits.
@@ -621,19 +1043,72 @@ fn recovered(t: usize) -> Vec<u8> {
     format!("recovered {}", NAMES[t]).into_bytes()
 }
 
-/// The next program's run on a post-crash machine, checked: for each target,
-/// open, begin (the lock must be free), roll back (or commit at once), then
-/// commit; no temporary file of the target may remain and no other file may
-/// change.
-fn recover(input: &Input, sim: &SimFs, foreign: &BTreeMap<String, Version>, when: &str) {
-    for (t, name) in NAMES.iter().copied().enumerate().take(input.target_count()) {
+/// The next program's run on a post-crash machine, checked: optionally
+/// `Options::recover` of the directory; then one transaction on every
+/// target (open, begin: the lock must be free; roll back, or commit at
+/// once), after which no journal and no temporary file of a target may
+/// remain and the targets must hold one of the `expected` states (`absent_ok`:
+/// a target a half-done rename removed matches any); then a commit on every
+/// target rolled back. No other file may change. Returns what the targets
+/// held after their first transaction began.
+fn recover(
+    input: &Input,
+    sim: &SimFs,
+    expected: &Model,
+    absent_ok: bool,
+    foreign: &BTreeMap<String, Version>,
+    when: &str,
+) -> Vec<Version> {
+    let count = input.target_count();
+    if input.explicit_recover {
+        let journals = snapshot(sim)
+            .keys()
+            .filter(|file| {
+                NAMES[..count]
+                    .iter()
+                    .any(|name| **file == journal_name(name))
+            })
+            .count();
+        let found = options(sim, input.style())
+            .recover(DIR)
+            .unwrap_or_else(|e| panic!("invariant 4 (recovery): {when}: recover failed: {e}"));
+        assert!(
+            found == journals,
+            "recovery: {when}: recover found {found} journals, the directory had {journals}"
+        );
+        let left: Vec<String> = leftovers(sim, count)
+            .into_iter()
+            .filter(|file| file.ends_with(".txjournal"))
+            .collect();
+        assert!(
+            left.is_empty(),
+            "invariant 4 (recovery): {when}: journals {left:?} survived recover"
+        );
+        check_foreign(sim, foreign, when);
+    }
+    let mut files = Vec::new();
+    let mut seen = Vec::new();
+    for (t, name) in NAMES.iter().copied().enumerate().take(count) {
         let path = target_path(name);
         let when = format!("{when}, recovery of {name}");
         let before = snapshot(sim);
         let file = options(sim, input.style())
             .open(&path)
             .unwrap_or_else(|e| panic!("invariant 5 (locks): {when}: open failed: {e}"));
-        if !input.recover_by_commit[t] {
+        if input.recover_by_commit[t] {
+            let result = (|| {
+                let mut tx = file.begin()?;
+                // What the begin found, once it recovered any journal.
+                seen.push(sim.read_file(&path).expect("read target"));
+                tx.write_all(&recovered(t))
+                    .map_err(|e| write_error(&file, e))?;
+                tx.commit()
+            })();
+            if let Err(e) = result {
+                panic!("invariant 4 (recovery): {when}: the first commit failed: {e}");
+            }
+            check_recovered(sim, input, name, &before, &Some(recovered(t)), &when);
+        } else {
             let mut tx = match file.try_begin() {
                 Ok(Some(tx)) => tx,
                 Ok(None) => panic!("invariant 5 (locks): {when}: a lock survived the crash"),
@@ -651,26 +1126,52 @@ fn recover(input: &Input, sim: &SimFs, foreign: &BTreeMap<String, Version>, when
                 show(&on_disk)
             );
             tx.rollback();
-            check_recovered(sim, name, &before, &on_disk, &when);
+            check_recovered(sim, input, name, &before, &on_disk, &when);
+            seen.push(on_disk);
         }
+        files.push(file);
+    }
+    let left = leftovers(sim, count);
+    assert!(
+        left.is_empty(),
+        "invariant 4 (recovery): {when}: {left:?} left after a transaction on every target"
+    );
+    let targets: Vec<usize> = (0..count).collect();
+    assert!(
+        expected.contains(&targets, &seen, absent_ok),
+        "batch atomicity: {when}: after recovery the targets held {}, none of the possible states {}",
+        describe_seen(&targets, &seen),
+        expected.describe(&targets)
+    );
+    for (t, file) in files.iter().enumerate() {
+        if input.recover_by_commit[t] {
+            continue;
+        }
+        let name = NAMES[t];
+        let when = format!("{when}, commit after recovery of {name}");
+        let before = snapshot(sim);
         let result = (|| {
             let mut tx = file.begin()?;
             tx.write_all(&recovered(t))
-                .map_err(|e| write_error(&file, e))?;
+                .map_err(|e| write_error(file, e))?;
             tx.commit()
         })();
         if let Err(e) = result {
             panic!("invariant 4 (recovery): {when}: the next commit failed: {e}");
         }
-        check_recovered(sim, name, &before, &Some(recovered(t)), &when);
+        check_recovered(sim, input, name, &before, &Some(recovered(t)), &when);
     }
     check_foreign(sim, foreign, when);
+    seen
 }
 
 /// After a transaction on `name`: the target holds `expected`, none of its
-/// temporary files is left, and every file of other names is as `before`.
+/// temporary files is left, and every file of other names is as `before`
+/// (when `before` had a journal of a batch, the files of the targets in use
+/// may change too: recovering it finishes or undoes the whole batch).
 fn check_recovered(
     sim: &SimFs,
+    input: &Input,
     name: &str,
     before: &BTreeMap<String, Version>,
     expected: &Version,
@@ -686,14 +1187,21 @@ fn check_recovered(
     );
     for file in after.keys() {
         assert!(
-            !is_temp_of(name, file),
-            "invariant 4 (clean): {when}: temporary file {file} survived recovery"
+            !is_temp_of(name, file) && *file != journal_name(name),
+            "invariant 4 (clean): {when}: {file} survived recovery"
         );
     }
+    let targets = &NAMES[..input.target_count()];
+    let journaled = before
+        .keys()
+        .any(|file| targets.iter().any(|t| *file == journal_name(t)));
     let others = |files: &BTreeMap<String, Version>| -> BTreeMap<String, Version> {
         files
             .iter()
-            .filter(|(file, _)| !owned_by(name, file))
+            .filter(|(file, _)| {
+                let batch_member = journaled && targets.iter().any(|t| owned_by(t, file));
+                !owned_by(name, file) && !batch_member
+            })
             .map(|(k, v)| (k.clone(), v.clone()))
             .collect()
     };
@@ -706,22 +1214,149 @@ fn check_recovered(
     );
 }
 
-/// Recovery as the next program runs it, ignoring errors: the machine may
-/// go down in the middle.
+/// Recovery as the next program runs it (the operations of `recover`),
+/// ignoring errors: the machine may go down in the middle.
 fn recover_quietly(input: &Input, sim: &SimFs) {
-    for (t, name) in NAMES.iter().enumerate().take(input.target_count()) {
+    let count = input.target_count();
+    if input.explicit_recover {
+        let _ = options(sim, input.style()).recover(DIR);
+    }
+    let mut files = Vec::new();
+    for (t, name) in NAMES.iter().enumerate().take(count) {
         let Ok(file) = options(sim, input.style()).open(target_path(name)) else {
+            files.push(None);
             continue;
         };
-        if !input.recover_by_commit[t]
-            && let Ok(Some(tx)) = file.try_begin()
-        {
+        if input.recover_by_commit[t] {
+            if let Ok(mut tx) = file.begin()
+                && tx.write_all(&recovered(t)).is_ok()
+            {
+                let _ = tx.commit();
+            }
+        } else if let Ok(Some(mut tx)) = file.try_begin() {
+            let _ = tx.old_bytes();
             tx.rollback();
         }
-        if let Ok(mut tx) = file.begin()
+        files.push(Some(file));
+    }
+    for (t, file) in files.iter().enumerate() {
+        if input.recover_by_commit[t] {
+            continue;
+        }
+        if let Some(file) = file
+            && let Ok(mut tx) = file.begin()
             && tx.write_all(&recovered(t)).is_ok()
         {
             let _ = tx.commit();
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn contents(bytes: &[u8]) -> Contents {
+        Contents(bytes.to_vec())
+    }
+
+    fn batch_input(steps: Vec<Step>, fault: Option<FaultSpec>, at: u16) -> Input {
+        Input {
+            targets: 2,
+            initial: [Some(contents(b"a0")), Some(contents(b"b0")), None],
+            stale_temps: [true, false, false],
+            stale_guards: [false; 3],
+            posix_locks: false,
+            steps,
+            fault,
+            crash: CrashSpec {
+                at,
+                mid_write: false,
+            },
+            paranoid: false,
+            recover_by_commit: [false, true, false],
+            crash_in_recovery: None,
+            second_fault: None,
+            stale_journals: [
+                Some(StaleJournal::Torn {
+                    pair: true,
+                    cut: 40,
+                }),
+                None,
+                None,
+            ],
+            explicit_recover: false,
+            choices: vec![1; 64],
+        }
+    }
+
+    fn batch_step(how: BatchHow) -> Step {
+        Step::Batch {
+            members: 0b111,
+            order: 0,
+            contents: [
+                Member::New(contents(b"a1")),
+                Member::Keep,
+                Member::New(contents(b"c1")),
+            ],
+            how,
+        }
+    }
+
+    #[test]
+    fn a_batch_step_commits_through_a_journal() {
+        let input = batch_input(vec![batch_step(BatchHow::Commit)], None, 0);
+        let live = run(&input, &[], None);
+        let trace = live.sim.trace();
+        assert!(trace.iter().any(|op| op.kind == OpKind::Link), "no journal");
+        let targets = [0, 1, 2];
+        let after: Vec<Version> = vec![
+            Some(b"a1".to_vec()),
+            Some(b"b0".to_vec()),
+            Some(b"c1".to_vec()),
+        ];
+        assert!(live.model.contains(&targets, &after, false));
+        assert_eq!(live.model.states.len(), 1);
+        assert!(leftovers(&live.sim, 3).is_empty());
+    }
+
+    #[test]
+    fn batch_cases_pass_at_every_crash_point() {
+        let steps = vec![
+            batch_step(BatchHow::Update),
+            Step::BatchRead {
+                members: 0b011,
+                order: 0,
+            },
+            batch_step(BatchHow::Rollback),
+        ];
+        let ops = run(&batch_input(steps.clone(), None, 0), &[], None)
+            .sim
+            .op_count();
+        for at in 0..=ops as u16 {
+            check(&batch_input(steps.clone(), None, at));
+        }
+        let rename_fails = FaultSpec {
+            op: FaultOp::Rename,
+            nth: 1,
+            fault: FaultKind::Io,
+        };
+        check(&batch_input(steps, Some(rename_fails), 40));
+    }
+
+    #[test]
+    fn the_model_keeps_a_failed_batch_whole() {
+        let mut model = Model::new(vec![Some(b"a0".to_vec()), Some(b"b0".to_vec())]);
+        model.commit(
+            &[(0, Some(b"a1".to_vec())), (1, Some(b"b1".to_vec()))],
+            false,
+        );
+        let both = [0, 1];
+        assert!(model.contains(&both, &[Some(b"a1".to_vec()), Some(b"b1".to_vec())], false));
+        assert!(model.contains(&both, &[Some(b"a0".to_vec()), Some(b"b0".to_vec())], false));
+        assert!(!model.contains(&both, &[Some(b"a1".to_vec()), Some(b"b0".to_vec())], false));
+        model.commit(&[(1, Some(b"b2".to_vec()))], true);
+        assert_eq!(model.allowed(1), vec![Some(b"b2".to_vec())]);
+        assert_eq!(model.allowed(0).len(), 2);
     }
 }

@@ -1,5 +1,5 @@
 //! The scenarios behind txfile's fuzz targets, kept out of the
-//! `fuzz_targets/` files so that both targets share the small helpers
+//! `fuzz_targets/` files so that the targets share the small helpers
 //! below and the scenarios can be read on their own.
 //!
 //! The checks are self-contained: a fuzz crate cannot use the library's
@@ -12,6 +12,7 @@
 
 pub mod crash_sequences;
 pub mod guard_registry;
+pub mod journal_decode;
 
 use std::sync::OnceLock;
 
@@ -47,10 +48,19 @@ pub fn is_temp_of(name: &str, candidate: &str) -> bool {
         })
 }
 
-/// Whether a file belongs to target `name`: the target, its guard, or one
-/// of its temporary files.
+/// `.<name>.txjournal`: the name under which target `name` finds the
+/// journal of a batch commit that includes it.
+pub fn journal_name(name: &str) -> String {
+    format!(".{name}.txjournal")
+}
+
+/// Whether a file belongs to target `name`: the target, its guard, its
+/// journal name, or one of its temporary files.
 pub fn owned_by(name: &str, candidate: &str) -> bool {
-    candidate == name || candidate == format!("{name}.lock") || is_temp_of(name, candidate)
+    candidate == name
+        || candidate == format!("{name}.lock")
+        || candidate == journal_name(name)
+        || is_temp_of(name, candidate)
 }
 
 /// The protocol under test: the correct one, or the mutant named by
@@ -66,6 +76,9 @@ pub fn mutant() -> Mutant {
         Ok("UnlockBeforeRename") => Mutant::UnlockBeforeRename,
         Ok("IgnoreFsyncError") => Mutant::IgnoreFsyncError,
         Ok("NoGuardIdentityCheck") => Mutant::NoGuardIdentityCheck,
+        Ok("BatchNoJournalFsync") => Mutant::BatchNoJournalFsync,
+        Ok("BatchRenameBeforeJournal") => Mutant::BatchRenameBeforeJournal,
+        Ok("BatchIgnoreJournalChecksum") => Mutant::BatchIgnoreJournalChecksum,
         Ok(other) => panic!("TXFILE_FUZZ_MUTANT={other}: not a txfile::Mutant"),
     })
 }
@@ -96,5 +109,8 @@ mod tests {
         assert!(!is_temp_of("a", ".a.tmp"));
         assert!(owned_by("a", "a.lock"));
         assert!(!owned_by("a", "a.b.lock"));
+        assert!(owned_by("a", ".a.txjournal"));
+        assert!(!owned_by("a", ".a.b.txjournal"));
+        assert!(!owned_by("a", ".a.txjournal.bak"));
     }
 }
