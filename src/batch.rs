@@ -593,21 +593,8 @@ fn commit_all(mut txs: Vec<&mut Transaction<'_>>) -> Result<(), Error> {
         // The staged files' names and the journal's, durable.
         journal::sync_dirs(&members)?;
         // The commit point: the journal's records, durable.
-        let mut bytes: &[u8] = &journal::encode(&records);
-        while !bytes.is_empty() {
-            match journal.write(bytes) {
-                Ok(0) => {
-                    return Err(Error::io(
-                        Op::Write,
-                        &names[0],
-                        io::ErrorKind::WriteZero.into(),
-                    ));
-                }
-                Ok(n) => bytes = &bytes[n..],
-                Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
-                Err(e) => return Err(Error::io(Op::Write, &names[0], e)),
-            }
-        }
+        crate::transaction::write_all(journal.as_mut(), &journal::encode(&records))
+            .map_err(|e| Error::io(Op::Write, &names[0], e))?;
         if commit::durable(first) && mutant != Mutant::BatchNoJournalFsync {
             if let Err(e) = journal.sync() {
                 // The records may have reached the disk anyway. Removing the

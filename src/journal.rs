@@ -191,15 +191,9 @@ fn read(fs: &dyn Fs, path: &Utf8Path) -> Result<Option<Vec<u8>>, Error> {
         return Ok(None);
     };
     let mut bytes = Vec::new();
-    let mut chunk = vec![0; 64 * 1024];
-    loop {
-        match file.read_at(&mut chunk, bytes.len() as u64) {
-            Ok(0) => return Ok(Some(bytes)),
-            Ok(n) => bytes.extend_from_slice(&chunk[..n]),
-            Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
-            Err(e) => return Err(Error::io(Op::Read, path, e)),
-        }
-    }
+    crate::transaction::read_all(file.as_ref(), &mut bytes, 0)
+        .map_err(|e| Error::io(Op::Read, path, e))?;
+    Ok(Some(bytes))
 }
 
 fn check_crc(file: &TxFile) -> bool {

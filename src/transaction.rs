@@ -349,11 +349,24 @@ impl OldFile {
     }
 }
 
+/// Writes all of `data` (a `write` may take less than asked).
+pub(crate) fn write_all(file: &mut dyn TempFile, mut data: &[u8]) -> io::Result<()> {
+    while !data.is_empty() {
+        match file.write(data) {
+            Ok(0) => return Err(io::ErrorKind::WriteZero.into()),
+            Ok(n) => data = &data[n..],
+            Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+            Err(e) => return Err(e),
+        }
+    }
+    Ok(())
+}
+
 /// Reads to the end, straight into `out`. Asking for one byte more than
 /// `size` (from `fstat`) and getting less means the end: a short read of a
 /// regular file happens only there. So the usual file takes one `pread`; a
 /// file that grew meanwhile is read on in chunks.
-fn read_all(file: &dyn ReadFile, out: &mut Vec<u8>, size: u64) -> io::Result<()> {
+pub(crate) fn read_all(file: &dyn ReadFile, out: &mut Vec<u8>, size: u64) -> io::Result<()> {
     loop {
         let start = out.len();
         let left = usize::try_from(size.saturating_sub(start as u64)).unwrap_or(usize::MAX);
@@ -463,7 +476,7 @@ impl NewContents {
         &mut self,
         file: &TxFile,
         locked: Option<&mut Locked>,
-        mut data: &[u8],
+        data: &[u8],
     ) -> Result<(), Error> {
         let temp = match &mut self.temp {
             Some(temp) => temp,
@@ -479,21 +492,7 @@ impl NewContents {
                     .insert(commit::create_temp(file, self.existing_mode)?)
             }
         };
-        while !data.is_empty() {
-            match temp.file.write(data) {
-                Ok(0) => {
-                    return Err(Error::io(
-                        Op::Write,
-                        &temp.path,
-                        io::ErrorKind::WriteZero.into(),
-                    ));
-                }
-                Ok(n) => data = &data[n..],
-                Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
-                Err(e) => return Err(Error::io(Op::Write, &temp.path, e)),
-            }
-        }
-        Ok(())
+        write_all(temp.file.as_mut(), data).map_err(|e| Error::io(Op::Write, &temp.path, e))
     }
 
     pub(crate) fn failed_error(&self, file: &TxFile) -> Error {
