@@ -483,7 +483,8 @@ impl<'a> BatchTransaction<'a> {
     /// fails, its records may be on disk anyway: the commit voids the journal
     /// durably and then rolls back; if even that fails, it leaves the journal
     /// and the staged files in place, and recovery rolls every member
-    /// forward or every member back, as the disk decides.
+    /// forward or every member back: it first makes the journal's decision
+    /// durable, and acts on nothing before that succeeds.
     ///
     /// # Examples
     ///
@@ -593,7 +594,8 @@ fn commit_all(mut txs: Vec<&mut Transaction<'_>>) -> Result<(), Error> {
         // The staged files' names and the journal's, durable.
         journal::sync_dirs(&members)?;
         // The commit point: the journal's records, durable.
-        crate::transaction::write_all(journal.as_mut(), &journal::encode(&records))
+        let entry = journal::encode(&records);
+        crate::transaction::write_all(journal.as_mut(), &entry)
             .map_err(|e| Error::io(Op::Write, &names[0], e))?;
         if commit::durable(first) && mutant != Mutant::BatchNoJournalFsync {
             if let Err(e) = journal.sync() {
@@ -602,9 +604,16 @@ fn commit_all(mut txs: Vec<&mut Transaction<'_>>) -> Result<(), Error> {
                 // name on a complete journal whose other members' staged
                 // files are gone (removed here, or swept by a member whose
                 // name went first): a partial roll forward. So first void
-                // the journal durably: a journal with a trailing byte never
-                // decodes.
-                let voided = matches!(journal.write(&[0]), Ok(1)) && journal.sync().is_ok();
+                // the journal durably, with a void entry after the commit
+                // entry (in a block of its own: a torn write of it cannot
+                // damage the commit entry).
+                let voided = journal
+                    .seek(journal::next_block(entry.len()) as u64)
+                    .and_then(|()| {
+                        crate::transaction::write_all(journal.as_mut(), &journal::encode_void())
+                    })
+                    .and_then(|()| journal.sync())
+                    .is_ok();
                 undecided = !voided;
                 return Err(Error::io(Op::Sync, &names[0], e));
             }

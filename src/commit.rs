@@ -52,6 +52,10 @@ pub enum Mutant {
     BatchRenameBeforeJournal,
     /// Batch recovery: roll forward whatever records of a torn journal parse.
     BatchIgnoreJournalChecksum,
+    /// Batch recovery: act on the journal as it reads, without first making
+    /// that decision durable (wrong when an earlier fsync of the journal
+    /// failed: the records read may exist only in the page cache).
+    BatchRecoveryTrustsCache,
 }
 
 #[cfg(feature = "sim")]

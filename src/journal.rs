@@ -3,41 +3,67 @@
 //! A batch commit stages every member's temporary file, then makes one
 //! journal file reachable from every changed member under the name
 //! `.<name>.txjournal` beside it (hard links: members share a filesystem),
-//! then writes the journal's records and fsyncs it. That fsync is the commit
-//! point: a journal that decodes (every record's CRC and the whole file's CRC
-//! match) means "committed, roll forward"; any other journal means "never
-//! committed, roll back". A commit whose journal fsync fails voids the
-//! journal by appending one byte and fsyncing again (trailing bytes never
-//! decode) before it removes anything.
+//! then writes a *commit entry* listing the (staged, target) pairs and
+//! fsyncs it. That fsync is the commit point.
+//!
+//! A journal is a sequence of entries, each starting at a multiple of
+//! [`BLOCK`] bytes, so that writing one never touches a block of another.
+//! The last entry that decodes (its CRCs match) is the journal's decision:
+//! a commit entry means "roll forward", a void entry means "roll back", and
+//! a journal with no entry that decodes was torn by a crash before its
+//! commit point: roll back. Entries are only ever added, and an entry added
+//! to a journal always repeats the decision it already reads as.
+//!
+//! The decision anyone acts on is durable. After a failed fsync (EIO) the
+//! journal's entries may sit in the page cache without being on disk
+//! (fsyncgate), so what a process reads is not necessarily what the disk
+//! will show after a power loss. So:
+//! - a commit whose journal fsync fails appends a void entry and fsyncs it;
+//!   only if that succeeds does it remove the journal and its staged files.
+//!   If it fails too, the journal is undecided and left to recovery.
+//! - recovery, before it renames or removes anything, appends the decision
+//!   it read (a copy of the commit entry, or a void entry) and fsyncs it. If
+//!   that fails, it stops with the error and changes nothing.
+//!
+//! The one exception: a journal in which no entry decodes at all needs no
+//! new entry, since the disk can only hold what was written, and nothing
+//! complete was.
 //!
 //! Every `begin` on a member stats its journal name (one `lstat`), before it
 //! sweeps stale temporary files. Recovery:
-//! - torn journal: remove this member's name; the sweep that follows removes
+//! - roll back: remove this member's name; the sweep that follows removes
 //!   this member's staged file. Other members do the same when they are next
-//!   used, since they find the same torn journal under their own names.
-//! - complete journal: with every member's lock, rename each staged file
-//!   that still exists over its target (a missing one was renamed already),
+//!   used, since they find the same journal under their own names.
+//! - roll forward: with every member's lock, rename each staged file that
+//!   still exists over its target (a missing one was renamed already),
 //!   fsync the directories, then remove every name of the journal.
 //!
 //! Both are idempotent, so a crash during recovery is recovered from the
 //! same way.
 //!
-//! Format (integers little-endian): magic `TXFJ\x01`; record count (u32);
-//! per record: directory, target name and staged name, each a u16 length
-//! and UTF-8 bytes, then the CRC-32 of the record's bytes (u32); finally the
-//! CRC-32 of everything before it (u32).
+//! Entry format (integers little-endian): magic `TXFJ\x02`; kind (u8: 1
+//! commit, 2 void); record count (u32; 0 for a void entry); per record:
+//! directory, target name and staged name, each a u16 length and UTF-8
+//! bytes, then the CRC-32 of the record's bytes (u32); finally the CRC-32 of
+//! everything in the entry before it (u32).
 
 use std::collections::BTreeMap;
 use std::io;
 
 use camino::{Utf8Path, Utf8PathBuf};
 
+use crate::commit::Mutant;
 use crate::error::Op;
-use crate::fs::Fs;
+use crate::fs::{Fs, TempFile};
 use crate::guard::{Mode, Wait};
 use crate::{Error, Options, TxFile};
 
-const MAGIC: &[u8] = b"TXFJ\x01";
+const MAGIC: &[u8] = b"TXFJ\x02";
+/// Entries start at multiples of this (a page and a filesystem block on
+/// common systems), so that a torn write of one cannot damage another.
+pub(crate) const BLOCK: usize = 4096;
+const COMMIT: u8 = 1;
+const VOID: u8 = 2;
 /// More members than this in one batch is refused; it also bounds decoding.
 pub(crate) const MAX_RECORDS: usize = 4096;
 const MAX_DIR: usize = 4096;
@@ -65,8 +91,9 @@ impl Record {
     }
 }
 
-pub(crate) fn encode(records: &[Record]) -> Vec<u8> {
+fn encode_entry(kind: u8, records: &[Record]) -> Vec<u8> {
     let mut out = MAGIC.to_vec();
+    out.push(kind);
     out.extend((records.len() as u32).to_le_bytes());
     for record in records {
         let start = out.len();
@@ -82,9 +109,30 @@ pub(crate) fn encode(records: &[Record]) -> Vec<u8> {
     out
 }
 
-/// Why a journal does not decode: it was torn by a crash, or is not one.
+/// The commit entry for `records`: what a batch commit writes first.
+pub(crate) fn encode(records: &[Record]) -> Vec<u8> {
+    encode_entry(COMMIT, records)
+}
+
+/// The void entry: "this batch did not commit".
+pub(crate) fn encode_void() -> Vec<u8> {
+    encode_entry(VOID, &[])
+}
+
+/// Why bytes are not an entry: torn by a crash, or not one.
 #[derive(Debug, PartialEq, Eq)]
 pub(crate) struct Torn(pub(crate) &'static str);
+
+/// A journal's decision, from its last entry that decodes.
+#[derive(Debug, PartialEq, Eq)]
+pub(crate) enum Decision {
+    /// The last entry is a commit entry with these records.
+    Commit(Vec<Record>),
+    /// The last entry is a void entry.
+    Void,
+    /// No entry decodes (the reason is the first entry's).
+    Torn(&'static str),
+}
 
 struct Cursor<'a> {
     bytes: &'a [u8],
@@ -122,17 +170,23 @@ impl<'a> Cursor<'a> {
     }
 }
 
-/// Decodes a journal; any damage at all is `Torn`. With `check_crc` false
-/// (the `BatchIgnoreJournalChecksum` mutant) records are taken as long as
-/// they parse.
-pub(crate) fn decode(bytes: &[u8], check_crc: bool) -> Result<Vec<Record>, Torn> {
+/// Decodes the entry at the start of `bytes` (what follows it is not
+/// looked at): `Some(records)` for a commit entry, `None` for a void one,
+/// and the entry's length. Any damage at all is `Torn`. With `check_crc`
+/// false (the `BatchIgnoreJournalChecksum` mutant) a commit entry's records
+/// are taken as long as they parse.
+fn decode_entry(bytes: &[u8], check_crc: bool) -> Result<(Option<Vec<Record>>, usize), Torn> {
     let mut cursor = Cursor { bytes, at: 0 };
     if cursor.take(MAGIC.len())? != MAGIC {
         return Err(Torn("bad magic"));
     }
+    let kind = cursor.take(1)?[0];
     let count = cursor.u32()? as usize;
-    if count == 0 || count > MAX_RECORDS {
-        return Err(Torn("bad record count"));
+    match kind {
+        COMMIT if (1..=MAX_RECORDS).contains(&count) => {}
+        VOID if count == 0 => {}
+        COMMIT | VOID => return Err(Torn("bad record count")),
+        _ => return Err(Torn("bad entry kind")),
     }
     let mut records = Vec::new();
     for _ in 0..count {
@@ -172,32 +226,124 @@ pub(crate) fn decode(bytes: &[u8], check_crc: bool) -> Result<Vec<Record>, Torn>
         if cursor.u32()? != crc32fast::hash(&bytes[..body]) {
             return Err(Torn("journal checksum mismatch"));
         }
-        if cursor.at != bytes.len() {
-            return Err(Torn("trailing bytes"));
-        }
+    }
+    if kind == VOID {
+        return Ok((None, cursor.at));
     }
     if records.is_empty() {
         return Err(Torn("no record"));
     }
-    Ok(records)
+    Ok((Some(records), cursor.at))
 }
 
-/// Reads the whole journal at `path`; `None` when it is gone.
-fn read(fs: &dyn Fs, path: &Utf8Path) -> Result<Option<Vec<u8>>, Error> {
-    let Some(file) = fs
-        .open_read(path)
-        .map_err(|e| Error::io(Op::Open, path, e))?
-    else {
-        return Ok(None);
-    };
-    let mut bytes = Vec::new();
-    crate::transaction::read_all(file.as_ref(), &mut bytes, 0)
-        .map_err(|e| Error::io(Op::Read, path, e))?;
-    Ok(Some(bytes))
+/// Decodes exactly one commit entry and nothing after it: the journal as a
+/// batch commit writes it.
+pub(crate) fn decode(bytes: &[u8], check_crc: bool) -> Result<Vec<Record>, Torn> {
+    let (records, len) = decode_entry(bytes, check_crc)?;
+    if check_crc && len != bytes.len() {
+        return Err(Torn("trailing bytes"));
+    }
+    records.ok_or(Torn("a void entry"))
+}
+
+/// The decision of a whole journal file: its last entry that decodes,
+/// looking for entries at every multiple of [`BLOCK`] (skipping the blocks
+/// an entry that decodes covers).
+pub(crate) fn decide(bytes: &[u8], check_crc: bool) -> Decision {
+    let mut decision = None;
+    let mut first_error = None;
+    let mut at = 0;
+    while at < bytes.len() {
+        match decode_entry(&bytes[at..], check_crc) {
+            Ok((entry, len)) => {
+                decision = Some(entry);
+                at = next_block(at + len);
+            }
+            Err(Torn(reason)) => {
+                first_error.get_or_insert(reason);
+                at += BLOCK;
+            }
+        }
+    }
+    match decision {
+        Some(Some(records)) => Decision::Commit(records),
+        Some(None) => Decision::Void,
+        None => Decision::Torn(first_error.unwrap_or("empty")),
+    }
+}
+
+/// The first multiple of [`BLOCK`] at or after `offset`.
+pub(crate) fn next_block(offset: usize) -> usize {
+    offset.div_ceil(BLOCK) * BLOCK
+}
+
+/// A journal opened by recovery: read through the descriptor that will
+/// add to it, so that what is decided and what is written are one file.
+struct Journal {
+    file: Box<dyn TempFile>,
+    bytes: Vec<u8>,
+}
+
+impl Journal {
+    /// Opens and reads the journal at `path`; `None` when it is gone.
+    fn open(fs: &dyn Fs, path: &Utf8Path) -> Result<Option<Journal>, Error> {
+        let Some(file) = fs
+            .open_write(path)
+            .map_err(|e| Error::io(Op::Open, path, e))?
+        else {
+            return Ok(None);
+        };
+        let mut bytes = Vec::new();
+        crate::transaction::read_all(|buf, at| file.read_at(buf, at), &mut bytes, 0)
+            .map_err(|e| Error::io(Op::Read, path, e))?;
+        Ok(Some(Journal { file, bytes }))
+    }
+
+    /// What recovery of `member` must do, from the journal as read: a
+    /// commit entry that could not have been written for this member counts
+    /// as torn.
+    fn decide(&self, member: &TxFile) -> Decision {
+        match decide(&self.bytes, check_crc(member)) {
+            Decision::Commit(records) => match plausible(member, records) {
+                Ok(records) => Decision::Commit(records),
+                Err(Torn(reason)) => Decision::Torn(reason),
+            },
+            decision => decision,
+        }
+    }
+
+    /// Makes `decision` durable before anyone acts on it: adds it as a new
+    /// entry at the next block boundary, where it overwrites nothing, and
+    /// fsyncs. The journal read as `decision` already, so the new entry
+    /// changes nothing for anyone who reads it; what it changes is that the
+    /// disk now says so too, whatever became of earlier writes whose fsync
+    /// failed.
+    fn settle(&mut self, member: &TxFile, decision: &Decision) -> Result<(), Error> {
+        let path = &member.inner.journal_path;
+        let entry = match decision {
+            Decision::Commit(records) => encode(records),
+            Decision::Void => encode_void(),
+            // Nothing complete was ever written: the disk cannot say
+            // otherwise.
+            Decision::Torn(_) => return Ok(()),
+        };
+        if crate::commit::mutant(member) == Mutant::BatchRecoveryTrustsCache
+            || member.inner.options.durability == crate::Durability::None
+        {
+            return Ok(());
+        }
+        let at = next_block(self.bytes.len());
+        self.file
+            .seek(at as u64)
+            .map_err(|e| Error::io(Op::Write, path, e))?;
+        crate::transaction::write_all(self.file.as_mut(), &entry)
+            .map_err(|e| Error::io(Op::Write, path, e))?;
+        self.file.sync().map_err(|e| Error::io(Op::Sync, path, e))
+    }
 }
 
 fn check_crc(file: &TxFile) -> bool {
-    crate::commit::mutant(file) != crate::commit::Mutant::BatchIgnoreJournalChecksum
+    crate::commit::mutant(file) != Mutant::BatchIgnoreJournalChecksum
 }
 
 /// A journal is only acted on if it is one txfile could have written for
@@ -225,7 +371,9 @@ fn plausible(file: &TxFile, records: Vec<Record>) -> Result<Vec<Record>, Torn> {
 }
 
 /// Recovers the journal found under `file`'s journal name. Called without
-/// any lock held; takes the locks it needs.
+/// any lock held; takes the locks it needs. Returns without having removed
+/// the journal only when someone else changed it meanwhile; the caller
+/// looks again.
 pub(crate) fn recover(file: &TxFile) -> Result<(), Error> {
     let inner = &*file.inner;
     let fs = inner.fs.as_ref();
@@ -234,15 +382,17 @@ pub(crate) fn recover(file: &TxFile) -> Result<(), Error> {
         let Some(mut locked) = file.lock(Mode::Exclusive, Wait::Forever)? else {
             return Ok(());
         };
-        let Some(bytes) = read(fs, journal_path)? else {
+        let Some(mut journal) = Journal::open(fs, journal_path)? else {
             return Ok(()); // someone recovered it meanwhile
         };
-        match decode(&bytes, check_crc(file)).and_then(|records| plausible(file, records)) {
-            Ok(records) => records,
-            Err(Torn(_)) => {
-                // Never committed. This member's staged file goes with the
-                // sweep of the `begin` that follows: the guard's marker,
-                // set here, makes sure there is one.
+        match journal.decide(file) {
+            Decision::Commit(records) => records,
+            decision => {
+                // Never committed. Once that is durable, this member's name
+                // goes, and its staged file goes with the sweep of the
+                // `begin` that follows: the guard's marker, set here, makes
+                // sure there is one.
+                journal.settle(file, &decision)?;
                 locked
                     .mark()
                     .map_err(|e| Error::io(Op::MarkGuard, &inner.guard_path, e))?;
@@ -251,7 +401,8 @@ pub(crate) fn recover(file: &TxFile) -> Result<(), Error> {
         }
     };
     // Committed: finish it with every member's lock, taken in the batch
-    // order so that recovery cannot deadlock with a batch.
+    // order so that recovery cannot deadlock with a batch, then read the
+    // journal again: it may have been recovered meanwhile.
     let mut options: Options = inner.options.clone();
     options.fs = Some(std::sync::Arc::clone(&inner.fs));
     let members = records
@@ -259,9 +410,14 @@ pub(crate) fn recover(file: &TxFile) -> Result<(), Error> {
         .map(|record| TxFile::with_options(&record.target_path(), options.clone()))
         .collect::<Result<Vec<_>, _>>()?;
     let _locks = crate::batch::lock_all(&members, Mode::Exclusive, Wait::Forever)?;
-    if read(fs, journal_path)?.is_none() {
+    let Some(mut journal) = Journal::open(fs, journal_path)? else {
+        return Ok(());
+    };
+    let decision = journal.decide(file);
+    if decision != Decision::Commit(records.clone()) {
         return Ok(());
     }
+    journal.settle(file, &decision)?;
     roll_forward(file, &records, &members)?;
     // A journal names every member that has a name for it, so this is
     // normally gone already; if it were not, `begin` would find it again
@@ -366,10 +522,91 @@ mod tests {
     }
 
     #[test]
-    fn a_trailing_byte_voids_a_journal() {
+    fn the_strict_decoder_refuses_trailing_bytes() {
         let mut bytes = encode(&sample());
         bytes.push(0);
         assert_eq!(decode(&bytes, true), Err(Torn("trailing bytes")));
+    }
+
+    /// `bytes` at block `n` of a journal file that is `len` bytes long so
+    /// far (zeros in between: a hole).
+    fn put(file: &mut Vec<u8>, n: usize, bytes: &[u8]) {
+        let at = n * BLOCK;
+        if file.len() < at + bytes.len() {
+            file.resize(at + bytes.len(), 0);
+        }
+        file[at..at + bytes.len()].copy_from_slice(bytes);
+    }
+
+    #[test]
+    fn the_last_entry_that_decodes_decides() {
+        let commit = encode(&sample());
+        assert_eq!(decide(&commit, true), Decision::Commit(sample()));
+        // A commit, then a void entry in the next block.
+        let mut file = commit.clone();
+        put(&mut file, 1, &encode_void());
+        assert_eq!(decide(&file, true), Decision::Void);
+        // Then a commit copy after that would be a bug, but the rule is the
+        // rule: the last one.
+        put(&mut file, 2, &commit);
+        assert_eq!(decide(&file, true), Decision::Commit(sample()));
+    }
+
+    #[test]
+    fn a_torn_entry_decides_nothing() {
+        let commit = encode(&sample());
+        let void = encode_void();
+        for len in 0..void.len() {
+            // A void entry torn by a crash while it was being added.
+            let mut file = commit.clone();
+            put(&mut file, 1, &void[..len]);
+            assert_eq!(decide(&file, true), Decision::Commit(sample()), "{len}");
+            // A commit copy torn likewise.
+            let mut file = commit.clone();
+            put(&mut file, 1, &void);
+            put(&mut file, 2, &commit[..len]);
+            assert_eq!(decide(&file, true), Decision::Void, "{len}");
+        }
+        // A trailing byte (the voiding of the previous format) decides
+        // nothing either.
+        let mut file = commit.clone();
+        file.push(0);
+        assert_eq!(decide(&file, true), Decision::Commit(sample()));
+    }
+
+    #[test]
+    fn a_lost_first_entry_leaves_the_later_ones() {
+        // The commit entry's fsync failed and it never reached the disk
+        // (zeros or garbage), but a copy added later did.
+        let commit = encode(&sample());
+        for fill in [0u8, 0xA5] {
+            let mut file = vec![fill; commit.len()];
+            put(&mut file, 1, &commit);
+            assert_eq!(decide(&file, true), Decision::Commit(sample()));
+            let mut file = vec![fill; commit.len()];
+            put(&mut file, 1, &encode_void());
+            assert_eq!(decide(&file, true), Decision::Void);
+        }
+    }
+
+    #[test]
+    fn nothing_that_decodes_is_torn() {
+        let commit = encode(&sample());
+        assert_eq!(decide(&[], true), Decision::Torn("empty"));
+        for len in 0..commit.len() {
+            assert!(matches!(decide(&commit[..len], true), Decision::Torn(_)));
+        }
+        assert!(matches!(decide(&[0; 3 * BLOCK], true), Decision::Torn(_)));
+        // An entry that is not at a block boundary is not an entry.
+        let mut file = vec![0; 100];
+        file.extend(&commit);
+        assert!(matches!(decide(&file, true), Decision::Torn(_)));
+    }
+
+    #[test]
+    fn a_void_entry_is_not_a_commit() {
+        assert_eq!(decode(&encode_void(), true), Err(Torn("a void entry")));
+        assert_eq!(decide(&encode_void(), true), Decision::Void);
     }
 
     #[test]

@@ -332,8 +332,12 @@ impl OldFile {
     pub(crate) fn bytes(&mut self, path: &Utf8Path) -> Result<&[u8], Error> {
         if self.bytes.is_none() {
             let mut bytes = Vec::with_capacity(self.meta.size as usize + 1);
-            read_all(self.file.as_ref(), &mut bytes, self.meta.size)
-                .map_err(|e| Error::io(Op::Read, path, e))?;
+            read_all(
+                |buf, at| self.file.read_at(buf, at),
+                &mut bytes,
+                self.meta.size,
+            )
+            .map_err(|e| Error::io(Op::Read, path, e))?;
             self.bytes = Some(bytes);
         }
         Ok(self.bytes.as_deref().unwrap_or_default())
@@ -366,7 +370,11 @@ pub(crate) fn write_all(file: &mut dyn TempFile, mut data: &[u8]) -> io::Result<
 /// `size` (from `fstat`) and getting less means the end: a short read of a
 /// regular file happens only there. So the usual file takes one `pread`; a
 /// file that grew meanwhile is read on in chunks.
-pub(crate) fn read_all(file: &dyn ReadFile, out: &mut Vec<u8>, size: u64) -> io::Result<()> {
+pub(crate) fn read_all(
+    read_at: impl Fn(&mut [u8], u64) -> io::Result<usize>,
+    out: &mut Vec<u8>,
+    size: u64,
+) -> io::Result<()> {
     loop {
         let start = out.len();
         let left = usize::try_from(size.saturating_sub(start as u64)).unwrap_or(usize::MAX);
@@ -376,7 +384,7 @@ pub(crate) fn read_all(file: &dyn ReadFile, out: &mut Vec<u8>, size: u64) -> io:
             BUFFER
         };
         out.resize(start + want, 0);
-        match file.read_at(&mut out[start..], start as u64) {
+        match read_at(&mut out[start..], start as u64) {
             Ok(n) => {
                 out.truncate(start + n);
                 if n < want {

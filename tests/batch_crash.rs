@@ -71,6 +71,8 @@ struct Scenario {
     guards: bool,
     steps: Vec<Step>,
     fault: Option<(FaultSite, Fault)>,
+    /// A second fault, this many operations after the first.
+    then: Option<(u64, Fault)>,
 }
 
 impl Scenario {
@@ -155,6 +157,7 @@ fn scenarios() -> Vec<Scenario> {
                 guards: true,
                 steps: Vec::new(),
                 fault: None,
+                then: None,
             };
             out.push(Scenario {
                 name: "all members new files".into(),
@@ -191,6 +194,22 @@ fn scenarios() -> Vec<Scenario> {
                     name: "the journal's fsync fails (EIO)".into(),
                     steps: vec![Step::Batch(new("new"))],
                     fault: Some((journal_sync, Fault::Io)),
+                    ..base.clone()
+                });
+                // The journal is then undecided: recovery must make its
+                // decision durable before acting on it.
+                out.push(Scenario {
+                    name: "the journal's fsync fails (EIO), then the voiding write (ENOSPC)".into(),
+                    steps: vec![Step::Batch(new("new"))],
+                    fault: Some((journal_sync, Fault::Io)),
+                    then: Some((1, Fault::NoSpace)),
+                    ..base.clone()
+                });
+                out.push(Scenario {
+                    name: "the journal's fsync fails (EIO), then the voiding fsync (EIO)".into(),
+                    steps: vec![Step::Batch(new("new"))],
+                    fault: Some((journal_sync, Fault::Io)),
+                    then: Some((2, Fault::Io)),
                     ..base.clone()
                 });
                 out.push(Scenario {
@@ -403,6 +422,9 @@ impl harness::Scenario for Scenario {
     fn run(&self, mutant: Mutant, fault_at: Option<(u64, Fault)>, crash: Crash) -> Run {
         let sim = setup(self);
         let mut run = Run::start(sim.clone(), self.initial.clone(), fault_at, crash);
+        if let (Some((index, _)), Some((after, fault))) = (fault_at, self.then) {
+            sim.fail_at(index + after, fault);
+        }
         for step in &self.steps {
             if sim.is_crashed() {
                 break;
@@ -670,6 +692,66 @@ fn check_crash_during_recovery(sc: &Scenario, mutant: Mutant, report: &mut Repor
     (distinct, recovered_states)
 }
 
+/// A commit that fails leaves its journal to recovery without any crash,
+/// and after a failed fsync the page cache and the disk may disagree about
+/// that journal. So, for a scenario with a fault: the failed commit, then
+/// recovery in the same boot (started by each trigger) with a power loss
+/// before each of its operations, then every post-crash state recovered and
+/// checked. Returns how many post-crash states that was.
+fn check_crash_during_live_recovery(sc: &Scenario, mutant: Mutant, report: &mut Report) -> u64 {
+    let Some(fault_at) = harness::fault_index(sc, mutant) else {
+        return 0;
+    };
+    let failed = || sc.run(mutant, Some(fault_at), Crash::None);
+    let members = sc.names();
+    let journal_left = failed()
+        .sim
+        .list_dir("/d")
+        .expect("list")
+        .iter()
+        .any(|name| name.ends_with(".txjournal") && leftover_of_member(name, &members));
+    if !journal_left {
+        return 0;
+    }
+    let mut states = 0;
+    for trigger in triggers(sc) {
+        let probe = failed();
+        let ops_before = probe.sim.op_count();
+        let _ = recover(&probe.sim, sc, mutant, trigger);
+        let ops = probe.sim.op_count() - ops_before;
+        for i in 0..=ops {
+            report.crash_points += 1;
+            let run = failed();
+            run.sim.crash_at(run.sim.op_count() + i);
+            let _ = recover(&run.sim, sc, mutant, trigger);
+            if !run.sim.is_crashed() {
+                run.sim.crash_now();
+            }
+            let when = format!(
+                "{}: recovery in the same boot by {trigger:?}, crash before its op {i}",
+                sc.when(mutant)
+            );
+            let crashed = run
+                .sim
+                .crash_states(&bound())
+                .unwrap_or_else(|e| panic!("{when}: {e}"));
+            for (j, state) in crashed.enumerate() {
+                report.crash_states += 1;
+                states += 1;
+                sc.recover_and_check(
+                    &state,
+                    mutant,
+                    run.allowed(),
+                    &run.attempted,
+                    report,
+                    &format!("{when}, state {j}"),
+                );
+            }
+        }
+    }
+    states
+}
+
 /// The whole suite for one protocol. With `stop_when`, returns after the
 /// first scenario at which all of those invariants have been broken.
 fn check_all(mutant: Mutant, stop_when: Option<&[u8]>) -> Report {
@@ -681,8 +763,13 @@ fn check_all(mutant: Mutant, stop_when: Option<&[u8]>) -> Report {
         let start = Instant::now();
         let before = report.crash_states;
         check_crash_points(&sc, mutant, &mut report);
+        let same_boot = if sc.fault.is_some() {
+            check_crash_during_live_recovery(&sc, mutant, &mut report)
+        } else {
+            0
+        };
         eprintln!(
-            "  {}: {} post-crash states in {:.1?}",
+            "  {}: {} post-crash states ({same_boot} after a crash during recovery in the same boot) in {:.1?}",
             sc.when(mutant),
             report.crash_states - before,
             start.elapsed()
@@ -731,6 +818,7 @@ const MUTANTS: &[(Mutant, &[u8])] = &[
     (Mutant::BatchNoJournalFsync, &[1]),
     (Mutant::BatchRenameBeforeJournal, &[1]),
     (Mutant::BatchIgnoreJournalChecksum, &[1]),
+    (Mutant::BatchRecoveryTrustsCache, &[1]),
 ];
 
 #[test]

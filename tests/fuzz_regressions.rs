@@ -82,24 +82,59 @@ fn noop_commit_after_a_failed_dir_sync_is_durable() {
     }
 }
 
-/// `fuzz/known-bugs/crash_sequences-batch-undecided-journal-rolled-forward`:
+/// `fuzz/regressions/crash_sequences-batch-undecided-journal-rolled-forward`:
 /// a batch commit over `a` and `a.b` whose journal fsync fails (EIO) and
-/// whose voiding write fails too (ENOSPC) leaves the journal "undecided",
-/// as documented. Its records are in the page cache, but after the failed
-/// fsync (fsyncgate) they may never reach the disk. The next `begin` on `a`
-/// reads that cached, complete journal and rolls forward: it renames `a`'s
-/// staged file, and power fails before it renames `a.b`'s. After the crash
-/// the rename of `a` is on disk but the journal's records are not: the
-/// journal is torn, recovery rolls back, and the batch ends half applied
-/// (`a` new, `a.b` old).
+/// whose voiding fails too leaves the journal "undecided", as documented:
+/// what the page cache shows need not be what the disk will show after a
+/// power loss (fsyncgate). The fuzzer's case: the voiding write fails
+/// (ENOSPC), the cache shows the complete commit entry, the next `begin` on
+/// `a` rolled forward from it, power failed between the two renames, and
+/// after the crash the journal's records were not on disk: recovery rolled
+/// back, and the batch ended half applied (`a` new, `a.b` old).
 ///
-/// Recovery acts on a journal it has not made durable itself. One fix:
-/// before rolling forward, write the decoded journal again and fsync it
-/// (a rewrite dirties the pages again, so the fsync really writes them),
-/// and roll forward only when that fsync succeeds.
+/// Recovery now makes the decision it read durable before it acts on it.
+/// Both ways of being undecided are replayed (the voiding write fails, so
+/// the cache says "committed"; the voiding write lands but its fsync fails,
+/// so the cache says "void"), with a crash at every operation of the
+/// recovery that follows and every post-crash state of each: after a
+/// second recovery the batch is all old or all new, with no journal and no
+/// staged file left.
 #[test]
-#[ignore = "known bug, not fixed yet: see fuzz/known-bugs/README.md and the README's batch limits"]
 fn recovery_does_not_roll_forward_an_undurable_journal() {
+    let crash_points: usize = UNDECIDED
+        .iter()
+        .map(|&case| {
+            undecided_journal_recovery(txfile::Mutant::None, case)
+                .unwrap_or_else(|failure| panic!("{failure}"))
+        })
+        .sum();
+    println!("undecided journal: {crash_points} crash points, every post-crash state whole");
+}
+
+/// The same scenarios with recovery that acts on the journal as it reads,
+/// as before the fix: caught in both.
+#[test]
+fn recovery_that_trusts_the_page_cache_is_caught() {
+    for case in UNDECIDED {
+        let failure = undecided_journal_recovery(txfile::Mutant::BatchRecoveryTrustsCache, case)
+            .expect_err("the mutant must be caught");
+        println!("caught: {failure}");
+    }
+}
+
+/// The two ways a batch commit's journal ends up undecided: after the
+/// journal's fsync failed, the voiding write fails (the page cache shows
+/// the commit entry) or the voiding write lands and its fsync fails (the
+/// page cache shows the void entry).
+#[derive(Clone, Copy, Debug)]
+enum Undecided {
+    VoidingWriteFails,
+    VoidingFsyncFails,
+}
+
+const UNDECIDED: [Undecided; 2] = [Undecided::VoidingWriteFails, Undecided::VoidingFsyncFails];
+
+fn undecided_journal_recovery(mutant: txfile::Mutant, case: Undecided) -> Result<usize, String> {
     let setup = || {
         let sim = SimFs::new();
         sim.create_dir_all("/d").expect("setup");
@@ -107,18 +142,19 @@ fn recovery_does_not_roll_forward_an_undurable_journal() {
         sim.write_file("/d/a.b", b"b0").expect("setup");
         sim
     };
-    let open = |sim: &SimFs, name: &str| {
+    let try_open = |sim: &SimFs, name: &str| {
         Options::new()
             .filesystem(sim)
+            .mutant(mutant)
             .open(format!("/d/{name}"))
-            .expect("open")
     };
+    let open = |sim: &SimFs, name: &str| try_open(sim, name).expect("open");
     let update = |sim: &SimFs| {
         txfile::Batch::new([open(sim, "a"), open(sim, "a.b")])
             .expect("batch")
             .update(|_| Ok::<_, std::io::Error>(vec![b"a1".to_vec(), b"b1".to_vec()]))
     };
-    // Where the journal's fsync and the voiding write are.
+    // Where the journal's fsync is; the voiding write and its fsync follow.
     let probe = setup();
     update(&probe).expect("the batch commits without faults");
     let journal_sync = probe
@@ -127,54 +163,80 @@ fn recovery_does_not_roll_forward_an_undurable_journal() {
         .find(|op| op.kind == OpKind::SyncFile && op.path.as_str() == "/d/.a.txjournal")
         .expect("the journal is fsynced")
         .index;
-    let faulty = || {
-        let sim = setup();
-        sim.fail_at(journal_sync, Fault::Io);
-        sim.fail_at(journal_sync + 1, Fault::NoSpace);
-        assert!(update(&sim).is_err(), "the journal fsync failed");
-        sim
+    let mut crash_points = 0;
+    let second_fault = match case {
+        Undecided::VoidingWriteFails => (journal_sync + 1, Fault::NoSpace),
+        Undecided::VoidingFsyncFails => (journal_sync + 2, Fault::Io),
     };
-    // Where recovery (in the next begin on `a`) renames `a.b`'s staged file.
-    let probe = faulty();
-    let start = probe.op_count();
-    open(&probe, "a")
-        .begin()
-        .expect("begin recovers")
-        .rollback();
-    let renames: Vec<u64> = probe.trace()[start as usize..]
-        .iter()
-        .filter(|op| op.kind == OpKind::Rename)
-        .map(|op| op.index)
-        .collect();
-    assert_eq!(renames.len(), 2, "recovery renames both members");
-
-    let sim = faulty();
-    sim.crash_at(renames[1]);
-    assert!(open(&sim, "a").begin().is_err(), "the power fails");
-    for (i, state) in sim
-        .crash_states(&Enumeration::new())
-        .expect("few states")
-        .enumerate()
     {
-        let recovered: Vec<Option<Vec<u8>>> = ["a", "a.b"]
-            .iter()
-            .map(|name| {
-                let file = open(&state, name);
-                let mut tx = file.begin().expect("recovery");
-                let old = tx.old_bytes().expect("read").map(<[u8]>::to_vec);
-                tx.rollback();
-                old
-            })
-            .collect();
-        let [a, b] = [&recovered[0], &recovered[1]].map(|v| v.as_deref());
-        assert!(
-            matches!(
-                (a, b),
-                (Some(b"a0"), Some(b"b0")) | (Some(b"a1"), Some(b"b1"))
-            ),
-            "post-crash state {i}: the batch is half applied after recovery: a = {:?}, a.b = {:?}",
-            a.map(String::from_utf8_lossy),
-            b.map(String::from_utf8_lossy),
-        );
+        let faulty = || {
+            let sim = setup();
+            sim.fail_at(journal_sync, Fault::Io);
+            sim.fail_at(second_fault.0, second_fault.1);
+            assert!(update(&sim).is_err(), "the journal fsync failed");
+            assert!(
+                sim.read_file("/d/.a.txjournal").expect("read").is_some(),
+                "{case:?}: the undecided journal is left to recovery"
+            );
+            sim
+        };
+        // The operations of the recovery in the next begin on `a`.
+        let probe = faulty();
+        let start = probe.op_count();
+        open(&probe, "a")
+            .begin()
+            .expect("begin recovers")
+            .rollback();
+        let end = probe.op_count();
+        for crash_at in start..=end {
+            let sim = faulty();
+            sim.crash_at(crash_at);
+            if let Ok(file) = try_open(&sim, "a") {
+                if let Ok(tx) = file.begin() {
+                    tx.rollback();
+                }
+            }
+            crash_points += 1;
+            let states = sim
+                .crash_states(&Enumeration::new())
+                .map_err(|e| format!("{case:?}: {e}"))?;
+            for (i, state) in states.enumerate() {
+                let recovered: Vec<Option<Vec<u8>>> = ["a", "a.b"]
+                    .iter()
+                    .map(|name| {
+                        let file = open(&state, name);
+                        let mut tx = file.begin().expect("recovery");
+                        let old = tx.old_bytes().expect("read").map(<[u8]>::to_vec);
+                        tx.rollback();
+                        old
+                    })
+                    .collect();
+                let [a, b] = [&recovered[0], &recovered[1]].map(|v| v.as_deref());
+                if !matches!(
+                    (a, b),
+                    (Some(b"a0"), Some(b"b0")) | (Some(b"a1"), Some(b"b1"))
+                ) {
+                    return Err(format!(
+                        "{case:?}, crash at operation {crash_at}, post-crash state {i}: \
+                         the batch is half applied after recovery: a = {:?}, a.b = {:?}",
+                        a.map(String::from_utf8_lossy),
+                        b.map(String::from_utf8_lossy),
+                    ));
+                }
+                let left: Vec<String> = state
+                    .list_dir("/d")
+                    .expect("list")
+                    .into_iter()
+                    .filter(|name| name.ends_with(".txjournal") || name.ends_with(".txtmp"))
+                    .collect();
+                if !left.is_empty() {
+                    return Err(format!(
+                        "{case:?}, crash at operation {crash_at}, post-crash state {i}: \
+                         left after recovery: {left:?}"
+                    ));
+                }
+            }
+        }
     }
+    Ok(crash_points)
 }

@@ -79,6 +79,10 @@ pub(crate) trait Fs: Send + Sync + Debug {
     ) -> io::Result<(Utf8PathBuf, Box<dyn TempFile>)>;
     /// Creates exactly `path` with `O_EXCL` and `mode` (umask applied).
     fn create_new(&self, path: &Utf8Path, mode: u32) -> io::Result<Box<dyn TempFile>>;
+    /// Opens an existing regular file for reading and writing, without
+    /// following a symbolic link; `Ok(None)` when it does not exist. Writes
+    /// start at offset 0 until [`TempFile::seek`] moves them.
+    fn open_write(&self, path: &Utf8Path) -> io::Result<Option<Box<dyn TempFile>>>;
     /// Atomically replaces `to` with `from`.
     fn rename(&self, from: &Utf8Path, to: &Utf8Path) -> io::Result<()>;
     /// Gives the file `existing` a second name `new` (a hard link).
@@ -95,10 +99,15 @@ pub(crate) trait ReadFile: Send + Sync + Debug {
     fn read_at(&self, buf: &mut [u8], offset: u64) -> io::Result<usize>;
 }
 
-/// A freshly created temporary file.
+/// A file open for writing: a freshly created temporary file or journal,
+/// or a journal reopened by recovery.
 pub(crate) trait TempFile: Send + Sync + Debug {
-    /// Appends; may write less than asked.
+    /// Writes at the current position and moves it; may write less than
+    /// asked.
     fn write(&mut self, buf: &[u8]) -> io::Result<usize>;
+    /// Moves the position of the next write (`lseek`); writing beyond the
+    /// end leaves a hole, and touches none of the blocks before it.
+    fn seek(&mut self, offset: u64) -> io::Result<()>;
     /// `pread` of what was written.
     fn read_at(&self, buf: &mut [u8], offset: u64) -> io::Result<usize>;
     /// Gives the file this owner (`fchown`, quietly keeping ours when not

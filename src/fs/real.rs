@@ -80,6 +80,11 @@ impl Fs for RealFs {
         Ok(Box::new(RealFile(sys::create_new(path, mode)?)))
     }
 
+    fn open_write(&self, path: &Utf8Path) -> io::Result<Option<Box<dyn TempFile>>> {
+        Ok(not_found_to_none(sys::open_write(path))?
+            .map(|f| Box::new(RealFile(f)) as Box<dyn TempFile>))
+    }
+
     fn rename(&self, from: &Utf8Path, to: &Utf8Path) -> io::Result<()> {
         std::fs::rename(from, to)
     }
@@ -109,6 +114,10 @@ impl ReadFile for RealFile {
 impl TempFile for RealFile {
     fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
         self.0.write(buf)
+    }
+
+    fn seek(&mut self, offset: u64) -> io::Result<()> {
+        io::Seek::seek(&mut self.0, io::SeekFrom::Start(offset)).map(drop)
     }
 
     fn read_at(&self, buf: &mut [u8], offset: u64) -> io::Result<usize> {

@@ -624,6 +624,8 @@ pub enum OpKind {
     CreateTemp,
     /// Create a file at an exact name (`O_EXCL`).
     CreateNew,
+    /// Open an existing file for writing (a journal, by recovery).
+    OpenWrite,
     /// `link`.
     Link,
     /// `rename`.

@@ -166,6 +166,21 @@ impl Fs for SimFs {
         })
     }
 
+    fn open_write(&self, path: &Utf8Path) -> io::Result<Option<Box<dyn TempFile>>> {
+        self.op(OpKind::OpenWrite, path, |s| {
+            let Some(ino) = s.disk.lookup(path)? else {
+                return Ok(None);
+            };
+            s.disk.file(ino)?;
+            Ok(Some(Box::new(SimFile {
+                fs: self.clone(),
+                ino,
+                path: path.to_owned(),
+                pos: 0,
+            }) as Box<dyn TempFile>))
+        })
+    }
+
     fn rename(&self, from: &Utf8Path, to: &Utf8Path) -> io::Result<()> {
         self.op(OpKind::Rename, from, |s| rename(&mut s.disk, from, to))
     }
@@ -249,8 +264,8 @@ fn rename(disk: &mut Disk, from: &Utf8Path, to: &Utf8Path) -> io::Result<()> {
     Ok(())
 }
 
-/// An open regular file: read-only for the target, read-write (appending)
-/// for a temporary file.
+/// An open regular file: read-only for the target, read-write for a
+/// temporary file or a reopened journal.
 #[derive(Debug)]
 struct SimFile {
     fs: SimFs,
@@ -310,6 +325,11 @@ impl TempFile for SimFile {
         recorded?;
         self.pos += len as u64;
         Ok(len)
+    }
+
+    fn seek(&mut self, offset: u64) -> io::Result<()> {
+        self.pos = offset;
+        Ok(())
     }
 
     fn read_at(&self, buf: &mut [u8], offset: u64) -> io::Result<usize> {

@@ -257,6 +257,23 @@ pub(crate) fn create_new(path: &Utf8Path, mode: u32) -> io::Result<File> {
         .open(path)
 }
 
+/// Opens an existing regular file read-write, refusing a symbolic link
+/// (`O_NOFOLLOW`).
+pub(crate) fn open_write(path: &Utf8Path) -> io::Result<File> {
+    let file = OpenOptions::new()
+        .read(true)
+        .write(true)
+        .custom_flags(rustix::fs::OFlags::NOFOLLOW.bits() as i32)
+        .open(path)?;
+    if !file.metadata()?.is_file() {
+        return Err(io::Error::new(
+            io::ErrorKind::InvalidInput,
+            "not a regular file",
+        ));
+    }
+    Ok(file)
+}
+
 /// `pread`.
 pub(crate) fn read_at(file: &File, buf: &mut [u8], offset: u64) -> io::Result<usize> {
     std::os::unix::fs::FileExt::read_at(file, buf, offset)

@@ -70,6 +70,10 @@ pub(crate) fn lock(_: &Arc<File>, _: LockStyle, _: bool, _: bool) -> io::Result<
     Err(unsupported())
 }
 
+pub(crate) fn open_write(_: &Utf8Path) -> io::Result<File> {
+    Err(unsupported())
+}
+
 pub(crate) fn read_at(_: &File, _: &mut [u8], _: u64) -> io::Result<usize> {
     Err(unsupported())
 }
