@@ -29,6 +29,8 @@ if ! cargo fuzz --version >/dev/null 2>&1; then
     cargo install cargo-fuzz --locked
 fi
 
+# The targets' own unit tests (their checks must be able to fail).
+(cd fuzz && cargo test --lib --quiet)
 cargo fuzz build
 targets=$(cargo fuzz list)
 logs=$(mktemp -d)

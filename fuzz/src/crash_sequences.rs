@@ -23,7 +23,7 @@ use std::collections::BTreeMap;
 use std::io::Write;
 
 use arbitrary::{Arbitrary, Unstructured};
-use txfile::sim::{Fault, OpKind, SimFs, encode_journal};
+use txfile::sim::{Fault, JOURNAL_BLOCK, OpKind, SimFs, encode_journal, encode_journal_void};
 use txfile::{Batch, Error, LockStyle, Options, TxFile};
 
 use crate::{
@@ -157,8 +157,8 @@ pub enum StaleJournal {
     /// Cut to `cut` bytes (modulo its length): never committed. Its records
     /// name the dead writer's temporary files (`stale_temps`).
     Torn { pair: bool, cut: u16 },
-    /// Complete but voided by a trailing byte, as a commit whose journal
-    /// fsync failed leaves it: never committed.
+    /// Complete, then voided by a void entry in the next block, as a commit
+    /// whose journal fsync failed leaves it: never committed.
     Voided { pair: bool },
     /// Not a journal at all.
     Garbage { bytes: Vec<u8> },
@@ -483,7 +483,8 @@ fn stale_journal(stale: &StaleJournal, t: usize, count: usize) -> Vec<u8> {
         }
         StaleJournal::Voided { pair } => {
             let mut bytes = records(*pair, &stale_temp);
-            bytes.push(0);
+            bytes.resize(JOURNAL_BLOCK, 0);
+            bytes.extend(encode_journal_void());
             bytes
         }
         StaleJournal::Garbage { bytes } => bytes.iter().take(16).copied().collect(),

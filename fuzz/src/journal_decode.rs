@@ -1,9 +1,12 @@
 //! `journal_decode`: the decoder of a batch commit's intent journal
-//! (`txfile::sim::decode_journal`), on raw bytes and on damaged encodings.
+//! (`txfile::sim::decode_journal` for one entry,
+//! `txfile::sim::journal_decision` for a whole journal file), on raw bytes,
+//! on damaged encodings and on journal files built from entries.
 //!
-//! Recovery rolls a batch forward exactly when its journal decodes, so the
-//! decoder must accept nothing but a complete journal as the commit wrote
-//! it. Each input is used twice:
+//! Recovery rolls a batch forward exactly when the last entry of its
+//! journal that decodes is a commit entry, so the decoder must accept
+//! nothing but a complete entry as it was written. Each input is used three
+//! times:
 //!
 //! 1. as raw journal bytes: decoding never panics, and whatever decodes is
 //!    well formed (1 to 4096 records, every field within its limits) and
@@ -17,10 +20,18 @@
 //!    changed bits inside the body or inside the final checksum) is
 //!    rejected. Other damage (garbage written over a range, a zeroed tail,
 //!    as a torn sector may leave) is caught only with high probability, so
-//!    for it the check is the one of (1).
+//!    for it the check is the one of (1);
+//! 3. as a journal file: a sequence of pieces (commit entries, void
+//!    entries, torn ones, garbage) placed one after another at block
+//!    boundaries, with gaps, as commits and recoveries add them: the
+//!    decision is the last intact entry's (and "torn" without one), unless
+//!    a piece that is not an intact entry holds the magic at a block
+//!    boundary inside it, where the decoder rightly looks for an entry.
 
 use arbitrary::{Arbitrary, Unstructured};
-use txfile::sim::{decode_journal, encode_journal};
+use txfile::sim::{
+    JOURNAL_BLOCK, decode_journal, encode_journal, encode_journal_void, journal_decision,
+};
 
 /// `(directory, target, staged file)`, as `txfile::sim` gives them.
 pub type Record = (String, String, String);
@@ -166,6 +177,13 @@ fn short(bytes: &[u8]) -> String {
 
 /// Part 1: any bytes.
 pub fn check_raw(bytes: &[u8]) {
+    if let Ok(Some(records)) = journal_decision(bytes) {
+        assert!(
+            valid(&records),
+            "a journal file decided for records that break the format's rules: {records:?} from {}",
+            short(bytes)
+        );
+    }
     let Ok(records) = decode_journal(bytes) else {
         return;
     };
@@ -282,11 +300,118 @@ pub fn check_case(case: &Case) {
     }
 }
 
-/// One fuzz input: the raw bytes, then the same bytes as a structured case.
+/// One piece of a journal file.
+#[derive(Arbitrary, Clone, Debug)]
+pub enum Piece {
+    /// A commit entry (intact when its records are valid).
+    Commit(Vec<RecordSpec>),
+    /// A void entry.
+    Void,
+    /// A commit entry cut to `cut` bytes (modulo its length).
+    TornCommit { records: Vec<RecordSpec>, cut: u16 },
+    /// A void entry cut to `cut` bytes (modulo its length).
+    TornVoid { cut: u8 },
+    /// Bytes that are not an entry (unless the fuzzer makes one).
+    Garbage(Vec<u8>),
+}
+
+/// A journal file: pieces, each after `gap` (modulo 3) empty blocks.
+#[derive(Arbitrary, Clone, Debug)]
+pub struct JournalFile {
+    pub pieces: Vec<(u8, Piece)>,
+}
+
+/// What a piece's bytes are, and the decision it makes if it is an intact
+/// entry.
+fn piece_bytes(piece: &Piece) -> (Vec<u8>, Option<Option<Vec<Record>>>) {
+    let records = |specs: &[RecordSpec]| -> Vec<Record> {
+        specs
+            .iter()
+            .take(MAX_CASE_RECORDS)
+            .map(RecordSpec::build)
+            .collect()
+    };
+    match piece {
+        Piece::Commit(specs) => {
+            let records = records(specs);
+            let bytes = encode_journal(&records);
+            let intact = valid(&records).then_some(Some(records));
+            (bytes, intact)
+        }
+        Piece::Void => (encode_journal_void(), Some(None)),
+        Piece::TornCommit {
+            records: specs,
+            cut,
+        } => {
+            let bytes = encode_journal(&records(specs));
+            let cut = usize::from(*cut) % bytes.len();
+            (bytes[..cut].to_vec(), None)
+        }
+        Piece::TornVoid { cut } => {
+            let bytes = encode_journal_void();
+            let cut = usize::from(*cut) % bytes.len();
+            (bytes[..cut].to_vec(), None)
+        }
+        Piece::Garbage(bytes) => (
+            bytes.iter().copied().take(2 * JOURNAL_BLOCK).collect(),
+            None,
+        ),
+    }
+}
+
+/// Part 3: a journal file built from pieces.
+pub fn check_file(file: &JournalFile) {
+    let mut bytes = Vec::new();
+    let mut expected: Option<Option<Vec<Record>>> = None;
+    // Whether a piece that is not an intact entry has the magic at a block
+    // boundary (its own start included): the decoder may find an entry
+    // there, so the decision is not predictable from the pieces alone.
+    let mut ambiguous = false;
+    for (gap, piece) in file.pieces.iter().take(8) {
+        let at = bytes.len().div_ceil(JOURNAL_BLOCK) * JOURNAL_BLOCK
+            + usize::from(gap % 3) * JOURNAL_BLOCK;
+        let (piece, intact) = piece_bytes(piece);
+        if piece.is_empty() {
+            continue;
+        }
+        bytes.resize(at, 0);
+        bytes.extend(&piece);
+        match intact {
+            Some(decision) => expected = Some(decision),
+            None => {
+                ambiguous |= (0..piece.len())
+                    .step_by(JOURNAL_BLOCK)
+                    .any(|offset| piece[offset..].starts_with(b"TXFJ"));
+            }
+        }
+    }
+    let got = journal_decision(&bytes);
+    if ambiguous {
+        return;
+    }
+    match expected {
+        Some(decision) => assert!(
+            got.as_ref() == Ok(&decision),
+            "the journal file {file:?} ({}) decides {got:?}, not its last intact entry's {decision:?}",
+            short(&bytes)
+        ),
+        None => assert!(
+            got.is_err(),
+            "the journal file {file:?} ({}) has no intact entry, yet decides {got:?}",
+            short(&bytes)
+        ),
+    }
+}
+
+/// One fuzz input: the raw bytes, then the same bytes as a structured case
+/// and as a journal file.
 pub fn check(data: &[u8]) {
     check_raw(data);
     if let Ok(case) = Case::arbitrary_take_rest(Unstructured::new(data)) {
         check_case(&case);
+    }
+    if let Ok(file) = JournalFile::arbitrary_take_rest(Unstructured::new(data)) {
+        check_file(&file);
     }
 }
 
@@ -333,6 +458,38 @@ mod tests {
                     damage,
                 });
             }
+        }
+    }
+
+    #[test]
+    fn journal_files_decide_by_their_last_intact_entry() {
+        let commit = || {
+            Piece::Commit(vec![RecordSpec::Common {
+                dir: 1,
+                target: 0,
+                random: 7,
+            }])
+        };
+        let cases = [
+            vec![(0, commit())],
+            vec![(0, commit()), (0, Piece::Void)],
+            vec![(0, commit()), (1, Piece::TornVoid { cut: 9 })],
+            vec![(0, Piece::Garbage(vec![0xA5; 300])), (0, commit())],
+            vec![(
+                0,
+                Piece::TornCommit {
+                    records: vec![],
+                    cut: 3,
+                },
+            )],
+            vec![
+                (2, Piece::Void),
+                (0, commit()),
+                (1, Piece::Garbage(vec![1; 5000])),
+            ],
+        ];
+        for pieces in cases {
+            check_file(&JournalFile { pieces });
         }
     }
 

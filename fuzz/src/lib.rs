@@ -79,6 +79,7 @@ pub fn mutant() -> Mutant {
         Ok("BatchNoJournalFsync") => Mutant::BatchNoJournalFsync,
         Ok("BatchRenameBeforeJournal") => Mutant::BatchRenameBeforeJournal,
         Ok("BatchIgnoreJournalChecksum") => Mutant::BatchIgnoreJournalChecksum,
+        Ok("BatchRecoveryTrustsCache") => Mutant::BatchRecoveryTrustsCache,
         Ok(other) => panic!("TXFILE_FUZZ_MUTANT={other}: not a txfile::Mutant"),
     })
 }
