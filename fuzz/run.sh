@@ -8,7 +8,8 @@
 # toolchain accept them.
 #
 # Each target first replays its inputs in fuzz/regressions/ (crashes found
-# before), then fuzzes from fuzz/corpus/<target>/. New corpus entries land
+# before), then fuzzes from fuzz/corpus/<target>/. Last, the inputs in
+# fuzz/mutant-catchers/ must pass and still catch their mutant. New corpus entries land
 # there too (ignored by git, except the checked-in seed-* files); a crashing
 # input goes to fuzz/artifacts/<target>/ and is named in the output.
 set -euo pipefail
@@ -71,6 +72,29 @@ for target in $targets; do
         grep -E -A3 'panicked at|ERROR: (AddressSanitizer|LeakSanitizer|libFuzzer)' "$log" | head -n 20 || true
         sed -n '/^Failing input:/,/^Minimize test case with:/p' "$log" | head -n 80 || true
         tail -n 5 "$log"
+    fi
+done
+
+# Inputs that catch a deliberately broken protocol
+# (fuzz/mutant-catchers/<target>-<Mutant>-<what>): each must pass with the
+# real protocol and still fail with its mutant, or the check it relies on
+# has gone blind.
+for input in fuzz/mutant-catchers/*-*-*; do
+    [ -e "$input" ] || continue
+    name=$(basename "$input")
+    target=${name%%-*}
+    rest=${name#*-}
+    mutant=${rest%%-*}
+    log="$logs/$name.log"
+    if ! cargo fuzz run "$target" "$input" >"$log" 2>&1; then
+        echo "fuzz: $name: fails with the real protocol: FAILED"
+        grep -E -A3 'panicked at' "$log" | head -n 10 || true
+        failed+=("$name")
+    elif TXFILE_FUZZ_MUTANT="$mutant" cargo fuzz run "$target" "$input" >"$log" 2>&1; then
+        echo "fuzz: $name: the mutant $mutant is no longer caught: FAILED"
+        failed+=("$name")
+    else
+        echo "fuzz: $name: passes, and catches $mutant"
     fi
 done
 

@@ -92,6 +92,11 @@ fn noop_commit_after_a_failed_dir_sync_is_durable() {
 /// after the crash the journal's records were not on disk: recovery rolled
 /// back, and the batch ended half applied (`a` new, `a.b` old).
 ///
+/// (That input no longer reaches the same crash state now that recovery
+/// has more operations; fuzzing the old recovery from it found a variant,
+/// kept in `fuzz/mutant-catchers/`, which `fuzz/run.sh` checks still
+/// catches it.)
+///
 /// Recovery now makes the decision it read durable before it acts on it.
 /// Both ways of being undecided are replayed (the voiding write fails, so
 /// the cache says "committed"; the voiding write lands but its fsync fails,
