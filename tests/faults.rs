@@ -11,15 +11,21 @@ use common::{io_op, is_root, names, tempdir, verify_no_leftovers};
 use tempfile::TempDir;
 use txfile::{Error, Op, TxFile};
 
-/// A tmpfs mounted for one test, unmounted when dropped.
+/// A tmpfs mounted for one test, unmounted when dropped. One test at a time
+/// holds one: the `mount` commands fork this process, and a forked child
+/// holds copies of every descriptor until it execs, so a temporary file
+/// just removed by another test's thread could keep its space on the tiny
+/// filesystem a moment longer (a spurious ENOSPC, seen once).
 struct Tmpfs {
     path: Utf8PathBuf,
     _dir: TempDir,
+    _one_at_a_time: std::sync::MutexGuard<'static, ()>,
 }
 
 impl Tmpfs {
     /// Mounts a tmpfs with `options`, or says why it cannot.
     fn mount(options: &str) -> Option<Tmpfs> {
+        let one_at_a_time = common::heavy();
         if !is_root() {
             eprintln!("skipped: mounting a tmpfs needs root");
             return None;
@@ -29,7 +35,11 @@ impl Tmpfs {
             .args(["-t", "tmpfs", "-o", options, "txfile-test", path.as_str()])
             .status();
         match status {
-            Ok(s) if s.success() => Some(Tmpfs { path, _dir: dir }),
+            Ok(s) if s.success() => Some(Tmpfs {
+                path,
+                _dir: dir,
+                _one_at_a_time: one_at_a_time,
+            }),
             other => {
                 eprintln!("skipped: could not mount a tmpfs ({other:?})");
                 None
