@@ -731,22 +731,7 @@ fn check_crash_during_live_recovery(sc: &Scenario, mutant: Mutant, report: &mut 
                 "{}: recovery in the same boot by {trigger:?}, crash before its op {i}",
                 sc.when(mutant)
             );
-            let crashed = run
-                .sim
-                .crash_states(&bound())
-                .unwrap_or_else(|e| panic!("{when}: {e}"));
-            for (j, state) in crashed.enumerate() {
-                report.crash_states += 1;
-                states += 1;
-                sc.recover_and_check(
-                    &state,
-                    mutant,
-                    run.allowed(),
-                    &run.attempted,
-                    report,
-                    &format!("{when}, state {j}"),
-                );
-            }
+            states += harness::check_every_state(sc, mutant, &run, report, &when);
         }
     }
     states

@@ -314,22 +314,37 @@ pub(crate) fn check_crash_points<S: Scenario>(sc: &S, mutant: Mutant, report: &m
         report.crash_points += 1;
         let crashed = sc.run(mutant, fault_at, crash);
         let when = format!("{}, crash {crash:?}", sc.describe(mutant));
-        let states = crashed
-            .sim
-            .crash_states(&bound())
-            .unwrap_or_else(|e| panic!("{when}: {e}"));
-        for (i, state) in states.enumerate() {
-            report.crash_states += 1;
-            sc.recover_and_check(
-                &state,
-                mutant,
-                crashed.allowed(),
-                &crashed.attempted,
-                report,
-                &format!("{when}, state {i}"),
-            );
-        }
+        check_every_state(sc, mutant, &crashed, report, &when);
     }
+}
+
+/// Recovers every post-crash state of `crashed`'s machine and checks the
+/// invariants around it; returns how many states that was.
+pub(crate) fn check_every_state<S: Scenario>(
+    sc: &S,
+    mutant: Mutant,
+    crashed: &Run<S::Version>,
+    report: &mut Report,
+    when: &str,
+) -> u64 {
+    let states = crashed
+        .sim
+        .crash_states(&bound())
+        .unwrap_or_else(|e| panic!("{when}: {e}"));
+    let mut checked = 0;
+    for (i, state) in states.enumerate() {
+        report.crash_states += 1;
+        checked += 1;
+        sc.recover_and_check(
+            &state,
+            mutant,
+            crashed.allowed(),
+            &crashed.attempted,
+            report,
+            &format!("{when}, state {i}"),
+        );
+    }
+    checked
 }
 
 /// The handle options of every check.
