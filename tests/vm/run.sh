@@ -139,7 +139,9 @@ pick_kernel() {
 
 build_workload() {
     local target=x86_64-unknown-linux-gnu
-    export CARGO_TARGET_DIR=${CARGO_TARGET_DIR:-/work/target-vm}
+    # Its own target directory: the static-linking flags would otherwise
+    # make cargo rebuild the ordinary build.
+    export CARGO_TARGET_DIR=${CARGO_TARGET_DIR:-$SRC/target/vm}
     log "building the static workload from $SRC"
     (cd "$SRC" && RUSTFLAGS='-C target-feature=+crt-static' \
         cargo build --quiet --release --example vm_workload --features sim --target "$target")
