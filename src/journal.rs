@@ -54,7 +54,7 @@ use camino::{Utf8Path, Utf8PathBuf};
 
 use crate::commit::Mutant;
 use crate::error::Op;
-use crate::fs::{Fs, TempFile};
+use crate::fs::{Fs, Kind, TempFile};
 use crate::guard::{Mode, Wait};
 use crate::{Error, Options, TxFile};
 
@@ -382,6 +382,19 @@ pub(crate) fn recover(file: &TxFile) -> Result<(), Error> {
         let Some(mut locked) = file.lock(Mode::Exclusive, Wait::Forever)? else {
             return Ok(());
         };
+        let meta = fs
+            .lstat(journal_path)
+            .map_err(|e| Error::io(Op::Stat, journal_path, e))?;
+        match meta {
+            None => return Ok(()), // someone recovered it meanwhile
+            // A symbolic link (or anything but a file) under the journal's
+            // name was never written by a batch commit: it goes, and what
+            // it points to is neither read nor written.
+            Some(meta) if meta.kind != Kind::File => {
+                return remove_if_present(fs, journal_path);
+            }
+            Some(_) => {}
+        }
         let Some(mut journal) = Journal::open(fs, journal_path)? else {
             return Ok(()); // someone recovered it meanwhile
         };

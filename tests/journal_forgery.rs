@@ -6,7 +6,7 @@ mod common;
 
 use common::{names, tempdir};
 use txfile::TxFile;
-use txfile::sim::encode_journal;
+use txfile::sim::{JOURNAL_BLOCK, encode_journal, encode_journal_void};
 
 #[test]
 fn forged_journals_are_not_rolled_forward() {
@@ -55,4 +55,45 @@ fn forged_journals_are_not_rolled_forward() {
         .unwrap()
         .rollback();
     assert_eq!(std::fs::read(dir.join("a")).unwrap(), b"batched");
+}
+
+/// A symbolic link under a member's journal name is not followed: recovery
+/// neither reads nor appends to what it points to, and removes the link.
+#[test]
+fn a_symlinked_journal_is_removed_not_followed() {
+    let (_d, dir) = tempdir();
+    let (_o, other) = tempdir();
+    std::fs::write(dir.join("a"), "mine").unwrap();
+    std::fs::write(dir.join(".a.AbCdEf12.txtmp"), "planted").unwrap();
+    // What the link points to reads as a committed journal for `a`, then
+    // as a voided one: either way, recovery must not act on it.
+    let records = vec![(
+        dir.to_string(),
+        "a".to_string(),
+        ".a.AbCdEf12.txtmp".to_string(),
+    )];
+    let committed = encode_journal(&records);
+    let mut voided = committed.clone();
+    voided.resize(JOURNAL_BLOCK, 0);
+    voided.extend(encode_journal_void());
+    for contents in [committed, voided] {
+        let elsewhere = other.join("journal");
+        std::fs::write(&elsewhere, &contents).unwrap();
+        std::os::unix::fs::symlink(&elsewhere, dir.join(".a.txjournal")).unwrap();
+        TxFile::open(dir.join("a"))
+            .unwrap()
+            .begin()
+            .unwrap()
+            .rollback();
+        assert_eq!(std::fs::read(dir.join("a")).unwrap(), b"mine");
+        assert_eq!(
+            std::fs::read(&elsewhere).unwrap(),
+            contents,
+            "the link's target is not written"
+        );
+        assert!(
+            !names(&dir).contains(&".a.txjournal".to_string()),
+            "the link is removed"
+        );
+    }
 }
