@@ -246,32 +246,41 @@ impl Batch {
     }
 
     fn start(&self, wait: Wait) -> Result<Option<BatchTransaction<'_>>, Error> {
-        loop {
-            let Some(locks) = lock_all(&self.members, Mode::Exclusive, wait)? else {
-                return Ok(None);
-            };
-            if let Some(pending) = self.pending_journal()? {
-                drop(locks);
-                journal::recover(pending)?;
-                continue;
-            }
-            let txs = self
-                .members
-                .iter()
-                .zip(locks)
-                .map(|(member, locked)| member.prepare(locked))
-                .collect::<Result<Vec<_>, _>>()?;
-            return Ok(Some(BatchTransaction { txs }));
-        }
+        let Some(locks) = self.lock_recovered(Mode::Exclusive, wait)? else {
+            return Ok(None);
+        };
+        let txs = self
+            .members
+            .iter()
+            .zip(locks)
+            .map(|(member, locked)| member.prepare(locked))
+            .collect::<Result<Vec<_>, _>>()?;
+        Ok(Some(BatchTransaction { txs }))
     }
 
-    fn pending_journal(&self) -> Result<Option<&TxFile>, Error> {
-        for member in &self.members {
-            if member.journal_pending()? {
-                return Ok(Some(member));
+    /// Every member's lock (in member order) with no batch journal left
+    /// under any member: a journal found is recovered, without the locks,
+    /// and the locks taken again. `Ok(None)` when `wait` ran out.
+    fn lock_recovered(&self, mode: Mode, wait: Wait) -> Result<Option<Vec<Locked>>, Error> {
+        loop {
+            let Some(locks) = lock_all(&self.members, mode, wait)? else {
+                return Ok(None);
+            };
+            let mut pending = None;
+            for member in &self.members {
+                if member.journal_pending()? {
+                    pending = Some(member);
+                    break;
+                }
+            }
+            match pending {
+                Some(member) => {
+                    drop(locks);
+                    journal::recover(member)?;
+                }
+                None => return Ok(Some(locks)),
             }
         }
-        Ok(None)
     }
 
     /// Replaces every member's contents with what `f` returns for their
@@ -360,24 +369,16 @@ impl Batch {
     /// # Ok::<(), Box<dyn std::error::Error>>(())
     /// ```
     pub fn read(&self) -> Result<Vec<Option<Vec<u8>>>, Error> {
-        loop {
-            let Some(locks) = lock_all(&self.members, Mode::Shared, self.wait())? else {
-                return Err(self.timeout_error());
-            };
-            if let Some(pending) = self.pending_journal()? {
-                drop(locks);
-                journal::recover(pending)?;
-                continue;
-            }
-            return self
-                .members
-                .iter()
-                .map(|member| match OldFile::open(member)? {
-                    Some(mut old) => old.take_bytes(member.path()).map(Some),
-                    None => Ok(None),
-                })
-                .collect();
-        }
+        let Some(_locks) = self.lock_recovered(Mode::Shared, self.wait())? else {
+            return Err(self.timeout_error());
+        };
+        self.members
+            .iter()
+            .map(|member| match OldFile::open(member)? {
+                Some(mut old) => old.take_bytes(member.path()).map(Some),
+                None => Ok(None),
+            })
+            .collect()
     }
 }
 
@@ -634,7 +635,7 @@ fn commit_all(mut txs: Vec<&mut Transaction<'_>>) -> Result<(), Error> {
         // Not committed: the journal goes; the staged files go with the
         // transactions.
         for name in created {
-            let _ = journal::remove_if_present(fs, name);
+            let _ = crate::fs::remove_if_present(fs, name);
         }
         return Err(e);
     }
@@ -649,7 +650,7 @@ fn commit_all(mut txs: Vec<&mut Transaction<'_>>) -> Result<(), Error> {
     }
     journal::sync_dirs(&members)?;
     for name in &names {
-        journal::remove_if_present(fs, name)?;
+        crate::fs::remove_if_present(fs, name)?;
     }
     for tx in txs.iter_mut() {
         tx.unsynced = false;

@@ -54,7 +54,7 @@ use camino::{Utf8Path, Utf8PathBuf};
 
 use crate::commit::Mutant;
 use crate::error::Op;
-use crate::fs::{Fs, Kind, TempFile};
+use crate::fs::{Fs, Kind, TempFile, remove_if_present};
 use crate::guard::{Mode, Wait};
 use crate::{Error, Options, TxFile};
 
@@ -484,14 +484,6 @@ pub(crate) fn sync_dirs(members: &[TxFile]) -> Result<(), Error> {
         }
     }
     Ok(())
-}
-
-pub(crate) fn remove_if_present(fs: &dyn Fs, path: &Utf8Path) -> Result<(), Error> {
-    match fs.remove_file(path) {
-        Ok(()) => Ok(()),
-        Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(()),
-        Err(e) => Err(Error::io(Op::Remove, path, e)),
-    }
 }
 
 #[cfg(test)]

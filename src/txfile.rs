@@ -334,12 +334,7 @@ impl TxFile {
             .map_err(|e| Error::io(Op::ListDir, &inner.dir_path, e))?;
         for name in names {
             if crate::commit::is_stale_temp(self, &name) {
-                let path = inner.dir_path.join(&name);
-                match inner.fs.remove_file(&path) {
-                    Ok(()) => {}
-                    Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
-                    Err(e) => return Err(Error::io(Op::Remove, path, e)),
-                }
+                crate::fs::remove_if_present(inner.fs.as_ref(), &inner.dir_path.join(&name))?;
             }
         }
         Ok(())

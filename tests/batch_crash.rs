@@ -30,7 +30,8 @@ use std::time::Instant;
 
 use harness::{
     Crash, MAX_STATES_PER_CRASH, Report, Scenario as _, assert_mutants_caught, bound,
-    changed_foreign, check_crash_points, commit as single_commit, is_temp_of, options, write_error,
+    changed_foreign, check_crash_points, commit as single_commit, is_temp_of, options, show,
+    write_error,
 };
 use txfile::sim::{Fault, OpKind, Operation, SimFs};
 use txfile::{Batch, Error, Mutant, TxFile};
@@ -264,13 +265,6 @@ fn batch_commit(files: &[TxFile], contents: &[Vec<u8>]) -> Result<(), Error> {
             .map_err(|e| write_error(&files[i], e))?;
     }
     tx.commit()
-}
-
-fn show(v: &Option<Vec<u8>>) -> String {
-    match v {
-        None => "absent".into(),
-        Some(b) => format!("{:?}", String::from_utf8_lossy(b)),
-    }
 }
 
 fn show_version(v: &Version) -> String {

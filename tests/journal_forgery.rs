@@ -8,6 +8,16 @@ use common::{names, tempdir};
 use txfile::TxFile;
 use txfile::sim::{JOURNAL_BLOCK, encode_journal, encode_journal_void};
 
+/// What the next program does first: begin on the member `a` (which
+/// recovers whatever journal it finds under `a`'s name), then roll back.
+fn recover_member(dir: &camino::Utf8Path) {
+    TxFile::open(dir.join("a"))
+        .unwrap()
+        .begin()
+        .unwrap()
+        .rollback();
+}
+
 #[test]
 fn forged_journals_are_not_rolled_forward() {
     let (_d, dir) = tempdir();
@@ -28,11 +38,7 @@ fn forged_journals_are_not_rolled_forward() {
     ];
     for records in forgeries {
         std::fs::write(dir.join(".a.txjournal"), encode_journal(&records)).unwrap();
-        TxFile::open(dir.join("a"))
-            .unwrap()
-            .begin()
-            .unwrap()
-            .rollback();
+        recover_member(&dir);
         assert_eq!(std::fs::read(dir.join("a")).unwrap(), b"mine");
         assert_eq!(std::fs::read(other.join("victim")).unwrap(), b"precious");
         assert!(other.join("payload").exists() && dir.join("not-a-temp").exists());
@@ -49,11 +55,7 @@ fn forged_journals_are_not_rolled_forward() {
         ".a.AbCdEf12.txtmp".to_string(),
     )];
     std::fs::write(dir.join(".a.txjournal"), encode_journal(&genuine)).unwrap();
-    TxFile::open(dir.join("a"))
-        .unwrap()
-        .begin()
-        .unwrap()
-        .rollback();
+    recover_member(&dir);
     assert_eq!(std::fs::read(dir.join("a")).unwrap(), b"batched");
 }
 
@@ -80,11 +82,7 @@ fn a_symlinked_journal_is_removed_not_followed() {
         let elsewhere = other.join("journal");
         std::fs::write(&elsewhere, &contents).unwrap();
         std::os::unix::fs::symlink(&elsewhere, dir.join(".a.txjournal")).unwrap();
-        TxFile::open(dir.join("a"))
-            .unwrap()
-            .begin()
-            .unwrap()
-            .rollback();
+        recover_member(&dir);
         assert_eq!(std::fs::read(dir.join("a")).unwrap(), b"mine");
         assert_eq!(
             std::fs::read(&elsewhere).unwrap(),

@@ -10,7 +10,8 @@ use std::io;
 
 use camino::{Utf8Path, Utf8PathBuf};
 
-use crate::LockStyle;
+use crate::error::Op;
+use crate::{Error, LockStyle};
 
 pub(crate) mod real;
 
@@ -89,6 +90,16 @@ pub(crate) trait Fs: Send + Sync + Debug {
     fn link(&self, existing: &Utf8Path, new: &Utf8Path) -> io::Result<()>;
     /// Unlinks a file.
     fn remove_file(&self, path: &Utf8Path) -> io::Result<()>;
+}
+
+/// Unlinks `path`; a file already gone is fine (someone else, or an
+/// earlier attempt, removed it).
+pub(crate) fn remove_if_present(fs: &dyn Fs, path: &Utf8Path) -> Result<(), Error> {
+    match fs.remove_file(path) {
+        Ok(()) => Ok(()),
+        Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(()),
+        Err(e) => Err(Error::io(Op::Remove, path, e)),
+    }
 }
 
 /// A file opened for reading at fixed offsets.

@@ -686,6 +686,14 @@ fn not_found(path: &Utf8Path) -> io::Error {
     io::Error::new(io::ErrorKind::NotFound, format!("`{path}` does not exist"))
 }
 
+/// Journal records as (directory, target, staged file).
+fn tuples(records: Vec<crate::journal::Record>) -> Vec<(String, String, String)> {
+    records
+        .into_iter()
+        .map(|r| (r.dir.into_string(), r.target, r.staged))
+        .collect()
+}
+
 /// Decodes a batch commit's journal as the commit writes it (one commit
 /// entry, nothing after it): `Ok` with its records (directory, target,
 /// staged file) for a complete one, `Err` with the reason for a torn or
@@ -703,12 +711,7 @@ fn not_found(path: &Utf8Path) -> io::Error {
 /// ```
 pub fn decode_journal(bytes: &[u8]) -> Result<Vec<(String, String, String)>, String> {
     crate::journal::decode(bytes, true)
-        .map(|records| {
-            records
-                .into_iter()
-                .map(|r| (r.dir.into_string(), r.target, r.staged))
-                .collect()
-        })
+        .map(tuples)
         .map_err(|torn| torn.0.to_string())
 }
 
@@ -747,12 +750,7 @@ pub type JournalDecision = Result<Option<Vec<(String, String, String)>>, String>
 pub fn journal_decision(bytes: &[u8]) -> JournalDecision {
     use crate::journal::Decision;
     match crate::journal::decide(bytes, true) {
-        Decision::Commit(records) => Ok(Some(
-            records
-                .into_iter()
-                .map(|r| (r.dir.into_string(), r.target, r.staged))
-                .collect(),
-        )),
+        Decision::Commit(records) => Ok(Some(tuples(records))),
         Decision::Void => Ok(None),
         Decision::Torn(reason) => Err(reason.to_string()),
     }

@@ -74,12 +74,7 @@ impl Fs for SimFs {
                 return Ok(None);
             };
             s.disk.file(ino)?;
-            let file = SimFile {
-                fs: self.clone(),
-                ino,
-                path: path.to_owned(),
-                pos: 0,
-            };
+            let file = SimFile::new(self, ino, path);
             Ok(Some(Box::new(file) as Box<dyn ReadFile>))
         })
     }
@@ -138,12 +133,7 @@ impl Fs for SimFs {
                 match s.disk.create_file(dir_ino, &name, mode) {
                     Ok(ino) => {
                         let path = dir.join(&name);
-                        let file = SimFile {
-                            fs: self.clone(),
-                            ino,
-                            path: path.clone(),
-                            pos: 0,
-                        };
+                        let file = SimFile::new(self, ino, &path);
                         return Ok((path, Box::new(file) as Box<dyn TempFile>));
                     }
                     Err(e) if e.kind() == io::ErrorKind::AlreadyExists => {}
@@ -157,12 +147,7 @@ impl Fs for SimFs {
         self.op(OpKind::CreateNew, path, |s| {
             let (dir, name) = s.disk.parent(path)?;
             let ino = s.disk.create_file(dir, &name, mode)?;
-            Ok(Box::new(SimFile {
-                fs: self.clone(),
-                ino,
-                path: path.to_owned(),
-                pos: 0,
-            }) as Box<dyn TempFile>)
+            Ok(Box::new(SimFile::new(self, ino, path)) as Box<dyn TempFile>)
         })
     }
 
@@ -172,12 +157,9 @@ impl Fs for SimFs {
                 return Ok(None);
             };
             s.disk.file(ino)?;
-            Ok(Some(Box::new(SimFile {
-                fs: self.clone(),
-                ino,
-                path: path.to_owned(),
-                pos: 0,
-            }) as Box<dyn TempFile>))
+            Ok(Some(
+                Box::new(SimFile::new(self, ino, path)) as Box<dyn TempFile>
+            ))
         })
     }
 
@@ -276,6 +258,16 @@ struct SimFile {
 }
 
 impl SimFile {
+    /// A new open file description of inode `ino`, positioned at 0.
+    fn new(fs: &SimFs, ino: u64, path: &Utf8Path) -> SimFile {
+        SimFile {
+            fs: fs.clone(),
+            ino,
+            path: path.to_owned(),
+            pos: 0,
+        }
+    }
+
     fn read(&self, buf: &mut [u8], offset: u64) -> io::Result<usize> {
         self.fs.op(OpKind::Read, &self.path, |s| {
             let bytes = &s.disk.file(self.ino)?.volatile.bytes;

@@ -30,7 +30,7 @@ use txfile::{Error, Mutant, Options, TxFile};
 use harness::Report;
 use harness::{
     Crash, FOREIGN, Scenario as _, bound, changed_foreign, check_crash_points, commit, is_temp_of,
-    options, write_error,
+    options, show, write_error,
 };
 
 const DIR: &str = "/d";
@@ -156,18 +156,6 @@ pub(crate) fn temps_of_target(names: &[String]) -> Vec<String> {
         .filter(|n| is_temp_of(n, NAME))
         .cloned()
         .collect()
-}
-
-fn show(v: &Version) -> String {
-    match v {
-        None => "absent".into(),
-        Some(b) if b.len() > 24 => format!(
-            "{} bytes {:?}..",
-            b.len(),
-            String::from_utf8_lossy(&b[..24])
-        ),
-        Some(b) => format!("{:?}", String::from_utf8_lossy(b)),
-    }
 }
 
 /// Invariant 6 on a machine: the foreign files are there, unchanged.

@@ -347,6 +347,20 @@ pub(crate) fn check_every_state<S: Scenario>(
     checked
 }
 
+/// Short, printable form of a file's contents (`None`: absent) for
+/// failure messages.
+pub(crate) fn show(v: &Option<Vec<u8>>) -> String {
+    match v {
+        None => "absent".into(),
+        Some(b) if b.len() > 24 => format!(
+            "{} bytes {:?}..",
+            b.len(),
+            String::from_utf8_lossy(&b[..24])
+        ),
+        Some(b) => format!("{:?}", String::from_utf8_lossy(b)),
+    }
+}
+
 /// The handle options of every check.
 pub(crate) fn options(sim: &SimFs, mutant: Mutant) -> Options {
     Options::new().filesystem(sim).mutant(mutant).mode(0o600)
