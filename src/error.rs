@@ -87,6 +87,23 @@ pub enum Error {
         /// Why it cannot be used.
         reason: &'static str,
     },
+    /// The target is on a mount whose locks only exclude processes on this
+    /// host (NFS with `nolock` or a `local_lock=` covering the lock style),
+    /// and [`Options::allow_local_locks`](crate::Options::allow_local_locks)
+    /// is not set.
+    #[error(
+        "refusing `{path}`: it is on the NFS mount `{mount_point}`, mounted with `{option}`, where locks \
+         do not exclude other hosts (remount without `{option}`, or set Options::allow_local_locks \
+         if only this host updates the file)"
+    )]
+    LocalLock {
+        /// The target.
+        path: Utf8PathBuf,
+        /// Where the mount is.
+        mount_point: Utf8PathBuf,
+        /// The mount option that makes locks local.
+        option: String,
+    },
     /// The target is a symbolic link and [`Symlinks::Reject`](crate::Symlinks::Reject) is set.
     #[error("`{path}` is a symbolic link, which the handle was told to reject")]
     Symlink {
@@ -102,7 +119,8 @@ impl Error {
     /// [`TimedOut`](io::ErrorKind::TimedOut), [`Error::Conflict`] is
     /// [`AlreadyExists`](io::ErrorKind::AlreadyExists), [`Error::InvalidPath`] and
     /// [`Error::Symlink`] are [`InvalidInput`](io::ErrorKind::InvalidInput) and
-    /// [`Error::Aborted`] is [`Other`](io::ErrorKind::Other).
+    /// [`Error::Aborted`] is [`Other`](io::ErrorKind::Other), [`Error::LocalLock`]
+    /// is [`Unsupported`](io::ErrorKind::Unsupported).
     ///
     /// # Examples
     ///
@@ -117,6 +135,7 @@ impl Error {
             Error::Conflict { .. } => io::ErrorKind::AlreadyExists,
             Error::InvalidPath { .. } | Error::Symlink { .. } => io::ErrorKind::InvalidInput,
             Error::Aborted { .. } => io::ErrorKind::Other,
+            Error::LocalLock { .. } => io::ErrorKind::Unsupported,
         }
     }
 

@@ -9,6 +9,7 @@ mod error;
 mod fs;
 mod guard;
 mod journal;
+mod mountinfo;
 mod names;
 mod options;
 #[cfg(feature = "sim")]

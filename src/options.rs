@@ -103,6 +103,7 @@ pub struct Options {
     pub(crate) lock_style: LockStyle,
     pub(crate) symlinks: Symlinks,
     pub(crate) mode: u32,
+    pub(crate) allow_local_locks: bool,
     pub(crate) fs: Option<Arc<dyn Fs>>,
     #[cfg(feature = "sim")]
     pub(crate) mutant: crate::Mutant,
@@ -132,6 +133,7 @@ impl Options {
             lock_style: LockStyle::Flock,
             symlinks: Symlinks::Follow,
             mode: 0o666,
+            allow_local_locks: false,
             fs: None,
             #[cfg(feature = "sim")]
             mutant: crate::Mutant::None,
@@ -205,6 +207,26 @@ impl Options {
     #[cfg(unix)]
     pub fn mode(mut self, mode: u32) -> Self {
         self.mode = mode & 0o7777;
+        self
+    }
+
+    /// Accepts a target on a mount whose locks stay on this host: NFS
+    /// mounted with `nolock`, or with `local_lock=` covering the lock style
+    /// (`all`, or `flock` for [`LockStyle::Flock`], `posix` for
+    /// [`LockStyle::Posix`]). There the lock excludes only processes on this
+    /// host, so opening such a target fails with [`Error::LocalLock`] unless
+    /// this is `true`. Set it only when no other host updates the file. By
+    /// default `false`. (Linux reads the mount from `/proc/self/mountinfo`;
+    /// elsewhere nothing is checked.)
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// let opts = txfile::Options::new().allow_local_locks(true);
+    /// # let _ = opts;
+    /// ```
+    pub fn allow_local_locks(mut self, allow: bool) -> Self {
+        self.allow_local_locks = allow;
         self
     }
 

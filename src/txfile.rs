@@ -102,6 +102,7 @@ impl TxFile {
     }
 
     pub(crate) fn with_options(path: &Utf8Path, mut options: Options) -> Result<TxFile, Error> {
+        let real_fs = options.fs.is_none();
         let fs: Arc<dyn Fs> = options.fs.take().unwrap_or_else(|| Arc::new(RealFs));
         let path = absolute(path)?;
         let path = match options.symlinks {
@@ -126,6 +127,9 @@ impl TxFile {
         let dir = fs
             .open_dir(&dir_path)
             .map_err(|e| Error::io(Op::OpenDir, &dir_path, e))?;
+        if real_fs {
+            crate::mountinfo::check(&dir_path, &options, &path)?;
+        }
         let guard_path = dir_path.join(names::guard_name(&name));
         let guard = GuardRef::open(fs.as_ref(), &guard_path)
             .map_err(|e| Error::io(Op::OpenGuard, &guard_path, e))?;
