@@ -12,6 +12,7 @@ mod journal;
 mod mountinfo;
 mod names;
 mod options;
+mod stale;
 #[cfg(feature = "sim")]
 pub mod sim;
 mod sys;

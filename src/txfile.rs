@@ -393,6 +393,10 @@ impl TxFile {
     /// new version while other members still show their old ones: use
     /// [`Batch::read`](crate::Batch::read) to read several files consistently.
     ///
+    /// On NFS, a read that races with another host replacing the file can
+    /// find its file handle stale (`ESTALE`); it then starts over on the new
+    /// version, a bounded number of times.
+    ///
     /// # Errors
     ///
     /// [`Error::Io`] when the file exists but cannot be read.
@@ -409,10 +413,10 @@ impl TxFile {
     /// # Ok::<(), Box<dyn std::error::Error>>(())
     /// ```
     pub fn read(&self) -> Result<Option<Vec<u8>>, Error> {
-        match OldFile::open(self)? {
+        crate::stale::retry(|| match OldFile::open(self)? {
             Some(mut old) => Ok(Some(old.take_bytes(&self.inner.path)?)),
             None => Ok(None),
-        }
+        })
     }
 }
 

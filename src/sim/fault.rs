@@ -26,6 +26,8 @@ pub enum Fault {
     NoSpace,
     /// `EACCES`.
     PermissionDenied,
+    /// `ESTALE`: an NFS file handle whose file another client replaced.
+    Stale,
 }
 
 impl Fault {
@@ -37,6 +39,7 @@ impl Fault {
                 Fault::Io => Errno::IO,
                 Fault::NoSpace => Errno::NOSPC,
                 Fault::PermissionDenied => Errno::ACCESS,
+                Fault::Stale => Errno::STALE,
             };
             io::Error::from_raw_os_error(errno.raw_os_error())
         }
@@ -46,6 +49,7 @@ impl Fault {
                 Fault::Io => io::ErrorKind::Other,
                 Fault::NoSpace => io::ErrorKind::StorageFull,
                 Fault::PermissionDenied => io::ErrorKind::PermissionDenied,
+                Fault::Stale => io::ErrorKind::StaleNetworkFileHandle,
             };
             io::Error::new(kind, format!("simulated {self:?}"))
         }
