@@ -56,6 +56,11 @@ pub enum Mutant {
     /// that decision durable (wrong when an earlier fsync of the journal
     /// failed: the records read may exist only in the page cache).
     BatchRecoveryTrustsCache,
+    /// NFS: open the target without first revalidating its directory, so a
+    /// name cached before another host's rename can open a replaced version
+    /// (only the NFS test, `tests/nfs/run.sh --mode no-nfs-revalidate`,
+    /// can show it).
+    NoNfsRevalidate,
 }
 
 #[cfg(feature = "sim")]

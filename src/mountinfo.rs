@@ -80,7 +80,7 @@ fn unescape(field: &str) -> String {
 
 /// The option of `mount` that keeps `style` locks local to this host, if any.
 pub(crate) fn local_lock_option(mount: &Mount, style: LockStyle) -> Option<&str> {
-    if mount.fstype != "nfs" && mount.fstype != "nfs4" {
+    if !is_nfs(mount) {
         return None;
     }
     mount
@@ -104,23 +104,26 @@ pub(crate) fn find(mountinfo: &str, dev: (u32, u32)) -> Option<Mount> {
 }
 
 /// Refuses a directory on a mount whose locks would stay on this host,
-/// unless the options accept it. Call it for real filesystems only; only
-/// Linux is checked, and when `/proc` cannot be read the check is skipped.
-pub(crate) fn check(dir: &Utf8Path, options: &Options, path: &Utf8Path) -> Result<(), Error> {
-    if options.allow_local_locks {
-        return Ok(());
-    }
+/// unless the options accept it; returns whether the mount is NFS. Call it
+/// for real filesystems only; only Linux is checked, and when `/proc`
+/// cannot be read the check is skipped.
+pub(crate) fn check(dir: &Utf8Path, options: &Options, path: &Utf8Path) -> Result<bool, Error> {
     let Some(mount) = mount_of(dir).map_err(|e| Error::io(crate::Op::Stat, dir, e))? else {
-        return Ok(());
+        return Ok(false);
     };
+    let nfs = is_nfs(&mount);
     match local_lock_option(&mount, options.lock_style) {
-        Some(option) => Err(Error::LocalLock {
+        Some(option) if !options.allow_local_locks => Err(Error::LocalLock {
             path: path.to_owned(),
             mount_point: mount.mount_point.clone().into(),
             option: option.to_owned(),
         }),
-        None => Ok(()),
+        _ => Ok(nfs),
     }
+}
+
+fn is_nfs(mount: &Mount) -> bool {
+    mount.fstype == "nfs" || mount.fstype == "nfs4"
 }
 
 #[cfg(target_os = "linux")]
@@ -207,7 +210,7 @@ mod tests {
     fn a_local_directory_passes_the_check() {
         let dir = tempfile::tempdir().expect("tempdir");
         let dir = Utf8Path::from_path(dir.path()).expect("utf-8 tempdir");
-        assert!(check(dir, &Options::new(), &dir.join("f")).is_ok());
+        assert!(!check(dir, &Options::new(), &dir.join("f")).expect("not refused"));
         #[cfg(target_os = "linux")]
         {
             let proc = mount_of(Utf8Path::new("/proc")).expect("stat /proc");

@@ -1,12 +1,38 @@
-//! `ESTALE`: on NFS a file handle dies when another client replaces or
-//! removes the file it names. A lock-free reader that opened (or looked up)
-//! the previous version while another host renamed a new one over it gets
-//! `ESTALE` from `open`, `fstat` or `read`. The path names a complete
-//! version all the while, so opening it again is the whole fix.
+//! Stale names and handles on NFS. When another client renames a new
+//! version over the target, this client may still map the name to the old
+//! file handle: its directory entry cache trusts the directory's cached
+//! attributes. Opening the name then either fails with `ESTALE` (the server
+//! freed the old file) or, worse, opens the old, already replaced version
+//! (the server still holds it, e.g. in nfsd's open-file cache), which under
+//! the lock would be a lost update. Two defences:
+//!
+//! - [`open_current`]: on NFS, open the target's directory first. An `open`
+//!   revalidates the directory's attributes with the server (close-to-open),
+//!   and a changed directory invalidates the cached names under it, so the
+//!   target's name is looked up afresh.
+//! - [`retry`]: an `ESTALE` from the open, `fstat` or `read` starts over, a
+//!   bounded number of times. The path names a complete version all the
+//!   while, so opening it again is the fix.
 
 use std::io;
 
-use crate::Error;
+use crate::transaction::OldFile;
+use crate::{Error, Op, TxFile};
+
+/// Opens the target's current version, making sure first, on NFS, that
+/// its name is not resolved from a stale cache.
+pub(crate) fn open_current(file: &TxFile) -> Result<Option<OldFile>, Error> {
+    let inner = &*file.inner;
+    if inner.on_nfs && crate::commit::mutant(file) != crate::commit::Mutant::NoNfsRevalidate {
+        drop(
+            inner
+                .fs
+                .open_dir(&inner.dir_path)
+                .map_err(|e| Error::io(Op::OpenDir, &inner.dir_path, e))?,
+        );
+    }
+    OldFile::open(file)
+}
 
 /// How many times a read starts over after `ESTALE` before returning it. Each
 /// retry opens the path afresh, so only a file replaced again and again
@@ -35,7 +61,6 @@ fn is_stale(err: &Error) -> bool {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::Op;
 
     fn stale() -> Error {
         Error::io(

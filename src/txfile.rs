@@ -9,7 +9,7 @@ use camino::{Utf8Component, Utf8Path, Utf8PathBuf};
 use crate::error::{BoxError, Op};
 use crate::fs::{DirHandle, Fs, Kind, real::RealFs};
 use crate::guard::{GuardRef, Locked, Mode, Wait};
-use crate::transaction::{OldFile, Transaction};
+use crate::transaction::Transaction;
 use crate::{Error, Options, Symlinks, journal, names};
 
 /// How many symbolic links [`Symlinks::Follow`] resolves before giving up
@@ -62,6 +62,8 @@ pub(crate) struct Inner {
     /// The registered guard descriptor; replaced when the guard path turns
     /// out to name another inode.
     guard: Mutex<GuardRef>,
+    /// Whether the target is on NFS (see [`crate::stale`]).
+    pub(crate) on_nfs: bool,
 }
 
 impl fmt::Debug for TxFile {
@@ -127,9 +129,7 @@ impl TxFile {
         let dir = fs
             .open_dir(&dir_path)
             .map_err(|e| Error::io(Op::OpenDir, &dir_path, e))?;
-        if real_fs {
-            crate::mountinfo::check(&dir_path, &options, &path)?;
-        }
+        let on_nfs = real_fs && crate::mountinfo::check(&dir_path, &options, &path)?;
         let guard_path = dir_path.join(names::guard_name(&name));
         let guard = GuardRef::open(fs.as_ref(), &guard_path)
             .map_err(|e| Error::io(Op::OpenGuard, &guard_path, e))?;
@@ -144,6 +144,7 @@ impl TxFile {
                 dir,
                 guard_path,
                 guard: Mutex::new(guard),
+                on_nfs,
             }),
         })
     }
@@ -279,7 +280,7 @@ impl TxFile {
             self.sweep(&locked)?;
             locked.swept();
         }
-        let old = OldFile::open(self)?;
+        let old = crate::stale::retry(|| crate::stale::open_current(self))?;
         Ok(Transaction::new(self, locked, old))
     }
 
@@ -413,7 +414,7 @@ impl TxFile {
     /// # Ok::<(), Box<dyn std::error::Error>>(())
     /// ```
     pub fn read(&self) -> Result<Option<Vec<u8>>, Error> {
-        crate::stale::retry(|| match OldFile::open(self)? {
+        crate::stale::retry(|| match crate::stale::open_current(self)? {
             Some(mut old) => Ok(Some(old.take_bytes(&self.inner.path)?)),
             None => Ok(None),
         })
