@@ -308,15 +308,15 @@ fn check(file: &str, expect: u64, acks: Option<&str>, plain: bool) -> Result<boo
         }
     }
     let dups = seen.values().filter(|&&n| n > 1).count();
-    // With acknowledgements, an update is lost when it was acknowledged
-    // but does not show in the final count; without, every missing
-    // increment counts (the naive program has no acknowledgements).
+    // With acknowledgements: every commit that happened is an acknowledged
+    // one or a counter value nobody acknowledged (its process failed after
+    // the rename); those that do not show in the final count were lost.
+    // Without, every missing increment counts (the naive program has no
+    // acknowledgements).
     let acked: u64 = seen.values().sum();
     let (lost, unacked) = if acks.is_some() {
-        (
-            acked.saturating_sub(value),
-            (1..=value).filter(|n| !seen.contains_key(n)).count(),
-        )
+        let unacked = (1..=value).filter(|n| !seen.contains_key(n)).count();
+        ((acked + unacked as u64).saturating_sub(value), unacked)
     } else {
         (expect.saturating_sub(value), 0)
     };
@@ -417,7 +417,7 @@ fn main() -> ExitCode {
         Cmd::Hold { file, style, ms } => (|| {
             let handle = style.options(false).open(&file)?;
             let mut tx = handle.begin()?;
-            println!("LOCKED at_ms={}", now_ms());
+            println!("LOCKED pid={} at_ms={}", std::process::id(), now_ms());
             std::thread::sleep(Duration::from_millis(ms));
             let n = counter_of(tx.old_bytes()?)?;
             tx.write_all(&render(n + 1, "hold"))?;

@@ -167,9 +167,9 @@ full_silly_rename() {
     local v=$1 d=silly-$1 before after holder
     fresh "$d"
     on_host 1 sh -c "cd /mnt/shared/$d && exec $W counter --file data --style flock --count 1 --acks /tmp/acks/$d" >/dev/null
-    on_host 1 sh -c "exec 3</mnt/shared/$d/data; exec sleep 60" &
-    holder=$!
+    on_host 1 sh -c "echo \$\$ >/tmp/$d.pid; exec 3</mnt/shared/$d/data; exec sleep 60" &
     sleep 1
+    holder=$(cat "/tmp/$d.pid")
     on_host 1 sh -c "cd /mnt/shared/$d && exec $W counter --file data --style flock --count 1 --acks /tmp/acks/$d" >/dev/null
     before=$(ls -a "/export/$d" | grep -c '^\.nfs' || true)
     # New processes on both hosts: each sweeps at its first lock.
@@ -178,8 +178,7 @@ full_silly_rename() {
     local out
     out=$($W check --file "/export/$d/data" --expect $((2 + NHOSTS * 2)) --acks "/tmp/acks/$d")
     kill "$holder" 2>/dev/null
-    wait "$holder" 2>/dev/null
-    sleep 1
+    sleep 2
     local gone
     gone=$(ls -a "/export/$d" | grep -c '^\.nfs' || true)
     echo "TXNFS RESULT silly_rename nfs=$v nfs_files_before=$before after_sweeping_commits=$after after_holder_closed=$gone $(echo "$out" | sed 's/^CHECK //' | cut -d' ' -f1-3)"
@@ -239,15 +238,15 @@ full_kill9() {
         d=kill-$v-$style
         fresh "$d"
         on_host 1 sh -c "cd /mnt/shared/$d && exec $W hold --file data --style $style --ms 60000" >"/tmp/$d.hold" &
-        holder=$!
         i=0
         while ! grep -q LOCKED "/tmp/$d.hold" && [ $i -lt 100 ]; do sleep 0.1; i=$((i + 1)); done
+        # The workload's own pid ($! is the subshell running on_host).
+        holder=$(field pid "/tmp/$d.hold")
         on_host 2 sh -c "cd /mnt/shared/$d && exec $W wait --file data --style $style" >"/tmp/$d.wait" &
         waiter=$!
         sleep 2
         killed=$($W now)
         kill -9 "$holder"
-        wait "$holder" 2>/dev/null
         i=0
         while kill -0 "$waiter" 2>/dev/null && [ $i -lt 1200 ]; do sleep 0.1; i=$((i + 1)); done
         if kill -0 "$waiter" 2>/dev/null; then
