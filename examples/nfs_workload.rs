@@ -289,7 +289,10 @@ fn batch(files: &[String], style: Style, count: u64, stamp: &str) -> Result<()> 
 fn check(file: &str, expect: u64, acks: Option<&str>, plain: bool) -> Result<bool> {
     let bytes = std::fs::read(file)?;
     let (value, torn) = if plain {
-        match std::str::from_utf8(&bytes).ok().and_then(|s| s.trim().parse().ok()) {
+        match std::str::from_utf8(&bytes)
+            .ok()
+            .and_then(|s| s.trim().parse().ok())
+        {
             Some(n) => (n, 0),
             None => (0, 1),
         }
@@ -331,7 +334,11 @@ fn check(file: &str, expect: u64, acks: Option<&str>, plain: bool) -> Result<boo
 fn batch_check(files: &[String], expect: u64) -> Result<bool> {
     let versions = files
         .iter()
-        .map(|f| std::fs::read(f).map_err(|e| e.to_string()).and_then(|b| parse(&b)))
+        .map(|f| {
+            std::fs::read(f)
+                .map_err(|e| e.to_string())
+                .and_then(|b| parse(&b))
+        })
         .collect::<Vec<_>>();
     let agree = versions.windows(2).all(|w| w[0] == w[1]);
     let value = versions[0].as_ref().map_or(0, |v| v.0);

@@ -12,9 +12,9 @@ mod journal;
 mod mountinfo;
 mod names;
 mod options;
-mod stale;
 #[cfg(feature = "sim")]
 pub mod sim;
+mod stale;
 mod sys;
 mod transaction;
 mod txfile;

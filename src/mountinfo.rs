@@ -60,9 +60,9 @@ fn unescape(field: &str) -> String {
     let mut out = Vec::with_capacity(bytes.len());
     let mut i = 0;
     while i < bytes.len() {
-        let octal = bytes.get(i + 1..i + 4).filter(|d| {
-            bytes[i] == b'\\' && d.iter().all(|c| (b'0'..=b'7').contains(c))
-        });
+        let octal = bytes
+            .get(i + 1..i + 4)
+            .filter(|d| bytes[i] == b'\\' && d.iter().all(|c| (b'0'..=b'7').contains(c)));
         match octal {
             Some(d) => {
                 let value = d.iter().fold(0u32, |v, c| v * 8 + u32::from(c - b'0'));
@@ -129,7 +129,10 @@ fn is_nfs(mount: &Mount) -> bool {
 #[cfg(target_os = "linux")]
 fn mount_of(dir: &Utf8Path) -> io::Result<Option<Mount>> {
     let stat = rustix::fs::stat(dir.as_std_path())?;
-    let dev = (rustix::fs::major(stat.st_dev), rustix::fs::minor(stat.st_dev));
+    let dev = (
+        rustix::fs::major(stat.st_dev),
+        rustix::fs::minor(stat.st_dev),
+    );
     match std::fs::read_to_string("/proc/self/mountinfo") {
         Ok(text) => Ok(find(&text, dev)),
         Err(_) => Ok(None),

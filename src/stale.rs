@@ -75,7 +75,11 @@ mod tests {
         let mut calls = 0;
         let got = retry(|| {
             calls += 1;
-            if calls <= RETRIES { Err(stale()) } else { Ok(calls) }
+            if calls <= RETRIES {
+                Err(stale())
+            } else {
+                Ok(calls)
+            }
         });
         assert_eq!(got.ok(), Some(RETRIES + 1));
 
@@ -94,7 +98,11 @@ mod tests {
         let mut calls = 0;
         let err = retry(|| -> Result<(), Error> {
             calls += 1;
-            Err(Error::io(Op::Read, "/f", io::Error::from(io::ErrorKind::PermissionDenied)))
+            Err(Error::io(
+                Op::Read,
+                "/f",
+                io::Error::from(io::ErrorKind::PermissionDenied),
+            ))
         })
         .unwrap_err();
         assert_eq!(calls, 1);
