@@ -245,6 +245,7 @@ fn counter(file: &str, style: Style, count: u64, acks: &str, allow: bool) -> Res
 /// Whether this process has `file` open as an unlinked inode (link count 0
 /// through its descriptor): the open, under the lock, found a version that
 /// another host had already replaced.
+#[cfg(unix)]
 fn holds_deleted(file: &str) -> bool {
     use std::os::unix::fs::MetadataExt;
     let Ok(fds) = std::fs::read_dir("/proc/self/fd") else {
@@ -258,6 +259,11 @@ fn holds_deleted(file: &str) -> bool {
                 && std::fs::metadata(fd.path()).is_ok_and(|m| m.nlink() == 0)
         })
     })
+}
+
+#[cfg(not(unix))]
+fn holds_deleted(_file: &str) -> bool {
+    false
 }
 
 fn batch(files: &[String], style: Style, count: u64, stamp: &str) -> Result<()> {
