@@ -10,7 +10,7 @@ use crate::commit::{self, Mutant};
 use crate::error::{BoxError, Op};
 use crate::guard::{Locked, Mode, Wait};
 use crate::journal::{self, Record};
-use crate::transaction::{OldFile, Transaction};
+use crate::transaction::Transaction;
 use crate::{Error, Options, TxFile};
 
 /// Several files updated as one: after a commit, or after a crash and the
@@ -374,9 +374,11 @@ impl Batch {
         };
         self.members
             .iter()
-            .map(|member| match OldFile::open(member)? {
-                Some(mut old) => old.take_bytes(member.path()).map(Some),
-                None => Ok(None),
+            .map(|member| {
+                crate::stale::retry(|| match crate::stale::open_current(member)? {
+                    Some(mut old) => old.take_bytes(member.path()).map(Some),
+                    None => Ok(None),
+                })
             })
             .collect()
     }

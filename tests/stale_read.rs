@@ -89,3 +89,45 @@ fn other_errors_are_not_retried() {
         .count();
     assert_eq!(opens, 1);
 }
+
+#[test]
+fn batch_read_retries_a_stale_member() {
+    let sim = fresh();
+    sim.write_file("/data/other", b"other version").unwrap();
+    let members = ["/data/file", "/data/other"]
+        .into_iter()
+        .map(|p| Options::new().filesystem(&sim).open(p))
+        .collect::<Result<Vec<_>, _>>()
+        .unwrap();
+    let batch = txfile::Batch::new(members).unwrap();
+    let start = sim.op_count();
+    batch.read().unwrap();
+    let opens: Vec<u64> = sim
+        .trace()
+        .into_iter()
+        .filter(|op| op.index >= start && op.kind == OpKind::OpenRead)
+        .map(|op| op.index)
+        .collect();
+    assert_eq!(opens.len(), 2, "one open per member");
+    for (i, &at) in opens.iter().enumerate() {
+        // The same read again, with ESTALE at member i's open.
+        let from = sim.op_count();
+        sim.fail_at(from + (at - start), Fault::Stale);
+        let got = batch
+            .read()
+            .unwrap_or_else(|e| panic!("ESTALE at member {i} was not retried: {e}"));
+        assert_eq!(
+            got,
+            vec![
+                Some(b"one complete version".to_vec()),
+                Some(b"other version".to_vec())
+            ]
+        );
+        let reopened = sim
+            .trace()
+            .into_iter()
+            .filter(|op| op.index >= from && op.kind == OpKind::OpenRead)
+            .count();
+        assert_eq!(reopened, 3, "member {i} was opened again after ESTALE");
+    }
+}
