@@ -87,8 +87,10 @@ impl TxFile {
     /// [`Error::InvalidPath`] when the path has no file name or names a
     /// directory; [`Error::Symlink`] under [`Symlinks::Reject`]; [`Error::Io`]
     /// when the directory cannot be opened or the guard cannot be opened or
-    /// created (missing directory, no permission, guard path is a directory).
-    /// Nothing on disk changes on error.
+    /// created (missing directory, no permission, guard path is a directory);
+    /// [`Error::LocalLock`] on an NFS mount whose locks would stay on this
+    /// host (see [`Options::allow_local_locks`]). Nothing on disk changes on
+    /// error.
     ///
     /// # Examples
     ///
