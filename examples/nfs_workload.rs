@@ -221,19 +221,29 @@ fn counter(file: &str, style: Style, count: u64, acks: &str, allow: bool) -> Res
     let mut max_gap = Duration::ZERO;
     let mut log = String::new();
     let mut deleted_opens = 0;
+    let mut failed = None;
     for _ in 0..count {
         let mut wrote = 0;
-        handle.update(|old| {
+        let result = handle.update(|old| {
             deleted_opens += u64::from(holds_deleted(file));
             wrote = counter_of(old)? + 1;
             Ok::<_, Box<dyn std::error::Error + Send + Sync>>(render(wrote, "c"))
-        })?;
+        });
+        if let Err(err) = result {
+            failed = Some(err);
+            break;
+        }
         log.push_str(&format!("{wrote}\n"));
         let now = Instant::now();
         max_gap = max_gap.max(now - last);
         last = now;
     }
+    // The acknowledgements of the commits that succeeded, even when a later
+    // one failed.
     acks.write_all(log.as_bytes())?;
+    if let Some(err) = failed {
+        return Err(err.into());
+    }
     let secs = started.elapsed().as_secs_f64();
     println!(
         "COUNTER commits={count} secs={secs:.2} max_gap_ms={} deleted_opens={deleted_opens}",
