@@ -210,8 +210,9 @@ impl Batch {
     ///
     /// # Errors
     ///
-    /// [`Error::Timeout`] when a lock was not free in time; as for
-    /// [`TxFile::begin`] otherwise.
+    /// [`Error::Timeout`] when a lock was not free in time;
+    /// [`Error::HeldByThisThread`] at once when this thread holds a member's
+    /// lock itself; as for [`TxFile::begin`] otherwise.
     ///
     /// # Examples
     ///
@@ -510,7 +511,7 @@ impl<'a> BatchTransaction<'a> {
     /// # Ok::<(), Box<dyn std::error::Error>>(())
     /// ```
     pub fn commit(mut self) -> Result<(), Error> {
-        for tx in &self.txs {
+        for tx in &mut self.txs {
             tx.check_process()?;
         }
         let mut changed = Vec::new();

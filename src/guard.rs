@@ -173,10 +173,14 @@ impl GuardRef {
         })
     }
 
-    /// Whether this process registered the descriptor: false in a child
-    /// forked after it was opened, which must open its own.
-    pub(crate) fn in_this_process(&self) -> bool {
-        self.pid == std::process::id()
+    /// Whether process `pid` (this one) registered the descriptor: false
+    /// in a child forked after it was opened, which must open its own.
+    pub(crate) fn registered_by(&self, pid: u32) -> bool {
+        self.pid == pid
+    }
+
+    fn in_this_process(&self) -> bool {
+        self.registered_by(std::process::id())
     }
 
     fn entry(&self) -> &Entry {
@@ -207,19 +211,20 @@ impl GuardRef {
     /// exclusive holder excludes everyone; shared holders share one OS shared
     /// lock, taken by the first and released by the last.
     ///
-    /// `owner` is the thread that will hold the turn, recorded so that it
-    /// gets `Got::HeldByThisThread` at once if it asks again while it holds
-    /// it (instead of waiting for itself). A lock that is taken on one
-    /// thread and used and released on others (an async task) passes
+    /// `holder.thread` is the thread that will hold the turn, recorded so
+    /// that it gets `Got::HeldByThisThread` at once if it asks again while
+    /// it holds it (instead of waiting for itself). A lock that is taken on
+    /// one thread and used and released on others (an async task) passes
     /// `None`: no thread owns it, and no request is taken for re-entry.
     pub(crate) fn lock(
         &self,
         style: LockStyle,
         mode: Mode,
         wait: Wait,
-        owner: Option<ThreadId>,
+        holder: Holder,
         one_kind: bool,
     ) -> io::Result<Got> {
+        let owner = holder.thread;
         let entry = self.entry();
         {
             let mut turn = lock(&entry.turn);
@@ -264,13 +269,17 @@ impl GuardRef {
             if mode == Mode::Shared && turn.readers > 0 {
                 // The OS shared lock is already held for this process.
                 turn.readers += 1;
-                return Ok(Got::Locked(Locked::new(self.clone(), Release::Reader)));
+                return Ok(Got::Locked(Locked::new(
+                    self.clone(),
+                    holder.pid,
+                    Release::Reader,
+                )));
             }
             turn.busy = true;
             turn.owner = owner;
         }
         // From here on the turn is ours; `Locked::drop` gives it back.
-        let mut locked = Locked::new(self.clone(), Release::Turn);
+        let mut locked = Locked::new(self.clone(), holder.pid, Release::Turn);
         let shared = mode == Mode::Shared;
         let file = entry.file.as_ref();
         let plan = plan(file.locking(), style, shared, one_kind);
@@ -336,6 +345,14 @@ fn wake(entry: &Entry, turn: &Turn) {
     if turn.waiting > 0 {
         entry.turn_free.notify_all();
     }
+}
+
+/// Who asks for a lock: the process (`std::process::id()`, taken once by
+/// the caller) and the thread that will hold it, if one will.
+#[derive(Clone, Copy, Debug)]
+pub(crate) struct Holder {
+    pub(crate) pid: u32,
+    pub(crate) thread: Option<ThreadId>,
 }
 
 /// What [`GuardRef::lock`] got.
@@ -574,7 +591,7 @@ impl Drop for GuardRef {
             None => false,
         };
         let mut removed = if last { registry.remove(&at) } else { None };
-        if !self.in_this_process() {
+        if removed.is_some() && !self.in_this_process() {
             // Inherited through fork: never closed in this process.
             if let Some(slot) = removed.take() {
                 lock(&INHERITED).push(slot.entry);
@@ -604,6 +621,10 @@ pub(crate) struct Locked {
     os: Option<OsLocks>,
     /// The process that took the lock.
     pid: u32,
+    /// `pid` was found to be this process's, at the end of the
+    /// transaction (commit or drop), after which no copy of it can be made
+    /// by a fork: so one `getpid` per transaction is enough.
+    verified: bool,
     guard: GuardRef,
     release: Release,
     /// The guard's "unclean" marker is set (found set, or set by us).
@@ -616,10 +637,11 @@ pub(crate) struct Locked {
 }
 
 impl Locked {
-    fn new(guard: GuardRef, release: Release) -> Locked {
+    fn new(guard: GuardRef, pid: u32, release: Release) -> Locked {
         Locked {
             os: None,
-            pid: std::process::id(),
+            pid,
+            verified: false,
             guard,
             release,
             marked: false,
@@ -666,8 +688,12 @@ impl Locked {
 
     /// Whether this lock was taken by this process: false for a transaction
     /// a forked child inherited, which it must neither commit nor clean up.
-    pub(crate) fn in_this_process(&self) -> bool {
-        self.pid == std::process::id()
+    /// Called only where the transaction ends (commit, drop).
+    pub(crate) fn in_this_process(&mut self) -> bool {
+        if !self.verified {
+            self.verified = self.pid == std::process::id();
+        }
+        self.verified
     }
 
     /// Sets the marker before a temporary file is created.
@@ -715,5 +741,72 @@ impl Drop for Locked {
             Release::Reader => self.guard.release_reader(),
             Release::Nothing => {}
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use camino::Utf8PathBuf;
+
+    use super::*;
+    use crate::fs::real::RealFs;
+
+    fn holder(thread: Option<ThreadId>) -> Holder {
+        Holder {
+            pid: std::process::id(),
+            thread,
+        }
+    }
+
+    fn take(guard: &GuardRef, wait: Wait, thread: Option<ThreadId>) -> Got {
+        guard
+            .lock(
+                LockStyle::Flock,
+                Mode::Exclusive,
+                wait,
+                holder(thread),
+                false,
+            )
+            .expect("lock")
+    }
+
+    /// A lock taken for no thread (as the async API takes it, to be used
+    /// and released on other threads) is never mistaken for re-entry: the
+    /// thread that took it waits like anyone else. One taken for a thread
+    /// makes that thread, and only that one, fail at once.
+    #[test]
+    fn only_the_owning_thread_is_told_it_holds_the_lock() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let path = Utf8PathBuf::from_path_buf(dir.path().join("a.lock")).expect("UTF-8");
+        let perms = || {
+            Ok(GuardPerms {
+                mode: 0o644,
+                gid: 0,
+            })
+        };
+        let guard = GuardRef::open(&RealFs, &path, perms).expect("open");
+        let me = Some(thread::current().id());
+        let soon = || Wait::Until(Instant::now() + Duration::from_millis(50));
+
+        let Got::Locked(unowned) = take(&guard, Wait::No, None) else {
+            panic!("free")
+        };
+        assert!(matches!(take(&guard, soon(), me), Got::Busy));
+        drop(unowned);
+
+        let Got::Locked(owned) = take(&guard, Wait::No, me) else {
+            panic!("free")
+        };
+        assert!(matches!(take(&guard, soon(), me), Got::HeldByThisThread));
+        // try-lock: busy, whoever holds it.
+        assert!(matches!(take(&guard, Wait::No, me), Got::Busy));
+        thread::scope(|s| {
+            s.spawn(|| {
+                let other = Some(thread::current().id());
+                assert!(matches!(take(&guard, soon(), other), Got::Busy));
+            });
+        });
+        drop(owned);
+        assert!(matches!(take(&guard, Wait::No, me), Got::Locked(_)));
     }
 }

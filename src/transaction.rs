@@ -183,7 +183,9 @@ impl<'a> Transaction<'a> {
     /// # Errors
     ///
     /// [`Error::Conflict`] when a program not using txfile changed the target
-    /// since [`begin`](TxFile::begin) (its version is kept); [`Error::Io`] or
+    /// since [`begin`](TxFile::begin) (its version is kept); [`Error::Io`]
+    /// with [`Op::Lock`] in a forked child that inherited the transaction
+    /// (it is the parent's); [`Error::Io`] or
     /// [`Error::Rename`] when a step fails. After any error before the rename
     /// the target has its old contents; an error of [`Op::SyncDir`] comes
     /// after the rename, when the new contents are in place but may not
@@ -209,13 +211,13 @@ impl<'a> Transaction<'a> {
 
     /// Whether this process began the transaction (not a forked child that
     /// inherited it).
-    fn in_this_process(&self) -> bool {
-        self.locked.as_ref().is_none_or(Locked::in_this_process)
+    fn in_this_process(&mut self) -> bool {
+        self.locked.as_mut().is_none_or(Locked::in_this_process)
     }
 
     /// Refuses a transaction a forked child inherited: its lock and its
     /// temporary file are the parent's.
-    pub(crate) fn check_process(&self) -> Result<(), Error> {
+    pub(crate) fn check_process(&mut self) -> Result<(), Error> {
         if self.in_this_process() {
             return Ok(());
         }

@@ -8,7 +8,7 @@ use camino::{Utf8Component, Utf8Path, Utf8PathBuf};
 
 use crate::error::{BoxError, Op};
 use crate::fs::{DirHandle, Fs, GuardPerms, Kind, real::RealFs};
-use crate::guard::{Got, GuardRef, Locked, Mode, Wait};
+use crate::guard::{Got, GuardRef, Holder, Locked, Mode, Wait};
 use crate::transaction::{OldFile, Transaction};
 use crate::{Error, Options, Symlinks, journal, names};
 
@@ -78,7 +78,17 @@ impl TxFile {
     /// Opens a handle on `path` with default [`Options`].
     ///
     /// The target need not exist; its directory must. The guard file
-    /// `<name>.lock` is created beside it if missing.
+    /// `<name>.lock` is created beside it if missing, so that everyone who
+    /// may write the target may lock it: read and write for the owner and
+    /// for every class (group, others) with write permission on the target
+    /// (on the directory, while the target does not exist), read for every
+    /// class that may read it, and the target's (directory's) group when
+    /// this process may set it. The umask does not apply: the guard holds
+    /// no data. A user who may read an existing guard but not write it
+    /// opens it read-only, which still gives exclusion on local Linux
+    /// filesystems (an exclusive `flock` and a shared POSIX lock); where
+    /// that is not enough (NFS), or where the guard cannot be opened at all,
+    /// the error names its owner and mode and how to fix them.
     ///
     /// # Errors
     ///
@@ -192,10 +202,25 @@ impl TxFile {
     /// Taking the lock also removes temporary files that a crashed writer of
     /// this target left behind.
     ///
+    /// The lock is not re-entrant. A thread that already holds this target's
+    /// lock (a transaction open on it through this handle, a clone, another
+    /// handle on the same file, an enclosing [`update`](TxFile::update) or a
+    /// [`Batch`](crate::Batch) transaction) gets [`Error::HeldByThisThread`]
+    /// at once: waiting would wait for itself. Other threads wait as usual.
+    /// ([`try_begin`](TxFile::try_begin) returns `Ok(None)` then, as for any
+    /// holder.)
+    ///
+    /// A handle opened before `fork` works in the child: the child opens its
+    /// own guard descriptor at its first transaction and excludes its
+    /// parent and siblings. A transaction the child inherited belongs to the
+    /// parent: dropping it in the child does nothing, committing it fails.
+    ///
     /// # Errors
     ///
-    /// [`Error::Timeout`] when the timeout passed first; [`Error::Io`] when the
-    /// lock, the directory listing or reading the target fails.
+    /// [`Error::Timeout`] when the timeout passed first;
+    /// [`Error::HeldByThisThread`] when this thread holds the lock itself;
+    /// [`Error::Io`] when the lock, the directory listing or reading the
+    /// target fails.
     ///
     /// # Examples
     ///
@@ -222,7 +247,7 @@ impl TxFile {
     }
 
     /// Starts a transaction if the lock is free right now, else returns
-    /// `Ok(None)` at once.
+    /// `Ok(None)` at once, also when this thread is the holder.
     ///
     /// # Errors
     ///
@@ -295,20 +320,23 @@ impl TxFile {
         let inner = &*self.inner;
         let fs = inner.fs.as_ref();
         let mutant = crate::commit::mutant(self);
-        let owner = Some(std::thread::current().id());
+        let holder = Holder {
+            pid: std::process::id(),
+            thread: Some(std::thread::current().id()),
+        };
         loop {
             let guard = inner
                 .guard
                 .lock()
                 .unwrap_or_else(PoisonError::into_inner)
                 .clone();
-            if !guard.in_this_process() && mutant != crate::commit::Mutant::NoForkCheck {
+            if !guard.registered_by(holder.pid) && mutant != crate::commit::Mutant::NoForkCheck {
                 self.reopen_guard(&guard)?;
                 continue;
             }
             let one_kind = mutant == crate::commit::Mutant::OneLockKind;
             let got = guard
-                .lock(inner.options.lock_style, mode, wait, owner, one_kind)
+                .lock(inner.options.lock_style, mode, wait, holder, one_kind)
                 .map_err(|e| Error::io(Op::Lock, &inner.guard_path, e))?;
             let locked = match got {
                 Got::Locked(locked) => locked,

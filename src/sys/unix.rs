@@ -57,10 +57,10 @@ pub(crate) fn open_guard(path: &Utf8Path, perms: GuardPerms) -> io::Result<(File
     ))
 }
 
-/// No permission, or a read-only filesystem.
+/// No permission. (A read-only filesystem is an error of its own: nothing
+/// could be committed there anyway.)
 fn refused(e: &io::Error) -> bool {
     e.kind() == io::ErrorKind::PermissionDenied
-        || e.raw_os_error() == Some(rustix::io::Errno::ROFS.raw_os_error())
 }
 
 /// Gives a guard just created its group and exact mode. A group this
