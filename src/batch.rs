@@ -98,8 +98,9 @@ impl Batch {
     ///
     /// [`Error::InvalidPath`] when there is no member, when a target appears
     /// twice (however it is spelled: members are compared by their
-    /// directory's identity and name, not by path), or when members are on different filesystems (a batch commit
-    /// links one journal beside every member, which needs one filesystem).
+    /// directory's identity and name, not by path), or when members are on
+    /// different filesystems (a batch commit links one journal beside every
+    /// member, which needs one filesystem).
     ///
     /// # Examples
     ///
