@@ -18,7 +18,10 @@
 //!   file clean, so a retried fsync succeeds without writing anything
 //!   ("fsyncgate");
 //! - locks live only while the machine runs, and so does the guard file's
-//!   "unclean" marker (its size): txfile must not need it after a crash.
+//!   "unclean" marker (its size): txfile must not need it after a crash;
+//! - `flock` locks (owned by the open file) and POSIX locks (owned by the
+//!   process) are independent, as on local Linux filesystems, unless
+//!   [`SimFs::set_merged_locks`] makes them one lock, as on NFS.
 //!
 //! Paths are absolute UTF-8 paths. There are no symbolic links, and renames
 //! work only within one directory. Every call the crate makes through its
