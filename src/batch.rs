@@ -2,6 +2,7 @@
 
 use std::fmt;
 use std::io;
+use std::path::Path;
 use std::time::Instant;
 
 use camino::{Utf8Path, Utf8PathBuf};
@@ -80,7 +81,7 @@ impl Batch {
     /// assert_eq!(batch.members().len(), 2);
     /// # Ok::<(), Box<dyn std::error::Error>>(())
     /// ```
-    pub fn open<P: AsRef<Utf8Path>>(paths: impl IntoIterator<Item = P>) -> Result<Batch, Error> {
+    pub fn open<P: AsRef<Path>>(paths: impl IntoIterator<Item = P>) -> Result<Batch, Error> {
         Batch::new(
             paths
                 .into_iter()
@@ -389,8 +390,12 @@ pub(crate) fn lock_all(
     mode: Mode,
     wait: Wait,
 ) -> Result<Option<Vec<Locked>>, Error> {
+    let keys = members
+        .iter()
+        .map(TxFile::order_key)
+        .collect::<Result<Vec<_>, _>>()?;
     let mut order: Vec<usize> = (0..members.len()).collect();
-    order.sort_by_key(|&i| members[i].order_key());
+    order.sort_by_key(|&i| keys[i]);
     let mut locks: Vec<Option<Locked>> = (0..members.len()).map(|_| None).collect();
     for i in order {
         match members[i].lock(mode, wait)? {
@@ -697,7 +702,7 @@ fn rename_all(txs: &mut [&mut Transaction<'_>], records: &[Record]) -> Result<()
 /// assert_eq!(txfile::recover(dir)?, 0);
 /// # Ok::<(), Box<dyn std::error::Error>>(())
 /// ```
-pub fn recover(dir: impl AsRef<Utf8Path>) -> Result<usize, Error> {
+pub fn recover(dir: impl AsRef<Path>) -> Result<usize, Error> {
     Options::new().recover(dir)
 }
 
@@ -717,8 +722,8 @@ impl Options {
     /// assert_eq!(found, 0);
     /// # Ok::<(), Box<dyn std::error::Error>>(())
     /// ```
-    pub fn recover(&self, dir: impl AsRef<Utf8Path>) -> Result<usize, Error> {
-        let dir = dir.as_ref();
+    pub fn recover(&self, dir: impl AsRef<Path>) -> Result<usize, Error> {
+        let dir = crate::txfile::utf8_path(dir.as_ref())?;
         let fs = self
             .fs
             .clone()

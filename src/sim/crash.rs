@@ -13,7 +13,6 @@
 //! index in `0..count` names exactly one state.
 
 use std::collections::BTreeMap;
-use std::fmt;
 
 use super::SimFs;
 use super::state::{Disk, EntryOp, Fate, FileNode, Image, Inode, Landing, Node, ROOT};
@@ -111,7 +110,8 @@ impl Enumeration {
 /// # drop((a, b));
 /// # Ok::<(), Box<dyn std::error::Error>>(())
 /// ```
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, thiserror::Error)]
+#[error("{states} post-crash states exceed the bound of {max}")]
 pub struct TooManyStates {
     /// How many states there are (saturated at `u64::MAX`).
     pub states: u64,
@@ -119,17 +119,6 @@ pub struct TooManyStates {
     pub max: u64,
 }
 
-impl fmt::Display for TooManyStates {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(
-            f,
-            "{} post-crash states exceed the bound of {}",
-            self.states, self.max
-        )
-    }
-}
-
-impl std::error::Error for TooManyStates {}
 
 /// Every post-crash state of a simulated machine, each a new [`SimFs`];
 /// see [`SimFs::crash_states`].

@@ -80,21 +80,18 @@ impl Exit {
     }
 }
 
-/// Library errors name the operation and the path in their message and keep
-/// the cause as their source; a timeout has no cause but its own code.
+/// Library errors say what failed, on which path, and why in their message;
+/// their `source()` goes on past the cause they already print, so the chain
+/// prints each cause once. A timeout has its own code.
 impl From<txfile::Error> for Exit {
     fn from(err: txfile::Error) -> Exit {
         let code = match err {
             txfile::Error::Timeout { .. } => LOCK_BUSY,
             _ => FAILED,
         };
-        let message = match err.source() {
-            Some(cause) => format!("{err}: {}", chain(cause)),
-            None => err.to_string(),
-        };
         Exit {
             code,
-            message: Some(message),
+            message: Some(chain(&err)),
         }
     }
 }
