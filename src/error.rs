@@ -115,7 +115,10 @@ impl fmt::Display for Error {
                 write!(f, "failed to rename `{from}` to `{to}`: {source}")
             }
             Error::Timeout { path, timeout } => {
-                write!(f, "timed out after {timeout:?} waiting for the lock on `{path}`")
+                write!(
+                    f,
+                    "timed out after {timeout:?} waiting for the lock on `{path}`"
+                )
             }
             Error::Conflict { path } => write!(
                 f,

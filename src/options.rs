@@ -4,7 +4,6 @@ use std::path::Path;
 use std::sync::Arc;
 use std::time::Duration;
 
-
 use crate::fs::Fs;
 use crate::{Error, TxFile};
 

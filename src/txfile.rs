@@ -339,7 +339,10 @@ impl TxFile {
             let fresh = GuardRef::open(fs, &inner.guard_path)
                 .map_err(|e| Error::io(Op::OpenGuard, &inner.guard_path, e))?;
             let mut current = inner.guard.lock().unwrap_or_else(PoisonError::into_inner);
-            if current.as_ref().is_none_or(|current| current.same_guard(&guard)) {
+            if current
+                .as_ref()
+                .is_none_or(|current| current.same_guard(&guard))
+            {
                 *current = Some(fresh);
             }
         }

@@ -119,7 +119,6 @@ pub struct TooManyStates {
     pub max: u64,
 }
 
-
 /// Every post-crash state of a simulated machine, each a new [`SimFs`];
 /// see [`SimFs::crash_states`].
 ///
