@@ -315,6 +315,35 @@ impl Batch {
         F: FnOnce(&[Option<&[u8]>]) -> Result<Vec<Vec<u8>>, E>,
         E: Into<BoxError>,
     {
+        self.update_returning(|old| f(old).map(|new| (new, ())))
+    }
+
+    /// [`update`](Batch::update) for a closure that also computes a value:
+    /// `f` returns every member's new contents and the value, and the value
+    /// is returned once the batch is committed.
+    ///
+    /// # Errors
+    ///
+    /// As for [`Batch::update`]; the value is only returned with a commit.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// # let dir = tempfile::tempdir()?;
+    /// let batch = txfile::Batch::open([dir.path().join("log"), dir.path().join("count")])?;
+    /// let lines = batch.update_returning(|old| {
+    ///     let log = [old[0].unwrap_or_default(), b"entry\n"].concat();
+    ///     let lines = log.iter().filter(|&&b| b == b'\n').count();
+    ///     Ok::<_, std::io::Error>((vec![log, lines.to_string().into_bytes()], lines))
+    /// })?;
+    /// assert_eq!(lines, 1);
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
+    pub fn update_returning<F, T, E>(&self, f: F) -> Result<T, Error>
+    where
+        F: FnOnce(&[Option<&[u8]>]) -> Result<(Vec<Vec<u8>>, T), E>,
+        E: Into<BoxError>,
+    {
         let mut tx = self.begin()?;
         for member in &mut tx.txs {
             member.old_bytes()?;
@@ -333,7 +362,7 @@ impl Batch {
             path: self.members[0].path().to_owned(),
             source,
         };
-        let new = f(&old).map_err(|e| aborted(e.into()))?;
+        let (new, value) = f(&old).map_err(|e| aborted(e.into()))?;
         if new.len() != self.members.len() {
             return Err(aborted(
                 format!(
@@ -347,7 +376,8 @@ impl Batch {
         for (member, contents) in tx.txs.iter_mut().zip(new) {
             member.set_contents(contents)?;
         }
-        tx.commit()
+        tx.commit()?;
+        Ok(value)
     }
 
     /// Reads every member (`None` for a file that does not exist) under

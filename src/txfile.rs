@@ -19,10 +19,11 @@ const MAX_SYMLINKS: usize = 40;
 
 /// A handle on one target file, for locked, atomic, durable updates.
 ///
-/// Open it once and keep it for the life of a worker: it holds the process's
-/// one descriptor of the guard file `<name>.lock` and the target's directory.
-/// It is cheap to clone, and clones (and handles opened separately on the same
-/// target) share that descriptor and exclude each other.
+/// Open it once and keep it for the life of a worker: it holds the target's
+/// directory and, from its first transaction on, the process's one
+/// descriptor of the guard file `<name>.lock`. It is cheap to clone, and
+/// clones (and handles opened separately on the same target) share that
+/// descriptor and exclude each other.
 ///
 /// # Examples
 ///

@@ -578,3 +578,26 @@ fn update_returning_gives_back_the_value_computed_under_the_lock() {
     assert_eq!(values, (3..=102).collect::<Vec<_>>());
     verify_no_leftovers(&dir);
 }
+
+#[test]
+fn open_and_read_create_nothing_the_first_transaction_creates_the_guard() {
+    let (_d, dir) = tempdir();
+    std::fs::write(dir.join("present"), "v1").unwrap();
+    let present = TxFile::open(dir.join("present")).unwrap();
+    let missing = TxFile::open(dir.join("missing")).unwrap();
+    assert_eq!(present.read().unwrap().as_deref(), Some(&b"v1"[..]));
+    assert_eq!(missing.read().unwrap(), None);
+    assert_eq!(names(&dir), ["present"], "open and read create nothing");
+
+    // The first transaction opens (creating) the guard; a second handle and
+    // a clone share it and exclude each other.
+    let tx = present.begin().unwrap();
+    assert_eq!(names(&dir), ["present", "present.lock"]);
+    let other = TxFile::open(dir.join("present")).unwrap();
+    assert!(other.try_begin().unwrap().is_none());
+    assert!(present.clone().try_begin().unwrap().is_none());
+    tx.rollback();
+    other.update(set(b"v2")).unwrap();
+    assert_eq!(present.read().unwrap().as_deref(), Some(&b"v2"[..]));
+    assert_eq!(names(&dir), ["present", "present.lock"]);
+}

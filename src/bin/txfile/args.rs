@@ -79,7 +79,7 @@ Examples:
     #[command(after_help = "\
 Examples:
   generate-config | txfile write app.conf
-  txfile edit settings -- grep -v '^#'   (not: grep -v '^#' settings | txfile write settings)")]
+  txfile edit settings -- sed '/^#/d'   (not: sed '/^#/d' settings | txfile write settings)")]
     Write {
         #[command(flatten)]
         target: Target,
