@@ -102,9 +102,12 @@ impl Enumeration {
 /// use txfile::sim::{Enumeration, SimFs};
 /// let sim = SimFs::new();
 /// sim.create_dir_all("/d")?;
-/// // Two guard files whose entries are not durable yet: 2 x 2 states.
+/// // Two guard files (created by a first transaction) whose entries are not
+/// // durable yet: 2 x 2 states.
 /// let a = txfile::Options::new().filesystem(&sim).open("/d/a")?;
 /// let b = txfile::Options::new().filesystem(&sim).open("/d/b")?;
+/// a.begin()?.rollback();
+/// b.begin()?.rollback();
 /// let err = sim.crash_states(&Enumeration::new().max_states(2)).unwrap_err();
 /// assert_eq!((err.states, err.max), (4, 2));
 /// # drop((a, b));

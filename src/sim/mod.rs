@@ -421,7 +421,8 @@ impl SimFs {
     /// ```
     /// use txfile::sim::{OpKind, SimFs};
     /// let sim = SimFs::new();
-    /// let _ = txfile::Options::new().filesystem(&sim).open("/a")?;
+    /// let file = txfile::Options::new().filesystem(&sim).open("/a")?;
+    /// file.begin()?.rollback();
     /// assert!(sim.trace().iter().any(|op| op.kind == OpKind::OpenGuard));
     /// # Ok::<(), txfile::Error>(())
     /// ```
@@ -539,7 +540,9 @@ impl SimFs {
     /// let sim = SimFs::new();
     /// sim.create_dir_all("/d")?;
     /// let file = txfile::Options::new().filesystem(&sim).open("/d/a")?;
-    /// // The guard file's entry is not durable yet: it may or may not be there.
+    /// file.begin()?.rollback();
+    /// // The guard file, created by the first transaction, has an entry that
+    /// // is not durable yet: it may or may not be there.
     /// let states: Vec<SimFs> = sim.crash_states(&Enumeration::new())?.collect();
     /// assert_eq!(states.len(), 2);
     /// assert!(states.iter().any(|s| s.list_dir("/d").unwrap().is_empty()));
