@@ -8,7 +8,7 @@
 //!
 //! Measured per `update` of an existing file that the same user owns, in a
 //! directory holding only the target, its guard and the handful of other
-//! files of this test (19 calls):
+//! files of this test (18 calls):
 //!
 //! (Debug builds of std add an `fcntl(F_GETFD)` before each `close`; those
 //! are not counted.)
@@ -22,7 +22,7 @@
 //! | read it (`update` hands it to the closure) | `pread64` (one byte more than `fstat` said: a short read is the end) |
 //! | outside-writer check | `statx(target)` |
 //! | mark the guard unclean, temporary file | `ftruncate(guard, 1)`, `openat(O_CREAT\|O_EXCL)`, `write` |
-//! | owner and mode | `statx(fd)` (owner already right: no `fchown`), `fchmod` |
+//! | owner and mode | `statx(fd)` (owner and mode already right: no `fchown`, no `fchmod`) |
 //! | durability and replace | `fsync(temp)`, `rename`, `close(temp)`, `fsync(dir)` |
 //! | release | `ftruncate(guard, 0)`, `flock(LOCK_UN)`, `close(old)` |
 //!
@@ -45,7 +45,7 @@ use common::{check, parse_counter, role, tempdir, verify_no_leftovers};
 
 /// Durable commits counted between the markers.
 const UPDATES: usize = 100;
-/// Measured 19 per commit (see the table above).
+/// Measured 18 per commit (see the table above).
 const MAX_SYSCALLS_PER_COMMIT: usize = 20;
 
 const BEGIN_MARKER: &str = "/txfile-syscall-budget-begin";
