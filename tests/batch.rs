@@ -346,7 +346,8 @@ fn update_returning_gives_back_the_value_with_the_commit() {
     let (_d, dir) = tempdir();
     let batch = Batch::open([dir.as_std_path().join("a"), dir.as_std_path().join("b")]).unwrap();
     // Move one unit from a to b and report the new balances.
-    let transfer = |old: &[Option<&[u8]>]| -> Result<(Vec<Vec<u8>>, (i64, i64)), Error> {
+    type Balances = (i64, i64);
+    let transfer = |old: &[Option<&[u8]>]| -> Result<(Vec<Vec<u8>>, Balances), Error> {
         let n = |i: usize| common::parse_counter(old[i]) as i64;
         let (a, b) = (n(0) + 10 - 1, n(1) + 1);
         Ok((
