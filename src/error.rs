@@ -89,6 +89,14 @@ pub enum Error {
         /// The closure's error (written in the message).
         source: BoxError,
     },
+    /// The calling thread asked for a lock it holds itself (a transaction
+    /// it has open on this target, through any handle, clone or batch), so
+    /// waiting would wait forever. Nothing was changed; end the open
+    /// transaction first.
+    HeldByThisThread {
+        /// The target whose lock was asked for.
+        path: Utf8PathBuf,
+    },
     /// The path cannot name a target file.
     InvalidPath {
         /// The offending path (lossily converted if it is not UTF-8).
@@ -127,6 +135,11 @@ impl fmt::Display for Error {
             Error::Aborted { path, source } => {
                 write!(f, "update of `{path}` was aborted: {source}")
             }
+            Error::HeldByThisThread { path } => write!(
+                f,
+                "this thread already holds the lock on `{path}` (it has a transaction open on it); \
+                 asking for it again would wait forever"
+            ),
             Error::InvalidPath { path, reason } => {
                 write!(f, "cannot use `{path}` as a target: {reason}")
             }
@@ -146,6 +159,7 @@ impl std::error::Error for Error {
             Error::Aborted { source, .. } => source.source(),
             Error::Timeout { .. }
             | Error::Conflict { .. }
+            | Error::HeldByThisThread { .. }
             | Error::InvalidPath { .. }
             | Error::Symlink { .. } => None,
         }
@@ -159,7 +173,8 @@ impl Error {
     /// [`TimedOut`](io::ErrorKind::TimedOut), [`Error::Conflict`] is
     /// [`AlreadyExists`](io::ErrorKind::AlreadyExists), [`Error::InvalidPath`] and
     /// [`Error::Symlink`] are [`InvalidInput`](io::ErrorKind::InvalidInput) and
-    /// [`Error::Aborted`] is [`Other`](io::ErrorKind::Other).
+    /// [`Error::Aborted`] is [`Other`](io::ErrorKind::Other) and
+    /// [`Error::HeldByThisThread`] is [`Deadlock`](io::ErrorKind::Deadlock).
     ///
     /// # Examples
     ///
@@ -174,6 +189,7 @@ impl Error {
             Error::Conflict { .. } => io::ErrorKind::AlreadyExists,
             Error::InvalidPath { .. } | Error::Symlink { .. } => io::ErrorKind::InvalidInput,
             Error::Aborted { .. } => io::ErrorKind::Other,
+            Error::HeldByThisThread { .. } => io::ErrorKind::Deadlock,
         }
     }
 
