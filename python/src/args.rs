@@ -76,7 +76,7 @@ fn choice(name: &str, got: &str, allowed: &str) -> PyErr {
 /// A target path from a `str`, `bytes` or `os.PathLike`. The library names
 /// files by UTF-8 paths; any other name is refused with `txfile.Error`.
 pub(crate) fn target_path(py: Python<'_>, path: &Bound<'_, PyAny>) -> PyResult<Utf8PathBuf> {
-    let path: PathBuf = path.extract()?;
+    let path = fspath(path)?;
     Utf8PathBuf::from_path_buf(path).map_err(|path| {
         let shown = path.to_string_lossy().into_owned();
         new_error(
@@ -89,6 +89,29 @@ pub(crate) fn target_path(py: Python<'_>, path: &Bound<'_, PyAny>) -> PyResult<U
         )
         .unwrap_or_else(|e| e)
     })
+}
+
+/// `os.fspath(path)` as a `PathBuf`: from `str` (non-UTF-8 names arrive
+/// with surrogate escapes and are encoded back) or, on Unix, from `bytes`.
+fn fspath(path: &Bound<'_, PyAny>) -> PyResult<PathBuf> {
+    let path = path.py().import("os")?.getattr("fspath")?.call1((path,))?;
+    if let Ok(bytes) = path.cast::<PyBytes>() {
+        return bytes_path(bytes.as_bytes());
+    }
+    path.extract()
+}
+
+#[cfg(unix)]
+fn bytes_path(bytes: &[u8]) -> PyResult<PathBuf> {
+    use std::os::unix::ffi::OsStrExt;
+    Ok(PathBuf::from(std::ffi::OsStr::from_bytes(bytes)))
+}
+
+#[cfg(not(unix))]
+fn bytes_path(_bytes: &[u8]) -> PyResult<PathBuf> {
+    Err(PyTypeError::new_err(
+        "bytes paths are only supported on Unix",
+    ))
 }
 
 /// The bytes of a bytes-like object (`bytes`, `bytearray`, `memoryview` or

@@ -1,9 +1,19 @@
 import os
 from collections.abc import Callable, Iterable, Sequence
 from types import TracebackType
-from typing import Literal, Optional, Union
+from typing import Literal, Optional, Union, final
 
 from typing_extensions import Buffer, Self
+
+__all__ = [
+    "Batch",
+    "ConflictError",
+    "Error",
+    "LockTimeout",
+    "Transaction",
+    "TxFile",
+    "__version__",
+]
 
 __version__: str
 
@@ -16,6 +26,7 @@ class Error(OSError): ...
 class LockTimeout(Error, TimeoutError): ...
 class ConflictError(Error): ...
 
+@final
 class TxFile:
     def __new__(
         cls,
@@ -36,6 +47,7 @@ class TxFile:
     def begin(self) -> Transaction: ...
     def try_begin(self) -> Optional[Transaction]: ...
 
+@final
 class Transaction:
     @property
     def path(self) -> str: ...
@@ -53,6 +65,7 @@ class Transaction:
         /,
     ) -> bool: ...
 
+@final
 class Batch:
     def __new__(
         cls,

@@ -1,0 +1,86 @@
+"""Waiting for a lock held by another process: timeouts, try_begin, the GIL."""
+
+from __future__ import annotations
+
+import threading
+import time
+from pathlib import Path
+
+import pytest
+
+import txfile
+from conftest import held_by_flock
+
+
+def test_lock_timeout_while_flock_holds_the_guard(tmp_path: Path, flock_cmd: str) -> None:
+    """begin() raises LockTimeout after the timeout, and other Python threads
+    keep running while it waits (the GIL is released)."""
+    path = tmp_path / "data"
+    timeout = 0.5
+    f = txfile.TxFile(path, timeout=timeout)
+    ticks = 0
+    stop = threading.Event()
+
+    def spin() -> None:
+        nonlocal ticks
+        while not stop.is_set():
+            ticks += 1
+
+    with held_by_flock(flock_cmd, f.guard_path, tmp_path):
+        spinner = threading.Thread(target=spin)
+        spinner.start()
+        try:
+            time.sleep(0.05)
+            before = ticks
+            started = time.monotonic()
+            with pytest.raises(txfile.LockTimeout) as caught:
+                f.begin()
+            waited = time.monotonic() - started
+            during = ticks - before
+        finally:
+            stop.set()
+            spinner.join()
+    e = caught.value
+    assert isinstance(e, TimeoutError) and isinstance(e, txfile.Error)
+    assert e.filename == str(path)
+    assert str(path) in str(e) and "timed out" in str(e)
+    assert waited >= timeout
+    # Holding the GIL for the whole wait would leave the spinner at 0.
+    assert during > 1000, f"the other thread ran only {during} loops during a {waited:.2f} s wait"
+    assert not path.exists()
+    # Free again once flock(1) is gone.
+    f.update(lambda old: b"after")
+    assert f.read() == b"after"
+
+
+def test_update_and_try_begin_while_flock_holds_the_guard(tmp_path: Path, flock_cmd: str) -> None:
+    path = tmp_path / "data"
+    f = txfile.TxFile(path, timeout=0.2)
+    f.update(lambda old: b"v1")
+    with held_by_flock(flock_cmd, f.guard_path, tmp_path):
+        assert f.try_begin() is None
+        called = []
+        with pytest.raises(txfile.LockTimeout):
+            f.update(lambda old: called.append(old) or b"v2")  # type: ignore[func-returns-value]
+        assert called == []
+        assert f.read() == b"v1"  # reading takes no lock
+    tx = f.try_begin()
+    assert tx is not None
+    tx.rollback()
+
+
+def test_waiting_thread_gets_the_lock_when_flock_lets_go(tmp_path: Path, flock_cmd: str) -> None:
+    path = tmp_path / "data"
+    f = txfile.TxFile(path)
+    done = threading.Event()
+
+    def writer() -> None:
+        f.update(lambda old: b"written")
+        done.set()
+
+    with held_by_flock(flock_cmd, f.guard_path, tmp_path):
+        t = threading.Thread(target=writer)
+        t.start()
+        assert not done.wait(0.3)
+    t.join(30)
+    assert done.is_set() and f.read() == b"written"
