@@ -12,26 +12,26 @@ use txfile::{Durability, LockStyle, Options, Symlinks};
 
 use crate::errors::new_error;
 
-/// The keyword arguments shared by `TxFile` and `Batch`, as `Options`.
+/// The keyword arguments shared by `TxFile` and `Batch`, as `Options` and
+/// the timeout (which the caller applies: see `wait`).
 pub(crate) fn options(
     timeout: Option<f64>,
     durability: &str,
     lock_style: &str,
     symlinks: &str,
     mode: Option<u32>,
-) -> PyResult<Options> {
+) -> PyResult<(Options, Option<Duration>)> {
     let mut options = Options::new();
-    if let Some(seconds) = timeout {
-        if seconds.is_nan() || seconds < 0.0 {
+    let timeout = match timeout {
+        Some(seconds) if seconds.is_nan() || seconds < 0.0 => {
             return Err(PyValueError::new_err(format!(
                 "timeout must be a number of seconds >= 0 or None, not {seconds}"
             )));
         }
         // An infinite timeout is no timeout: wait as long as it takes.
-        if let Ok(timeout) = Duration::try_from_secs_f64(seconds) {
-            options = options.timeout(timeout);
-        }
-    }
+        Some(seconds) => Duration::try_from_secs_f64(seconds).ok(),
+        None => None,
+    };
     options = options.durability(match durability {
         "full" => Durability::Full,
         "none" => Durability::None,
@@ -56,7 +56,7 @@ pub(crate) fn options(
         }
         options = set_mode(options, mode)?;
     }
-    Ok(options)
+    Ok((options, timeout))
 }
 
 #[cfg(unix)]

@@ -1,18 +1,40 @@
 //! `txfile.Batch`: all-or-nothing updates of several files.
 
-use camino::Utf8PathBuf;
+use std::io::Write;
+use std::time::Duration;
+
+use camino::{Utf8Path, Utf8PathBuf};
 use pyo3::exceptions::{PyTypeError, PyValueError};
 use pyo3::prelude::*;
 use pyo3::types::{PyBytes, PyList, PyString};
 
-use crate::args;
-use crate::errors::{Raised, to_py_err};
+use crate::errors::{from_io, to_py_err};
+use crate::{args, wait};
+
+/// A batch transaction that owns (a clone of) its batch, so that it can
+/// cross a `Python::detach`.
+#[ouroboros::self_referencing]
+struct OwnedBatch {
+    batch: txfile::Batch,
+    #[borrows(batch)]
+    #[covariant]
+    tx: Option<txfile::BatchTransaction<'this>>,
+}
 
 /// Several files updated as one.
 #[pyclass(module = "txfile", name = "Batch", frozen)]
 #[derive(Debug)]
 pub(crate) struct Batch {
+    /// Members opened with a timeout of one wait slice (see `wait`).
     batch: txfile::Batch,
+    /// The user's timeout: `None` waits as long as it takes.
+    timeout: Option<Duration>,
+}
+
+impl Batch {
+    fn first_path(&self) -> &Utf8Path {
+        self.batch.members()[0].path()
+    }
 }
 
 #[pymethods]
@@ -28,7 +50,8 @@ impl Batch {
         symlinks: &str,
         mode: Option<u32>,
     ) -> PyResult<Self> {
-        let options = args::options(timeout, durability, lock_style, symlinks, mode)?;
+        let (options, timeout) = args::options(timeout, durability, lock_style, symlinks, mode)?;
+        let options = options.timeout(wait::slice(timeout));
         // A single path is iterable too (characters or bytes), so refuse it
         // rather than open one target per character.
         let fspath = py.import("os")?.getattr("PathLike")?;
@@ -53,7 +76,7 @@ impl Batch {
                 txfile::Batch::new(files)
             })
             .map_err(|e| to_py_err(py, e))?;
-        Ok(Batch { batch })
+        Ok(Batch { batch, timeout })
     }
 
     /// The members' paths, in the order given.
@@ -67,41 +90,40 @@ impl Batch {
     }
 
     /// Replaces every member's contents with what `fn(old)` returns for
-    /// their current contents, as one all-or-nothing commit.
+    /// their current contents, as one all-or-nothing commit. If `fn`
+    /// raises, its exception propagates and nothing is written.
     #[pyo3(signature = (r#fn, /))]
-    fn update(&self, py: Python<'_>, r#fn: Bound<'_, PyAny>) -> PyResult<()> {
-        let function = r#fn.unbind();
-        let count = self.batch.members().len();
-        let mut raised = None;
-        let result = py.detach(|| {
-            self.batch.update(|old| {
-                Python::attach(|py| {
-                    let old = old
-                        .iter()
-                        .map(|member| member.map(|bytes| PyBytes::new(py, bytes)));
-                    let new = PyList::new(py, old)
-                        .and_then(|old| function.bind(py).call1((old,)))
-                        .and_then(|new| contents(&new, count));
-                    new.map_err(|e| {
-                        raised = Some(e);
-                        Raised
-                    })
-                })
+    fn update(&self, py: Python<'_>, r#fn: &Bound<'_, PyAny>) -> PyResult<()> {
+        let mut owned = wait::locked(py, self.timeout, self.first_path(), || {
+            OwnedBatch::try_new(self.batch.clone(), |batch| batch.begin().map(Some))
+        })?;
+        let new = match call_update(py, &mut owned, r#fn) {
+            Ok(new) => new,
+            Err(err) => {
+                // Rolls back: removes nothing but releases the locks.
+                py.detach(|| drop(owned));
+                return Err(err);
+            }
+        };
+        py.detach(|| {
+            owned.with_tx_mut(|tx| {
+                let Some(mut tx) = tx.take() else {
+                    return Ok(Ok(()));
+                };
+                for (member, contents) in tx.members_mut().iter_mut().zip(&new) {
+                    member.write_all(contents)?;
+                }
+                Ok(tx.commit())
             })
-        });
-        match (result, raised) {
-            (_, Some(err)) => Err(err),
-            (Ok(()), None) => Ok(()),
-            (Err(err), None) => Err(to_py_err(py, err)),
-        }
+        })
+        .map_err(|e| from_io(py, e))?
+        .map_err(|e| to_py_err(py, e))
     }
 
     /// Every member's contents (None for a missing file), as one consistent
     /// state of the batch.
     fn read<'py>(&self, py: Python<'py>) -> PyResult<Bound<'py, PyList>> {
-        let contents = py
-            .detach(|| self.batch.read())
-            .map_err(|e| to_py_err(py, e))?;
+        let contents = wait::locked(py, self.timeout, self.first_path(), || self.batch.read())?;
         PyList::new(
             py,
             contents
@@ -114,6 +136,37 @@ impl Batch {
         let paths = PyList::new(py, self.paths())?.repr()?;
         Ok(format!("txfile.Batch({paths})"))
     }
+}
+
+/// Reads every member's old contents (without the GIL), calls the update
+/// function on them and checks what it returned.
+fn call_update(
+    py: Python<'_>,
+    owned: &mut OwnedBatch,
+    function: &Bound<'_, PyAny>,
+) -> PyResult<Vec<Vec<u8>>> {
+    // The library keeps what it read, so the second pass reads nothing.
+    py.detach(|| {
+        owned.with_tx_mut(|tx| {
+            tx.iter_mut()
+                .flat_map(|tx| tx.members_mut())
+                .try_for_each(|member| member.old_bytes().map(|_| ()))
+        })
+    })
+    .map_err(|e| to_py_err(py, e))?;
+    let old = owned.with_tx_mut(|tx| {
+        tx.iter_mut()
+            .flat_map(|tx| tx.members_mut())
+            .map(|member| {
+                member
+                    .old_bytes()
+                    .map(|old| old.map(|bytes| PyBytes::new(py, bytes)))
+            })
+            .collect::<Result<Vec<_>, _>>()
+    });
+    let old = PyList::new(py, old.map_err(|e| to_py_err(py, e))?)?;
+    let count = owned.borrow_batch().members().len();
+    contents(&function.call1((old,))?, count)
 }
 
 /// The update function's result: one bytes-like object per member.

@@ -7,20 +7,6 @@ use std::error::Error as _;
 use pyo3::exceptions::PyValueError;
 use pyo3::prelude::*;
 
-/// Why a Rust closure handed to the library failed: the Python function it
-/// called raised, and the exception waits beside the call to be re-raised
-/// unchanged.
-#[derive(Debug)]
-pub(crate) struct Raised;
-
-impl std::fmt::Display for Raised {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.write_str("the Python function raised an exception")
-    }
-}
-
-impl std::error::Error for Raised {}
-
 /// The exception for `err`: its class follows the variant, its message is
 /// the library's (operation, path, cause), and `errno`, `filename` and
 /// `filename2` are set where they apply.

@@ -1,18 +1,30 @@
 //! `txfile.TxFile`: a handle on one target file.
 
-use pyo3::exceptions::PyRuntimeError;
+use std::time::Duration;
+
 use pyo3::prelude::*;
 use pyo3::types::{PyBytes, PyString};
 
-use crate::args;
-use crate::errors::{Raised, to_py_err};
-use crate::transaction::Transaction;
+use crate::errors::{finished, from_io, to_py_err};
+use crate::transaction::{Owned, Transaction};
+use crate::{args, wait};
 
 /// A handle on one target file, for locked, atomic, durable updates.
 #[pyclass(module = "txfile", name = "TxFile", frozen)]
 #[derive(Debug)]
 pub(crate) struct TxFile {
+    /// Opened with a timeout of one wait slice (see `wait`).
     file: txfile::TxFile,
+    /// The user's timeout: `None` waits as long as it takes.
+    timeout: Option<Duration>,
+}
+
+impl TxFile {
+    fn begin_owned(&self, py: Python<'_>) -> PyResult<Owned> {
+        wait::locked(py, self.timeout, self.file.path(), || {
+            Owned::begin(self.file.clone())
+        })
+    }
 }
 
 #[pymethods]
@@ -28,12 +40,13 @@ impl TxFile {
         symlinks: &str,
         mode: Option<u32>,
     ) -> PyResult<Self> {
-        let options = args::options(timeout, durability, lock_style, symlinks, mode)?;
+        let (options, timeout) = args::options(timeout, durability, lock_style, symlinks, mode)?;
+        let options = options.timeout(wait::slice(timeout));
         let path = args::target_path(py, path)?;
         let file = py
             .detach(|| options.open(&path))
             .map_err(|e| to_py_err(py, e))?;
-        Ok(TxFile { file })
+        Ok(TxFile { file, timeout })
     }
 
     /// The file this handle replaces, absolute, after resolving symbolic
@@ -58,51 +71,67 @@ impl TxFile {
         Ok(contents.map(|bytes| PyBytes::new(py, &bytes)))
     }
 
-    /// Replaces the contents with `fn(old)`, under the lock.
+    /// Replaces the contents with `fn(old)`, under the lock. If `fn`
+    /// raises, its exception propagates and nothing is written.
     #[pyo3(signature = (r#fn, /))]
-    fn update(&self, py: Python<'_>, r#fn: Bound<'_, PyAny>) -> PyResult<()> {
-        let function = r#fn.unbind();
-        let mut raised = None;
-        let result = py.detach(|| {
-            self.file.update(|old| {
-                Python::attach(|py| {
-                    let old = old.map(|bytes| PyBytes::new(py, bytes));
-                    let new = function.bind(py).call1((old,)).and_then(|new| {
-                        args::bytes_like(&new, "the update function's result")
-                            .map(|bytes| bytes.into_owned())
-                    });
-                    new.map_err(|e| {
-                        raised = Some(e);
-                        Raised
-                    })
-                })
-            })
-        });
-        match (result, raised) {
-            (_, Some(err)) => Err(err),
-            (Ok(()), None) => Ok(()),
-            (Err(err), None) => Err(to_py_err(py, err)),
-        }
+    fn update(&self, py: Python<'_>, r#fn: &Bound<'_, PyAny>) -> PyResult<()> {
+        let mut owned = self.begin_owned(py)?;
+        let new = match call_update(py, &mut owned, r#fn) {
+            Ok(new) => new,
+            Err(err) => {
+                // Rolls back: removes nothing but may release locks.
+                py.detach(|| drop(owned));
+                return Err(err);
+            }
+        };
+        let data = args::bytes_like(&new, "the update function's result");
+        let data = match data {
+            Ok(data) => data,
+            Err(err) => {
+                py.detach(|| drop(owned));
+                return Err(err);
+            }
+        };
+        let data: &[u8] = &data;
+        py.detach(|| owned.commit_with(data))
+            .map_err(|e| from_io(py, e))?
+            .map_err(|e| to_py_err(py, e))
     }
 
     /// Starts a transaction, waiting for the lock as long as the timeout
     /// allows.
     fn begin(&self, py: Python<'_>) -> PyResult<Transaction> {
-        let file = self.file.clone();
-        py.detach(|| Transaction::start(file, |file| file.begin().map(Some)))
-            .map_err(|e| to_py_err(py, e))?
-            .ok_or_else(|| PyRuntimeError::new_err("the lock was not taken"))
+        self.begin_owned(py).map(Transaction::new)
     }
 
     /// Starts a transaction if the lock is free right now, else returns None.
     fn try_begin(&self, py: Python<'_>) -> PyResult<Option<Transaction>> {
-        let file = self.file.clone();
-        py.detach(|| Transaction::start(file, |file| file.try_begin()))
-            .map_err(|e| to_py_err(py, e))
+        let owned = py
+            .detach(|| Owned::try_begin(self.file.clone()))
+            .map_err(|e| to_py_err(py, e))?;
+        Ok(owned.map(Transaction::new))
     }
 
     fn __repr__(&self, py: Python<'_>) -> PyResult<String> {
         let path = PyString::new(py, self.file.path().as_str()).repr()?;
         Ok(format!("txfile.TxFile({path})"))
     }
+}
+
+/// Reads the old contents (without the GIL) and calls the update function
+/// on them; returns what it returned.
+fn call_update<'py>(
+    py: Python<'py>,
+    owned: &mut Owned,
+    function: &Bound<'py, PyAny>,
+) -> PyResult<Bound<'py, PyAny>> {
+    // The library keeps what it read, so the second call reads nothing.
+    py.detach(|| owned.with(|tx| tx.old_bytes().map(|_| ())))
+        .ok_or_else(finished)?
+        .map_err(|e| to_py_err(py, e))?;
+    let old = owned
+        .with(|tx| tx.old_bytes().map(|old| old.map(|bytes| PyBytes::new(py, bytes))))
+        .ok_or_else(finished)?
+        .map_err(|e| to_py_err(py, e))?;
+    function.call1((old,))
 }

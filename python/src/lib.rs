@@ -11,6 +11,7 @@ mod batch;
 mod errors;
 mod file;
 mod transaction;
+mod wait;
 
 use pyo3::prelude::*;
 

@@ -15,11 +15,67 @@ use crate::args;
 use crate::errors::{finished, from_io, to_py_err};
 
 #[ouroboros::self_referencing]
-struct Owned {
+struct OwnedInner {
     file: txfile::TxFile,
     #[borrows(file)]
     #[covariant]
     tx: Option<txfile::Transaction<'this>>,
+}
+
+/// A library transaction that owns (a clone of) its handle, so it can live
+/// in a Python object or cross a `Python::detach`.
+pub(crate) struct Owned(OwnedInner);
+
+impl Owned {
+    /// Starts a transaction, waiting for the lock as long as `file`'s
+    /// timeout allows (one slice: see `wait`).
+    pub(crate) fn begin(file: txfile::TxFile) -> Result<Owned, txfile::Error> {
+        OwnedInner::try_new(file, |file| file.begin().map(Some)).map(Owned)
+    }
+
+    /// Starts a transaction if the lock is free right now.
+    pub(crate) fn try_begin(file: txfile::TxFile) -> Result<Option<Owned>, txfile::Error> {
+        let owned = OwnedInner::try_new(file, |file| file.try_begin())?;
+        Ok(owned.borrow_tx().is_some().then_some(Owned(owned)))
+    }
+
+    pub(crate) fn path(&self) -> &camino::Utf8Path {
+        self.0.borrow_file().path()
+    }
+
+    /// Runs `f` on the transaction (`None` cannot happen: only `finish`
+    /// ends it, and that consumes `self`).
+    pub(crate) fn with<R>(
+        &mut self,
+        f: impl FnOnce(&mut txfile::Transaction<'_>) -> R,
+    ) -> Option<R> {
+        self.0.with_tx_mut(|tx| tx.as_mut().map(f))
+    }
+
+    /// Makes `data` the new contents and commits.
+    pub(crate) fn commit_with(
+        mut self,
+        data: &[u8],
+    ) -> Result<Result<(), txfile::Error>, std::io::Error> {
+        if let Some(written) = self.with(|tx| tx.write_all(data)) {
+            written?;
+        }
+        Ok(self.finish(true))
+    }
+
+    /// Commits the transaction or, with `commit == false`, rolls it back.
+    pub(crate) fn finish(mut self, commit: bool) -> Result<(), txfile::Error> {
+        self.0.with_tx_mut(|tx| match tx.take() {
+            Some(tx) if commit => tx.commit(),
+            _ => Ok(()),
+        })
+    }
+}
+
+impl std::fmt::Debug for Owned {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_tuple("Owned").field(&self.path()).finish()
+    }
 }
 
 /// One locked read-modify-write of a `TxFile`'s target.
@@ -41,24 +97,12 @@ impl std::fmt::Debug for Transaction {
 }
 
 impl Transaction {
-    /// Runs `begin` on an owned clone of `file`: `Ok(None)` when it gave no
-    /// transaction (the lock was busy).
-    pub(crate) fn start(
-        file: txfile::TxFile,
-        begin: impl for<'a> FnOnce(
-            &'a txfile::TxFile,
-        ) -> Result<Option<txfile::Transaction<'a>>, txfile::Error>,
-    ) -> Result<Option<Transaction>, txfile::Error> {
-        let path = file.path().to_string();
-        let owned = Owned::try_new(file, begin)?;
-        if owned.borrow_tx().is_none() {
-            return Ok(None);
-        }
-        Ok(Some(Transaction {
-            path,
+    pub(crate) fn new(owned: Owned) -> Transaction {
+        Transaction {
+            path: owned.path().to_string(),
             state: Mutex::new(Some(owned)),
             old: OnceLock::new(),
-        }))
+        }
     }
 
     fn state(&self) -> MutexGuard<'_, Option<Owned>> {
@@ -70,27 +114,14 @@ impl Transaction {
         &self,
         f: impl FnOnce(&mut txfile::Transaction<'_>) -> R,
     ) -> Result<R, Finished> {
-        let mut state = self.state();
-        let owned = state.as_mut().ok_or(Finished)?;
-        owned.with_tx_mut(|tx| tx.as_mut().map(f).ok_or(Finished))
+        self.state().as_mut().and_then(|owned| owned.with(f)).ok_or(Finished)
     }
 
     /// Ends the transaction: commits it or, with `commit == false`, rolls
     /// it back. Called without the GIL.
     fn finish(&self, commit: bool) -> Result<Result<(), txfile::Error>, Finished> {
         let owned = self.state().take().ok_or(Finished)?;
-        let mut owned = owned;
-        let tx = owned.with_tx_mut(|tx| {
-            tx.take().map(|tx| {
-                if commit {
-                    tx.commit()
-                } else {
-                    tx.rollback();
-                    Ok(())
-                }
-            })
-        });
-        tx.ok_or(Finished)
+        Ok(owned.finish(commit))
     }
 }
 

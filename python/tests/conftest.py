@@ -62,13 +62,16 @@ def wait_for(path: Path, proc: subprocess.Popen[bytes], limit: float = 30.0) -> 
 
 
 @contextmanager
-def held_by_flock(flock_cmd: str, guard: str | os.PathLike[str], tmp_path: Path) -> Iterator[None]:
-    """flock(1) holds an exclusive lock on `guard` until the block ends."""
+def held_by_flock(
+    flock_cmd: str, guard: str | os.PathLike[str], tmp_path: Path, seconds: int = 120
+) -> Iterator[None]:
+    """flock(1) holds an exclusive lock on `guard` until the block ends (or
+    `seconds` pass)."""
     ready = tmp_path / "flock-ready"
     # -o: the command does not inherit the locked descriptor, so killing
     # flock's process group releases the lock at once.
     proc = subprocess.Popen(
-        [flock_cmd, "-o", str(guard), "sh", "-c", f"touch '{ready}'; exec sleep 120"],
+        [flock_cmd, "-o", str(guard), "sh", "-c", f"touch '{ready}'; exec sleep {seconds}"],
         start_new_session=True,
     )
     try:
