@@ -2,10 +2,12 @@
 
 use std::time::Duration;
 
+use pyo3::exceptions::PyOSError;
 use pyo3::prelude::*;
 use pyo3::types::{PyBytes, PyString};
 
 use crate::errors::{finished, from_io, to_py_err};
+use crate::mutant::{self, Mutant};
 use crate::transaction::{Owned, Transaction};
 use crate::{args, wait};
 
@@ -81,9 +83,17 @@ impl TxFile {
             Err(err) => {
                 // Rolls back: removes nothing but may release locks.
                 py.detach(|| drop(owned));
+                if mutant::active() == Mutant::SwallowUpdateError {
+                    return Err(PyOSError::new_err(err.to_string()));
+                }
                 return Err(err);
             }
         };
+        if mutant::active() == Mutant::UnlockedCallback {
+            // The lock was dropped while the function ran (here: after).
+            drop(owned);
+            owned = self.begin_owned(py)?;
+        }
         let data = args::bytes_like(&new, "the update function's result");
         let data = match data {
             Ok(data) => data,
@@ -130,7 +140,10 @@ fn call_update<'py>(
         .ok_or_else(finished)?
         .map_err(|e| to_py_err(py, e))?;
     let old = owned
-        .with(|tx| tx.old_bytes().map(|old| old.map(|bytes| PyBytes::new(py, bytes))))
+        .with(|tx| {
+            tx.old_bytes()
+                .map(|old| old.map(|bytes| PyBytes::new(py, bytes)))
+        })
         .ok_or_else(finished)?
         .map_err(|e| to_py_err(py, e))?;
     function.call1((old,))

@@ -10,6 +10,7 @@ mod args;
 mod batch;
 mod errors;
 mod file;
+mod mutant;
 mod transaction;
 mod wait;
 
@@ -21,5 +22,7 @@ fn _txfile(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_class::<transaction::Transaction>()?;
     m.add_class::<batch::Batch>()?;
     m.add("__version__", env!("CARGO_PKG_VERSION"))?;
+    #[cfg(feature = "mutants")]
+    m.add_function(pyo3::wrap_pyfunction!(mutant::_set_mutant, m)?)?;
     Ok(())
 }

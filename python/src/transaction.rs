@@ -13,6 +13,7 @@ use pyo3::types::{PyBytes, PyString, PyType};
 
 use crate::args;
 use crate::errors::{finished, from_io, to_py_err};
+use crate::mutant::{self, Mutant};
 
 #[ouroboros::self_referencing]
 struct OwnedInner {
@@ -114,7 +115,10 @@ impl Transaction {
         &self,
         f: impl FnOnce(&mut txfile::Transaction<'_>) -> R,
     ) -> Result<R, Finished> {
-        self.state().as_mut().and_then(|owned| owned.with(f)).ok_or(Finished)
+        self.state()
+            .as_mut()
+            .and_then(|owned| owned.with(f))
+            .ok_or(Finished)
     }
 
     /// Ends the transaction: commits it or, with `commit == false`, rolls
@@ -206,7 +210,7 @@ impl Transaction {
         _exc_value: Option<&Bound<'_, PyAny>>,
         _traceback: Option<&Bound<'_, PyAny>>,
     ) -> PyResult<bool> {
-        let commit = exc_type.is_none();
+        let commit = exc_type.is_none() || mutant::active() == Mutant::ExitAlwaysCommits;
         // Already finished by the block itself: nothing left to do.
         if let Ok(result) = py.detach(|| self.finish(commit)) {
             result.map_err(|e| to_py_err(py, e))?;

@@ -16,6 +16,7 @@ use camino::Utf8Path;
 use pyo3::prelude::*;
 
 use crate::errors::to_py_err;
+use crate::mutant::{self, Mutant};
 
 /// The longest the GIL-less wait lasts before signal handlers get to run.
 pub(crate) const SLICE: Duration = Duration::from_millis(100);
@@ -37,9 +38,16 @@ pub(crate) fn locked<T: Send>(
 ) -> PyResult<T> {
     let deadline = timeout.map(|timeout| Instant::now() + timeout);
     loop {
-        match py.detach(&mut attempt) {
+        let result = if mutant::active() == Mutant::HoldGil {
+            attempt()
+        } else {
+            py.detach(&mut attempt)
+        };
+        match result {
             Err(txfile::Error::Timeout { .. }) => {
-                py.check_signals()?;
+                if mutant::active() != Mutant::NoSignalCheck {
+                    py.check_signals()?;
+                }
                 if deadline.is_some_and(|deadline| Instant::now() >= deadline) {
                     return Err(to_py_err(
                         py,

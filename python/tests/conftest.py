@@ -24,6 +24,14 @@ LockStyle = Literal["flock", "posix"]
 # the installed package instead.
 sys.path[:] = [p for p in sys.path if Path(p or ".").resolve() != REPO / "python"]
 
+# CI's mutant checks (.ci/run) install a build with the `mutants` feature and
+# pick a deliberately broken variant here, in every process that imports
+# the tests' helpers (spawned workers included).
+if os.environ.get("TXFILE_MUTANT"):
+    import txfile._txfile
+
+    getattr(txfile._txfile, "_set_mutant")(os.environ["TXFILE_MUTANT"])
+
 
 def require(what: str, found: object) -> None:
     """Skips with a reason on a user's machine; fails in CI, where nothing may skip."""
