@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import importlib
 import os
 import shutil
 import signal
@@ -28,9 +29,7 @@ sys.path[:] = [p for p in sys.path if Path(p or ".").resolve() != REPO / "python
 # pick a deliberately broken variant here, in every process that imports
 # the tests' helpers (spawned workers included).
 if os.environ.get("TXFILE_MUTANT"):
-    import txfile._txfile
-
-    getattr(txfile._txfile, "_set_mutant")(os.environ["TXFILE_MUTANT"])
+    importlib.import_module("txfile._txfile")._set_mutant(os.environ["TXFILE_MUTANT"])
 
 
 def require(what: str, found: object) -> None:

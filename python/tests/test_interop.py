@@ -45,5 +45,6 @@ def test_python_and_cli_exclude_each_other(tmp_path: Path, txfile_cli: str, lock
 
     # Both sides update the same file in turn and see each other's work.
     subprocess.run([txfile_cli, "edit", *style, str(path), "--", "sh", "-c", "cat; echo from the command"], check=True)
-    f.update(lambda old: (old or b"") + b"python again\n")
+    later = txfile.TxFile(path, lock_style=lock_style, timeout=30)
+    later.update(lambda old: (old or b"") + b"python again\n")
     assert f.read() == b"from python\nfrom the command\npython again\n"
