@@ -8,7 +8,7 @@ use pyo3::exceptions::{PyTypeError, PyValueError};
 use pyo3::prelude::*;
 use pyo3::types::{PyBytes, PyList, PyString};
 
-use crate::errors::{from_io, to_py_err};
+use crate::errors::{Failure, to_py_err};
 use crate::{args, wait};
 
 /// A batch transaction that owns (a clone of) its batch, so that it can
@@ -97,27 +97,10 @@ impl Batch {
         let mut owned = wait::locked(py, self.timeout, self.first_path(), || {
             OwnedBatch::try_new(self.batch.clone(), |batch| batch.begin().map(Some))
         })?;
-        let new = match call_update(py, &mut owned, r#fn) {
-            Ok(new) => new,
-            Err(err) => {
-                // Rolls back: removes nothing but releases the locks.
-                py.detach(|| drop(owned));
-                return Err(err);
-            }
-        };
-        py.detach(|| {
-            owned.with_tx_mut(|tx| {
-                let Some(mut tx) = tx.take() else {
-                    return Ok(Ok(()));
-                };
-                for (member, contents) in tx.members_mut().iter_mut().zip(&new) {
-                    member.write_all(contents)?;
-                }
-                Ok(tx.commit())
-            })
-        })
-        .map_err(|e| from_io(py, e))?
-        .map_err(|e| to_py_err(py, e))
+        let result = update_in(py, &mut owned, r#fn);
+        // What did not commit rolls back here, without the GIL.
+        py.detach(|| drop(owned));
+        result
     }
 
     /// Every member's contents (None for a missing file), as one consistent
@@ -138,14 +121,11 @@ impl Batch {
     }
 }
 
-/// Reads every member's old contents (without the GIL), calls the update
-/// function on them and checks what it returned.
-fn call_update(
-    py: Python<'_>,
-    owned: &mut OwnedBatch,
-    function: &Bound<'_, PyAny>,
-) -> PyResult<Vec<Vec<u8>>> {
-    // The library keeps what it read, so the second pass reads nothing.
+/// Reads every member's old contents, calls `function` on them and
+/// commits what it returns.
+fn update_in(py: Python<'_>, owned: &mut OwnedBatch, function: &Bound<'_, PyAny>) -> PyResult<()> {
+    // Read without the GIL; the library keeps the bytes, so the second
+    // pass, which makes them Python objects, reads nothing.
     py.detach(|| {
         owned.with_tx_mut(|tx| {
             tx.iter_mut()
@@ -158,15 +138,26 @@ fn call_update(
         tx.iter_mut()
             .flat_map(|tx| tx.members_mut())
             .map(|member| {
-                member
-                    .old_bytes()
-                    .map(|old| old.map(|bytes| PyBytes::new(py, bytes)))
+                let old = member.old_bytes()?;
+                Ok(old.map(|bytes| PyBytes::new(py, bytes)))
             })
-            .collect::<Result<Vec<_>, _>>()
+            .collect::<Result<Vec<_>, txfile::Error>>()
     });
     let old = PyList::new(py, old.map_err(|e| to_py_err(py, e))?)?;
     let count = owned.borrow_batch().members().len();
-    contents(&function.call1((old,))?, count)
+    let new = contents(&function.call1((old,))?, count)?;
+    py.detach(|| {
+        owned.with_tx_mut(|tx| {
+            let Some(mut tx) = tx.take() else {
+                return Err(Failure::Finished);
+            };
+            for (member, contents) in tx.members_mut().iter_mut().zip(&new) {
+                member.write_all(contents)?;
+            }
+            Ok(tx.commit()?)
+        })
+    })
+    .map_err(|e| e.into_py(py))
 }
 
 /// The update function's result: one bytes-like object per member.

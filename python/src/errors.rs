@@ -66,9 +66,45 @@ fn message(err: &txfile::Error) -> String {
     message
 }
 
-/// Turns an `io::Error` from the library's `Read`/`Write` implementations
-/// back into the library error it carries.
-pub(crate) fn from_io(py: Python<'_>, err: std::io::Error) -> PyErr {
+/// A failure of work done without the GIL, turned into an exception once
+/// the GIL is back.
+#[derive(Debug)]
+pub(crate) enum Failure {
+    /// The library failed.
+    Txfile(txfile::Error),
+    /// The library's `Read` or `Write` implementation failed (it wraps a
+    /// library error).
+    Io(std::io::Error),
+    /// The transaction was already committed or rolled back.
+    Finished,
+}
+
+impl From<txfile::Error> for Failure {
+    fn from(err: txfile::Error) -> Failure {
+        Failure::Txfile(err)
+    }
+}
+
+impl From<std::io::Error> for Failure {
+    fn from(err: std::io::Error) -> Failure {
+        Failure::Io(err)
+    }
+}
+
+impl Failure {
+    pub(crate) fn into_py(self, py: Python<'_>) -> PyErr {
+        match self {
+            Failure::Txfile(err) => to_py_err(py, err),
+            Failure::Io(err) => from_io(py, err),
+            Failure::Finished => {
+                PyValueError::new_err("the transaction is already committed or rolled back")
+            }
+        }
+    }
+}
+
+/// The library error an `io::Error` from its `Read`/`Write` carries.
+fn from_io(py: Python<'_>, err: std::io::Error) -> PyErr {
     if err.get_ref().is_none() {
         return PyErr::from(err);
     }
@@ -81,9 +117,4 @@ pub(crate) fn from_io(py: Python<'_>, err: std::io::Error) -> PyErr {
         Some(Err(other)) => PyErr::from(std::io::Error::new(kind, other)),
         None => PyErr::from(std::io::Error::from(kind)),
     }
-}
-
-/// Using a transaction after its commit or rollback.
-pub(crate) fn finished() -> PyErr {
-    PyValueError::new_err("the transaction is already committed or rolled back")
 }

@@ -1,12 +1,13 @@
 //! `txfile.TxFile`: a handle on one target file.
 
+use std::io::Write;
 use std::time::Duration;
 
 use pyo3::exceptions::PyOSError;
 use pyo3::prelude::*;
 use pyo3::types::{PyBytes, PyString};
 
-use crate::errors::{finished, from_io, to_py_err};
+use crate::errors::to_py_err;
 use crate::mutant::{self, Mutant};
 use crate::transaction::{Owned, Transaction};
 use crate::{args, wait};
@@ -26,6 +27,45 @@ impl TxFile {
         wait::locked(py, self.timeout, self.file.path(), || {
             Owned::begin(self.file.clone())
         })
+    }
+
+    /// Reads the old contents, calls `function` on them and commits what
+    /// it returns.
+    fn update_in(
+        &self,
+        py: Python<'_>,
+        owned: &mut Owned,
+        function: &Bound<'_, PyAny>,
+    ) -> PyResult<()> {
+        // Read without the GIL; the library keeps the bytes, so the second
+        // call, which makes them a Python object, reads nothing.
+        py.detach(|| owned.with(|tx| tx.old_bytes().map(|_| ())))
+            .map_err(|e| e.into_py(py))?;
+        let old = owned
+            .with(|tx| {
+                let old = tx.old_bytes()?;
+                Ok::<_, txfile::Error>(old.map(|bytes| PyBytes::new(py, bytes)))
+            })
+            .map_err(|e| e.into_py(py))?;
+        let new = match function.call1((old,)) {
+            Ok(new) => new,
+            Err(err) if mutant::active() == Mutant::SwallowUpdateError => {
+                return Err(PyOSError::new_err(err.to_string()));
+            }
+            Err(err) => return Err(err),
+        };
+        let data = args::bytes_like(&new, "the update function's result")?;
+        if mutant::active() == Mutant::UnlockedCallback {
+            // The lock is let go of while the function runs (here: after).
+            let _ = owned.finish(false);
+            *owned = self.begin_owned(py)?;
+        }
+        let data: &[u8] = &data;
+        py.detach(|| {
+            owned.with(|tx| tx.write_all(data))?;
+            owned.finish(true)
+        })
+        .map_err(|e| e.into_py(py))
     }
 }
 
@@ -78,34 +118,11 @@ impl TxFile {
     #[pyo3(signature = (r#fn, /))]
     fn update(&self, py: Python<'_>, r#fn: &Bound<'_, PyAny>) -> PyResult<()> {
         let mut owned = self.begin_owned(py)?;
-        let new = match call_update(py, &mut owned, r#fn) {
-            Ok(new) => new,
-            Err(err) => {
-                // Rolls back: removes nothing but may release locks.
-                py.detach(|| drop(owned));
-                if mutant::active() == Mutant::SwallowUpdateError {
-                    return Err(PyOSError::new_err(err.to_string()));
-                }
-                return Err(err);
-            }
-        };
-        if mutant::active() == Mutant::UnlockedCallback {
-            // The lock was dropped while the function ran (here: after).
-            drop(owned);
-            owned = self.begin_owned(py)?;
-        }
-        let data = args::bytes_like(&new, "the update function's result");
-        let data = match data {
-            Ok(data) => data,
-            Err(err) => {
-                py.detach(|| drop(owned));
-                return Err(err);
-            }
-        };
-        let data: &[u8] = &data;
-        py.detach(|| owned.commit_with(data))
-            .map_err(|e| from_io(py, e))?
-            .map_err(|e| to_py_err(py, e))
+        let result = self.update_in(py, &mut owned, r#fn);
+        // What did not commit rolls back here: its temporary file is
+        // removed, without the GIL.
+        py.detach(|| drop(owned));
+        result
     }
 
     /// Starts a transaction, waiting for the lock as long as the timeout
@@ -126,25 +143,4 @@ impl TxFile {
         let path = PyString::new(py, self.file.path().as_str()).repr()?;
         Ok(format!("txfile.TxFile({path})"))
     }
-}
-
-/// Reads the old contents (without the GIL) and calls the update function
-/// on them; returns what it returned.
-fn call_update<'py>(
-    py: Python<'py>,
-    owned: &mut Owned,
-    function: &Bound<'py, PyAny>,
-) -> PyResult<Bound<'py, PyAny>> {
-    // The library keeps what it read, so the second call reads nothing.
-    py.detach(|| owned.with(|tx| tx.old_bytes().map(|_| ())))
-        .ok_or_else(finished)?
-        .map_err(|e| to_py_err(py, e))?;
-    let old = owned
-        .with(|tx| {
-            tx.old_bytes()
-                .map(|old| old.map(|bytes| PyBytes::new(py, bytes)))
-        })
-        .ok_or_else(finished)?
-        .map_err(|e| to_py_err(py, e))?;
-    function.call1((old,))
 }

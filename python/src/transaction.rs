@@ -12,7 +12,7 @@ use pyo3::prelude::*;
 use pyo3::types::{PyBytes, PyString, PyType};
 
 use crate::args;
-use crate::errors::{finished, from_io, to_py_err};
+use crate::errors::Failure;
 use crate::mutant::{self, Mutant};
 
 #[ouroboros::self_referencing]
@@ -24,7 +24,8 @@ struct OwnedInner {
 }
 
 /// A library transaction that owns (a clone of) its handle, so it can live
-/// in a Python object or cross a `Python::detach`.
+/// in a Python object or cross a `Python::detach`. Dropping it unfinished
+/// rolls back.
 pub(crate) struct Owned(OwnedInner);
 
 impl Owned {
@@ -40,35 +41,35 @@ impl Owned {
         Ok(owned.borrow_tx().is_some().then_some(Owned(owned)))
     }
 
-    pub(crate) fn path(&self) -> &camino::Utf8Path {
+    fn path(&self) -> &camino::Utf8Path {
         self.0.borrow_file().path()
     }
 
-    /// Runs `f` on the transaction (`None` cannot happen: only `finish`
-    /// ends it, and that consumes `self`).
-    pub(crate) fn with<R>(
+    fn is_open(&self) -> bool {
+        self.0.borrow_tx().is_some()
+    }
+
+    /// Runs `f` on the transaction unless it is finished.
+    pub(crate) fn with<R, E: Into<Failure>>(
         &mut self,
-        f: impl FnOnce(&mut txfile::Transaction<'_>) -> R,
-    ) -> Option<R> {
-        self.0.with_tx_mut(|tx| tx.as_mut().map(f))
+        f: impl FnOnce(&mut txfile::Transaction<'_>) -> Result<R, E>,
+    ) -> Result<R, Failure> {
+        self.0.with_tx_mut(|tx| match tx {
+            Some(tx) => f(tx).map_err(Into::into),
+            None => Err(Failure::Finished),
+        })
     }
 
-    /// Makes `data` the new contents and commits.
-    pub(crate) fn commit_with(
-        mut self,
-        data: &[u8],
-    ) -> Result<Result<(), txfile::Error>, std::io::Error> {
-        if let Some(written) = self.with(|tx| tx.write_all(data)) {
-            written?;
-        }
-        Ok(self.finish(true))
-    }
-
-    /// Commits the transaction or, with `commit == false`, rolls it back.
-    pub(crate) fn finish(mut self, commit: bool) -> Result<(), txfile::Error> {
+    /// Commits the transaction or, with `commit == false`, rolls it back;
+    /// either way it is finished afterwards.
+    pub(crate) fn finish(&mut self, commit: bool) -> Result<(), Failure> {
         self.0.with_tx_mut(|tx| match tx.take() {
-            Some(tx) if commit => tx.commit(),
-            _ => Ok(()),
+            Some(tx) if commit => tx.commit().map_err(Failure::from),
+            Some(tx) => {
+                tx.rollback();
+                Ok(())
+            }
+            None => Err(Failure::Finished),
         })
     }
 }
@@ -83,8 +84,7 @@ impl std::fmt::Debug for Owned {
 #[pyclass(module = "txfile", name = "Transaction", frozen)]
 pub(crate) struct Transaction {
     path: String,
-    /// `None` once committed or rolled back.
-    state: Mutex<Option<Owned>>,
+    state: Mutex<Owned>,
     /// The old contents, read on first use of `old`.
     old: OnceLock<Option<Py<PyBytes>>>,
 }
@@ -101,41 +101,15 @@ impl Transaction {
     pub(crate) fn new(owned: Owned) -> Transaction {
         Transaction {
             path: owned.path().to_string(),
-            state: Mutex::new(Some(owned)),
+            state: Mutex::new(owned),
             old: OnceLock::new(),
         }
     }
 
-    fn state(&self) -> MutexGuard<'_, Option<Owned>> {
+    /// The transaction. Take it without the GIL: another thread may hold it
+    /// while it writes.
+    fn state(&self) -> MutexGuard<'_, Owned> {
         self.state.lock().unwrap_or_else(PoisonError::into_inner)
-    }
-
-    /// Runs `f` on the open transaction; called without the GIL.
-    fn with_open<R>(
-        &self,
-        f: impl FnOnce(&mut txfile::Transaction<'_>) -> R,
-    ) -> Result<R, Finished> {
-        self.state()
-            .as_mut()
-            .and_then(|owned| owned.with(f))
-            .ok_or(Finished)
-    }
-
-    /// Ends the transaction: commits it or, with `commit == false`, rolls
-    /// it back. Called without the GIL.
-    fn finish(&self, commit: bool) -> Result<Result<(), txfile::Error>, Finished> {
-        let owned = self.state().take().ok_or(Finished)?;
-        Ok(owned.finish(commit))
-    }
-}
-
-/// The transaction was already committed or rolled back.
-#[derive(Debug)]
-struct Finished;
-
-impl From<Finished> for PyErr {
-    fn from(_: Finished) -> PyErr {
-        finished()
     }
 }
 
@@ -155,18 +129,18 @@ impl Transaction {
             return Ok(old.as_ref().map(|bytes| bytes.clone_ref(py)));
         }
         let read = py.detach(|| {
-            self.with_open(|tx| {
-                tx.old_reader().map(|mut reader| {
-                    let mut bytes = Vec::new();
-                    reader.read_to_end(&mut bytes).map(|_| bytes)
-                })
+            self.state().with(|tx| {
+                tx.old_reader()
+                    .map(|mut reader| {
+                        let mut bytes = Vec::new();
+                        reader.read_to_end(&mut bytes).map(|_| bytes)
+                    })
+                    .transpose()
             })
-        })?;
-        let old = match read {
-            Some(Ok(bytes)) => Some(PyBytes::new(py, &bytes).unbind()),
-            Some(Err(e)) => return Err(from_io(py, e)),
-            None => None,
-        };
+        });
+        let old = read
+            .map_err(|e| e.into_py(py))?
+            .map(|bytes| PyBytes::new(py, &bytes).unbind());
         // Another thread may have read it meanwhile: both read the same
         // version, so either copy will do.
         let old = self.old.get_or_init(|| old);
@@ -178,23 +152,23 @@ impl Transaction {
     fn write(&self, py: Python<'_>, data: &Bound<'_, PyAny>) -> PyResult<usize> {
         let data = args::bytes_like(data, "data")?;
         let data: &[u8] = &data;
-        py.detach(|| self.with_open(|tx| tx.write_all(data)))?
-            .map_err(|e| from_io(py, e))?;
+        py.detach(|| self.state().with(|tx| tx.write_all(data)))
+            .map_err(|e| e.into_py(py))?;
         Ok(data.len())
     }
 
     /// Makes the new contents the target's, atomically and durably, and
     /// releases the lock.
     fn commit(&self, py: Python<'_>) -> PyResult<()> {
-        py.detach(|| self.finish(true))?
-            .map_err(|e| to_py_err(py, e))
+        py.detach(|| self.state().finish(true))
+            .map_err(|e| e.into_py(py))
     }
 
     /// Abandons the transaction: the target is untouched and the lock
     /// released.
     fn rollback(&self, py: Python<'_>) -> PyResult<()> {
-        py.detach(|| self.finish(false))?
-            .map_err(|e| to_py_err(py, e))
+        py.detach(|| self.state().finish(false))
+            .map_err(|e| e.into_py(py))
     }
 
     fn __enter__(slf: Py<Self>) -> Py<Self> {
@@ -211,15 +185,14 @@ impl Transaction {
         _traceback: Option<&Bound<'_, PyAny>>,
     ) -> PyResult<bool> {
         let commit = exc_type.is_none() || mutant::active() == Mutant::ExitAlwaysCommits;
-        // Already finished by the block itself: nothing left to do.
-        if let Ok(result) = py.detach(|| self.finish(commit)) {
-            result.map_err(|e| to_py_err(py, e))?;
+        match py.detach(|| self.state().finish(commit)) {
+            Ok(()) | Err(Failure::Finished) => Ok(false),
+            Err(e) => Err(e.into_py(py)),
         }
-        Ok(false)
     }
 
     fn __repr__(&self, py: Python<'_>) -> PyResult<String> {
-        let state = if self.state().is_some() {
+        let state = if self.state().is_open() {
             "open"
         } else {
             "finished"

@@ -19,6 +19,7 @@ import pytest
 REPO = Path(__file__).resolve().parents[2]
 
 LockStyle = Literal["flock", "posix"]
+Durability = Literal["full", "none"]
 
 # `python -m pytest` run from python/ puts that directory first on sys.path,
 # where `txfile/` is the package's source without its compiled module: test

@@ -7,7 +7,7 @@ import time
 from typing import Any
 
 import txfile
-from conftest import LockStyle
+from conftest import Durability, LockStyle
 
 
 def read_counter(path: str) -> int:
@@ -49,9 +49,9 @@ def txfile_increments(path: str, rounds: int, start: Any, work: float, lock_styl
         f.update(bump)
 
 
-def counter_increments(path: str, rounds: int, start: Any, lock_style: LockStyle) -> None:
+def counter_increments(path: str, rounds: int, start: Any, lock_style: LockStyle, durability: Durability) -> None:
     """Plain counter increments through `update`."""
-    f = txfile.TxFile(path, lock_style=lock_style)
+    f = txfile.TxFile(path, lock_style=lock_style, durability=durability)
     start.wait()
     for _ in range(rounds):
         f.update(lambda old: b"%d" % (int(old or b"0") + 1))
