@@ -334,3 +334,14 @@ def test_exception_classes() -> None:
     assert issubclass(txfile.ConflictError, txfile.Error)
     assert txfile.TxFile.__module__ == "txfile"
     assert txfile.__version__
+
+
+def test_error_errno_not_a_directory(tmp_path: Path) -> None:
+    plain = tmp_path / "plain"
+    plain.write_bytes(b"a file, not a directory")
+    with pytest.raises(txfile.Error) as caught:
+        txfile.TxFile(plain / "child")
+    assert caught.value.errno == errno.ENOTDIR
+    assert caught.value.filename is not None and str(plain) in caught.value.filename
+    assert str(plain) in str(caught.value)
+    assert plain.read_bytes() == b"a file, not a directory"
