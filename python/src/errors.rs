@@ -27,6 +27,10 @@ fn build(py: Python<'_>, err: &txfile::Error) -> PyResult<PyErr> {
             ("LockTimeout", Some(errno), path(p), None)
         }
         E::Conflict { path: p } => ("ConflictError", None, path(p), None),
+        E::HeldByThisThread { path: p } => {
+            let errno: i32 = py.import("errno")?.getattr("EDEADLK")?.extract()?;
+            ("Error", Some(errno), path(p), None)
+        }
         E::Aborted { path: p, .. } | E::InvalidPath { path: p, .. } | E::Symlink { path: p } => {
             ("Error", None, path(p), None)
         }

@@ -345,3 +345,18 @@ def test_error_errno_not_a_directory(tmp_path: Path) -> None:
     assert caught.value.filename is not None and str(plain) in caught.value.filename
     assert str(plain) in str(caught.value)
     assert plain.read_bytes() == b"a file, not a directory"
+
+
+def test_reentry_is_an_error_not_a_hang(tmp_path: Path) -> None:
+    """Asking for a lock this thread already holds raises at once."""
+    path = tmp_path / "a"
+    f = txfile.TxFile(path)
+    with f.begin() as tx:
+        for again in (f.begin, lambda: f.update(lambda old: b"x"), txfile.TxFile(path).begin):
+            with pytest.raises(txfile.Error) as caught:
+                again()
+            assert caught.value.errno == errno.EDEADLK
+            assert caught.value.filename == str(path)
+            assert "already holds the lock" in str(caught.value)
+        tx.write(b"outer")
+    assert f.read() == b"outer"

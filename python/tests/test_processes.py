@@ -128,3 +128,20 @@ def test_handles_in_children_after_parent_used_others(tmp_path: Path) -> None:
     run_processes("fork", workers.counter_increments, (str(path), 10, "flock", "none"))
     assert txfile.TxFile(path).read() == b"%d" % (PROCESSES * 10)
     assert os.path.exists(tmp_path / "other")
+
+
+@pytest.mark.parametrize("lock_style", ["flock", "posix"])
+def test_handle_opened_before_fork(tmp_path: Path, lock_style: LockStyle) -> None:
+    """Children forked after the parent opened (and used) a handle use it too."""
+    path = tmp_path / "counter"
+    f = txfile.TxFile(path, lock_style=lock_style, durability="none")
+    f.update(lambda old: b"0")
+    ctx: Any = multiprocessing.get_context("fork")
+    start = ctx.Barrier(4)
+    procs = [ctx.Process(target=workers.increments_with, args=(f, 50, start)) for _ in range(4)]
+    for p in procs:
+        p.start()
+    for p in procs:
+        p.join(120)
+    assert [p.exitcode for p in procs] == [0] * 4
+    assert f.read() == b"200"

@@ -55,3 +55,10 @@ def counter_increments(path: str, rounds: int, start: Any, lock_style: LockStyle
     start.wait()
     for _ in range(rounds):
         f.update(lambda old: b"%d" % (int(old or b"0") + 1))
+
+
+def increments_with(f: txfile.TxFile, rounds: int, start: Any) -> None:
+    """Increments through a handle inherited from the parent across fork."""
+    start.wait()
+    for _ in range(rounds):
+        f.update(lambda old: b"%d" % (int(old or b"0") + 1))
