@@ -5,6 +5,7 @@ from __future__ import annotations
 import errno
 import os
 import stat
+import threading
 from pathlib import Path
 from typing import Any, cast
 
@@ -321,8 +322,19 @@ def test_non_utf8_path(tmp_path: Path) -> None:
 def test_timeout_zero_and_infinite(tmp_path: Path) -> None:
     path = tmp_path / "a"
     held = txfile.TxFile(path).begin()
-    with pytest.raises(txfile.LockTimeout):
-        txfile.TxFile(path, timeout=0).begin()
+    raised: list[BaseException] = []
+
+    def attempt() -> None:
+        # Another thread: this one holding the lock would be re-entry.
+        try:
+            txfile.TxFile(path, timeout=0).begin()
+        except BaseException as e:
+            raised.append(e)
+
+    other = threading.Thread(target=attempt)
+    other.start()
+    other.join()
+    assert len(raised) == 1 and isinstance(raised[0], txfile.LockTimeout)
     held.rollback()
     txfile.TxFile(path, timeout=float("inf")).update(lambda old: b"ok")
 
