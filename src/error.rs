@@ -87,6 +87,24 @@ pub enum Error {
         /// Why it cannot be used.
         reason: &'static str,
     },
+    /// Something that txfile did not create sits where the target's guard
+    /// file must be (by default `<name>.lock`): a file holding data, a
+    /// symbolic link, a file with other hard links, a directory or a special
+    /// file. txfile would lock and write to it, so it refuses, before
+    /// anything is created or locked; nothing changed. Choose another guard
+    /// with [`Options::guard_path`](crate::Options::guard_path) (`--guard` on
+    /// the command line).
+    #[error(
+        "`{path}` {reason}, so it cannot be the lock file of `{target}`; choose another with `Options::guard_path` (`--guard` on the command line)"
+    )]
+    ForeignGuard {
+        /// The guard path.
+        path: Utf8PathBuf,
+        /// The target it would guard.
+        target: Utf8PathBuf,
+        /// What is there instead of a guard.
+        reason: &'static str,
+    },
     /// The target is a symbolic link and [`Symlinks::Reject`](crate::Symlinks::Reject) is set.
     #[error("`{path}` is a symbolic link, which the handle was told to reject")]
     Symlink {
@@ -102,7 +120,8 @@ impl Error {
     /// [`TimedOut`](io::ErrorKind::TimedOut), [`Error::Conflict`] is
     /// [`AlreadyExists`](io::ErrorKind::AlreadyExists), [`Error::InvalidPath`] and
     /// [`Error::Symlink`] are [`InvalidInput`](io::ErrorKind::InvalidInput) and
-    /// [`Error::Aborted`] is [`Other`](io::ErrorKind::Other).
+    /// [`Error::Aborted`] is [`Other`](io::ErrorKind::Other),
+    /// [`Error::ForeignGuard`] is [`AlreadyExists`](io::ErrorKind::AlreadyExists).
     ///
     /// # Examples
     ///
@@ -114,7 +133,7 @@ impl Error {
         match self {
             Error::Io { source, .. } | Error::Rename { source, .. } => source.kind(),
             Error::Timeout { .. } => io::ErrorKind::TimedOut,
-            Error::Conflict { .. } => io::ErrorKind::AlreadyExists,
+            Error::Conflict { .. } | Error::ForeignGuard { .. } => io::ErrorKind::AlreadyExists,
             Error::InvalidPath { .. } | Error::Symlink { .. } => io::ErrorKind::InvalidInput,
             Error::Aborted { .. } => io::ErrorKind::Other,
         }

@@ -3,7 +3,7 @@
 use std::sync::Arc;
 use std::time::Duration;
 
-use camino::Utf8Path;
+use camino::{Utf8Path, Utf8PathBuf};
 
 use crate::fs::Fs;
 use crate::{Error, TxFile};
@@ -103,6 +103,7 @@ pub struct Options {
     pub(crate) lock_style: LockStyle,
     pub(crate) symlinks: Symlinks,
     pub(crate) mode: u32,
+    pub(crate) guard_path: Option<Utf8PathBuf>,
     pub(crate) fs: Option<Arc<dyn Fs>>,
     #[cfg(feature = "sim")]
     pub(crate) mutant: crate::Mutant,
@@ -132,6 +133,7 @@ impl Options {
             lock_style: LockStyle::Flock,
             symlinks: Symlinks::Follow,
             mode: 0o666,
+            guard_path: None,
             fs: None,
             #[cfg(feature = "sim")]
             mutant: crate::Mutant::None,
@@ -205,6 +207,34 @@ impl Options {
     #[cfg(unix)]
     pub fn mode(mut self, mode: u32) -> Self {
         self.mode = mode & 0o7777;
+        self
+    }
+
+    /// The guard file to lock instead of `<name>.lock` beside the target.
+    ///
+    /// By default the guard of `dir/name` is `dir/name.lock`. When that name
+    /// is taken by a file of your own (`Gemfile.lock`, `Cargo.lock`, another
+    /// target), txfile refuses to use it ([`Error::ForeignGuard`]); choose
+    /// another name here, the same in every program that updates the target
+    /// (the command line takes `--guard PATH`). A relative path is taken
+    /// from the current directory. The guard must not be the target itself,
+    /// and txfile never deletes it.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// # let dir = tempfile::tempdir()?;
+    /// # let dir = camino::Utf8Path::from_path(dir.path()).unwrap();
+    /// std::fs::write(dir.join("Gemfile.lock"), "GEM\n")?;
+    /// let file = txfile::Options::new()
+    ///     .guard_path(dir.join(".Gemfile.txlock"))
+    ///     .open(dir.join("Gemfile"))?;
+    /// file.update(|_| Ok::<_, std::io::Error>(b"gem \"rails\"\n".to_vec()))?;
+    /// assert_eq!(std::fs::read(dir.join("Gemfile.lock"))?, b"GEM\n");
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
+    pub fn guard_path(mut self, path: impl AsRef<Utf8Path>) -> Self {
+        self.guard_path = Some(path.as_ref().to_owned());
         self
     }
 

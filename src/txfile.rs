@@ -126,7 +126,10 @@ impl TxFile {
         let dir = fs
             .open_dir(&dir_path)
             .map_err(|e| Error::io(Op::OpenDir, &dir_path, e))?;
-        let guard_path = dir_path.join(names::guard_name(&name));
+        let guard_path = match &options.guard_path {
+            Some(guard) => absolute(guard)?,
+            None => dir_path.join(names::guard_name(&name)),
+        };
         let guard = GuardRef::open(fs.as_ref(), &guard_path)
             .map_err(|e| Error::io(Op::OpenGuard, &guard_path, e))?;
         Ok(TxFile {

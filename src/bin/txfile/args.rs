@@ -122,6 +122,11 @@ pub(crate) struct Locking {
     /// Which OS lock to take on FILE.lock.
     #[arg(long, value_enum, value_name = "STYLE", default_value_t = LockStyleArg::Flock)]
     pub(crate) lock_style: LockStyleArg,
+    /// Lock PATH instead of FILE.lock (for example when FILE.lock is a file
+    /// of your own, like Gemfile.lock). Every program updating FILE must
+    /// use the same.
+    #[arg(long, value_name = "PATH")]
+    pub(crate) guard: Option<Utf8PathBuf>,
 }
 
 #[derive(Debug, Args)]
@@ -183,6 +188,9 @@ pub(crate) fn options(target: &Target, locking: &Locking, writing: Option<&Writi
             });
     if let Some(timeout) = locking.timeout {
         options = options.timeout(timeout);
+    }
+    if let Some(guard) = &locking.guard {
+        options = options.guard_path(guard);
     }
     if let Some(writing) = writing {
         if writing.no_sync {
