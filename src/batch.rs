@@ -2,7 +2,6 @@
 
 use std::fmt;
 use std::io;
-use std::time::Instant;
 
 use camino::{Utf8Path, Utf8PathBuf};
 
@@ -174,15 +173,12 @@ impl Batch {
     }
 
     fn wait(&self) -> Wait {
-        match self
-            .members
-            .iter()
-            .filter_map(|m| m.inner.options.timeout)
-            .min()
-        {
-            Some(timeout) => Wait::Until(Instant::now() + timeout),
-            None => Wait::Forever,
-        }
+        Wait::within(
+            self.members
+                .iter()
+                .filter_map(|m| m.inner.options.timeout)
+                .min(),
+        )
     }
 
     fn timeout_error(&self) -> Error {
@@ -654,8 +650,11 @@ fn commit_all(mut txs: Vec<&mut Transaction<'_>>) -> Result<(), Error> {
     }
     for tx in txs.iter_mut() {
         tx.unsynced = false;
-        if let Some(locked) = tx.locked.as_mut().filter(|_| commit::durable(first)) {
-            locked.synced();
+        if let Some(locked) = tx.locked.as_mut() {
+            if commit::durable(first) {
+                locked.synced();
+            }
+            locked.set_version_synced(commit::durable(first));
         }
     }
     Ok(())
@@ -687,7 +686,10 @@ fn rename_all(txs: &mut [&mut Transaction<'_>], records: &[Record]) -> Result<()
 ///
 /// # Errors
 ///
-/// [`Error::Io`] when `dir` cannot be listed or a step of recovery fails.
+/// [`Error::Io`] when `dir` cannot be listed or a step of recovery fails;
+/// [`Error::ForeignJournal`] when a file under a journal's name is not a
+/// journal txfile can prove it wrote (it is left alone; every other journal
+/// was still recovered).
 ///
 /// # Examples
 ///
@@ -728,13 +730,32 @@ impl Options {
             .and_then(|handle| handle.list())
             .map_err(|e| Error::io(Op::ListDir, dir, e))?;
         let mut found = 0;
+        let mut foreign = Vec::new();
         for name in names {
             if let Some(target) = crate::names::journal_target(&name) {
-                // `begin` recovers the journal before anything else.
-                self.open(dir.join(target))?.begin()?.rollback();
-                found += 1;
+                // `begin` recovers the journal before anything else, and
+                // leaves alone one it cannot prove it wrote.
+                let member = self.open(dir.join(target))?;
+                member.begin()?.rollback();
+                let left = member
+                    .inner
+                    .foreign_journal
+                    .lock()
+                    .unwrap_or_else(std::sync::PoisonError::into_inner)
+                    .is_some();
+                if left {
+                    foreign.push(dir.join(&name));
+                } else {
+                    found += 1;
+                }
             }
         }
-        Ok(found)
+        match foreign.first() {
+            None => Ok(found),
+            Some(path) => Err(Error::ForeignJournal {
+                path: path.clone(),
+                count: foreign.len(),
+            }),
+        }
     }
 }

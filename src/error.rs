@@ -105,6 +105,22 @@ pub enum Error {
         /// What is there instead of a guard.
         reason: &'static str,
     },
+    /// [`recover`](crate::recover) found a file under a batch journal's name
+    /// (`.<name>.txjournal`) that txfile cannot prove it wrote: not a
+    /// regular file of this user that only this user can read and write, as
+    /// batch commits create their journals. It was left alone (not read as
+    /// a journal, not removed), and transactions on `<name>` go on without
+    /// it. Remove it if it is not yours; if it is another user's interrupted
+    /// batch, that user's next transaction (or `recover`) finishes it.
+    #[error(
+        "`{path}` is not a batch journal txfile can prove it wrote ({count} such file(s) in all); left alone"
+    )]
+    ForeignJournal {
+        /// The first such file.
+        path: Utf8PathBuf,
+        /// How many were found.
+        count: usize,
+    },
     /// The target is a symbolic link and [`Symlinks::Reject`](crate::Symlinks::Reject) is set.
     #[error("`{path}` is a symbolic link, which the handle was told to reject")]
     Symlink {
@@ -121,7 +137,8 @@ impl Error {
     /// [`AlreadyExists`](io::ErrorKind::AlreadyExists), [`Error::InvalidPath`] and
     /// [`Error::Symlink`] are [`InvalidInput`](io::ErrorKind::InvalidInput) and
     /// [`Error::Aborted`] is [`Other`](io::ErrorKind::Other),
-    /// [`Error::ForeignGuard`] is [`AlreadyExists`](io::ErrorKind::AlreadyExists).
+    /// [`Error::ForeignGuard`] and [`Error::ForeignJournal`] are
+    /// [`AlreadyExists`](io::ErrorKind::AlreadyExists).
     ///
     /// # Examples
     ///
@@ -135,6 +152,7 @@ impl Error {
             Error::Timeout { .. } => io::ErrorKind::TimedOut,
             Error::Conflict { .. } | Error::ForeignGuard { .. } => io::ErrorKind::AlreadyExists,
             Error::InvalidPath { .. } | Error::Symlink { .. } => io::ErrorKind::InvalidInput,
+            Error::ForeignJournal { .. } => io::ErrorKind::AlreadyExists,
             Error::Aborted { .. } => io::ErrorKind::Other,
         }
     }

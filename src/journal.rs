@@ -54,7 +54,7 @@ use camino::{Utf8Path, Utf8PathBuf};
 
 use crate::commit::Mutant;
 use crate::error::Op;
-use crate::fs::{Fs, Kind, TempFile, remove_if_present};
+use crate::fs::{Fs, Kind, Meta, TempFile, remove_if_present};
 use crate::guard::{Mode, Wait};
 use crate::{Error, Options, TxFile};
 
@@ -299,6 +299,11 @@ impl Journal {
         Ok(Some(Journal { file, bytes }))
     }
 
+    /// `fstat` of the opened journal.
+    fn file_meta(&self) -> io::Result<Meta> {
+        self.file.meta()
+    }
+
     /// What recovery of `member` must do, from the journal as read: a
     /// commit entry that could not have been written for this member counts
     /// as torn.
@@ -370,36 +375,101 @@ fn plausible(file: &TxFile, records: Vec<Record>) -> Result<Vec<Record>, Torn> {
     Ok(records)
 }
 
+/// Whether txfile can prove it wrote the file `meta` describes, found
+/// under a journal name: a regular file of this user that nobody else may
+/// read or write (batch commits create journals `0600`). Anything else
+/// there (a user's own notes, another user's file, a link) is left alone.
+fn provably_ours(fs: &dyn Fs, meta: &Meta) -> bool {
+    meta.kind == Kind::File && meta.uid == fs.euid() && meta.mode & 0o077 == 0
+}
+
+/// The records recovery may act on: those whose member has this very
+/// journal (`journal`, its inode) under its own journal name, as a batch
+/// commit creates for every member before its commit point. A record
+/// pointing elsewhere proves nothing about the directory it names, and
+/// nothing there is touched: no guard created, no file renamed or removed.
+/// (A member whose name is already gone was renamed and synced before
+/// roll forward removed it.)
+fn proven_records(
+    file: &TxFile,
+    journal: &Meta,
+    records: Vec<Record>,
+) -> Result<Vec<Record>, Error> {
+    if crate::commit::mutant(file) == Mutant::TrustForeignJournal {
+        return Ok(records);
+    }
+    let fs = file.inner.fs.as_ref();
+    let mut proven = Vec::with_capacity(records.len());
+    for record in records {
+        let path = record.journal_path();
+        let name = fs.lstat(&path).map_err(|e| Error::io(Op::Stat, &path, e))?;
+        if name.is_some_and(|name| name.kind == Kind::File && name.same_inode(journal)) {
+            proven.push(record);
+        }
+    }
+    Ok(proven)
+}
+
+/// Leaves the file under `file`'s journal name alone: not read (again),
+/// not deleted; later transactions go on without it while it stays as it
+/// is. `txfile::recover` reports it.
+fn leave_alone(file: &TxFile, meta: Meta) {
+    *file
+        .inner
+        .foreign_journal
+        .lock()
+        .unwrap_or_else(std::sync::PoisonError::into_inner) = Some(meta);
+}
+
 /// Recovers the journal found under `file`'s journal name. Called without
 /// any lock held; takes the locks it needs. Returns without having removed
-/// the journal only when someone else changed it meanwhile; the caller
-/// looks again.
+/// the journal only when someone else changed it meanwhile (the caller
+/// looks again), or when it is not provably txfile's (then it is left
+/// alone, and the caller's `journal_pending` no longer sees it).
 pub(crate) fn recover(file: &TxFile) -> Result<(), Error> {
     let inner = &*file.inner;
     let fs = inner.fs.as_ref();
     let journal_path = &inner.journal_path;
-    let records = {
+    let (records, journal_meta) = {
         let Some(mut locked) = file.lock(Mode::Exclusive, Wait::Forever)? else {
             return Ok(());
         };
         let meta = fs
             .lstat(journal_path)
             .map_err(|e| Error::io(Op::Stat, journal_path, e))?;
-        match meta {
-            None => return Ok(()), // someone recovered it meanwhile
-            // A symbolic link (or anything but a file) under the journal's
-            // name was never written by a batch commit: it goes, and what
-            // it points to is neither read nor written.
-            Some(meta) if meta.kind != Kind::File => {
-                return remove_if_present(fs, journal_path);
+        let Some(meta) = meta else {
+            return Ok(()); // someone recovered it meanwhile
+        };
+        // A link, a directory, a user's own file, another user's file: a
+        // batch commit of this user never made it, so it is neither read,
+        // followed, written nor removed.
+        if !provably_ours(fs, &meta) {
+            if meta.kind == Kind::File && meta.uid == 0 && fs.euid() != 0 {
+                // Nobody can plant a file as root: this is root's batch,
+                // and only root may finish it.
+                return Err(Error::io(
+                    Op::Open,
+                    journal_path,
+                    io::Error::new(
+                        io::ErrorKind::PermissionDenied,
+                        "a batch commit by root was interrupted here; run `txfile::recover` (or a transaction) as root to finish it",
+                    ),
+                ));
             }
-            Some(_) => {}
+            leave_alone(file, meta);
+            return Ok(());
         }
         let Some(mut journal) = Journal::open(fs, journal_path)? else {
             return Ok(()); // someone recovered it meanwhile
         };
+        let opened = journal
+            .file_meta()
+            .map_err(|e| Error::io(Op::Stat, journal_path, e))?;
+        if !opened.same_inode(&meta) {
+            return Ok(()); // replaced meanwhile: look again
+        }
         match journal.decide(file) {
-            Decision::Commit(records) => records,
+            Decision::Commit(records) => (proven_records(file, &opened, records)?, opened),
             decision => {
                 // Never committed. Once that is durable, this member's name
                 // goes, and its staged file goes with the sweep of the
@@ -413,24 +483,42 @@ pub(crate) fn recover(file: &TxFile) -> Result<(), Error> {
             }
         }
     };
-    // Committed: finish it with every member's lock, taken in the batch
-    // order so that recovery cannot deadlock with a batch, then read the
-    // journal again: it may have been recovered meanwhile.
+    // Committed: finish it with every proven member's lock, taken in the
+    // batch order so that recovery cannot deadlock with a batch, then read
+    // the journal again: it may have been recovered meanwhile. Members
+    // other than this one use their default guards, as the batch did.
     let mut options: Options = inner.options.clone();
     options.fs = Some(std::sync::Arc::clone(&inner.fs));
+    options.guard_path = None;
     let members = records
         .iter()
-        .map(|record| TxFile::with_options(&record.target_path(), options.clone()))
+        .map(|record| {
+            if record.target_path() == inner.path {
+                Ok(file.clone())
+            } else {
+                TxFile::with_options(&record.target_path(), options.clone())
+            }
+        })
         .collect::<Result<Vec<_>, _>>()?;
     let _locks = crate::batch::lock_all(&members, Mode::Exclusive, Wait::Forever)?;
     let Some(mut journal) = Journal::open(fs, journal_path)? else {
         return Ok(());
     };
-    let decision = journal.decide(file);
-    if !matches!(&decision, Decision::Commit(now) if *now == records) {
+    let opened = journal
+        .file_meta()
+        .map_err(|e| Error::io(Op::Stat, journal_path, e))?;
+    if !opened.same_inode(&journal_meta) {
         return Ok(()); // changed meanwhile: the caller looks again
     }
-    journal.settle(file, &decision)?;
+    let decision = journal.decide(file);
+    let now = match decision {
+        Decision::Commit(now) => proven_records(file, &opened, now)?,
+        _ => return Ok(()), // changed meanwhile: the caller looks again
+    };
+    if now != records {
+        return Ok(());
+    }
+    journal.settle(file, &Decision::Commit(now))?;
     roll_forward(file, &records, &members)?;
     // A journal names every member that has a name for it, so this is
     // normally gone already; if it were not, `begin` would find it again

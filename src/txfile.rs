@@ -2,19 +2,24 @@
 
 use std::fmt;
 use std::sync::{Arc, Mutex, PoisonError};
-use std::time::Instant;
 
 use camino::{Utf8Component, Utf8Path, Utf8PathBuf};
 
+use crate::commit::Mutant;
 use crate::error::{BoxError, Op};
-use crate::fs::{DirHandle, Fs, Kind, real::RealFs};
-use crate::guard::{GuardRef, Locked, Mode, Wait};
+use crate::fs::{DirHandle, Fs, Kind, Marker, Meta, real::RealFs};
+use crate::guard::{Foreign, GuardRef, Locked, Mode, Wait};
 use crate::transaction::{OldFile, Transaction};
 use crate::{Error, Options, Symlinks, journal, names};
 
 /// How many symbolic links [`Symlinks::Follow`] resolves before giving up
 /// (Linux's `MAXSYMLINKS`).
 const MAX_SYMLINKS: usize = 40;
+
+/// How often the lock is taken again because the guard path named another
+/// inode than the one locked, before giving up: each time means someone
+/// replaced or removed the guard file between our open and our lock.
+const MAX_GUARD_REOPENS: usize = 16;
 
 /// A handle on one target file, for locked, atomic, durable updates.
 ///
@@ -62,6 +67,9 @@ pub(crate) struct Inner {
     /// The registered guard descriptor; replaced when the guard path turns
     /// out to name another inode.
     guard: Mutex<GuardRef>,
+    /// A file under the journal name that txfile cannot prove it wrote,
+    /// as last seen: left alone, and not looked at again while unchanged.
+    pub(crate) foreign_journal: Mutex<Option<Meta>>,
 }
 
 impl fmt::Debug for TxFile {
@@ -115,23 +123,57 @@ impl TxFile {
             Symlinks::Replace => path,
         };
         let (dir_path, name) = split(&path)?;
-        if let Some(meta) = fs.stat(&path).map_err(|e| Error::io(Op::Stat, &path, e))? {
-            if meta.kind == Kind::Dir {
-                return Err(Error::InvalidPath {
-                    path,
-                    reason: "it is a directory",
+        // What the target is: a regular file or nothing. Under `Replace` the
+        // old contents are read through a link, so what it points to counts.
+        let meta = match options.symlinks {
+            Symlinks::Replace => fs.stat(&path),
+            Symlinks::Follow | Symlinks::Reject => fs.lstat(&path),
+        };
+        let meta = meta.map_err(|e| Error::io(Op::Stat, &path, e))?;
+        let invalid = |reason| Error::InvalidPath {
+            path: path.clone(),
+            reason,
+        };
+        match meta.map(|meta| meta.kind) {
+            Some(Kind::Dir) => return Err(invalid("it is a directory")),
+            Some(Kind::Other) => {
+                return Err(invalid(
+                    "it is not a regular file (a device, FIFO or socket)",
+                ));
+            }
+            Some(Kind::File | Kind::Symlink) | None => {}
+        }
+        let guard_path = match &options.guard_path {
+            Some(guard) => absolute(guard)?,
+            None => dir_path.join(names::guard_name(&name)),
+        };
+        if guard_path == path {
+            return Err(invalid("it cannot be its own lock file"));
+        }
+        let foreign = if crate::commit::mutant_of(&options) == Mutant::MarkForeignGuard {
+            Foreign::Trust
+        } else {
+            Foreign::Refuse
+        };
+        // A first look that creates nothing: refuse a file that is not a
+        // guard before the directory is even opened. (Opening the guard
+        // checks again, on the descriptor.)
+        if foreign == Foreign::Refuse {
+            let seen = fs
+                .lstat(&guard_path)
+                .map_err(|e| Error::io(Op::Stat, &guard_path, e))?;
+            if let Some(reason) = seen.as_ref().and_then(crate::guard::foreign_reason) {
+                return Err(Error::ForeignGuard {
+                    path: guard_path,
+                    target: path,
+                    reason,
                 });
             }
         }
         let dir = fs
             .open_dir(&dir_path)
             .map_err(|e| Error::io(Op::OpenDir, &dir_path, e))?;
-        let guard_path = match &options.guard_path {
-            Some(guard) => absolute(guard)?,
-            None => dir_path.join(names::guard_name(&name)),
-        };
-        let guard = GuardRef::open(fs.as_ref(), &guard_path)
-            .map_err(|e| Error::io(Op::OpenGuard, &guard_path, e))?;
+        let guard = GuardRef::open(fs.as_ref(), &guard_path, &path, foreign)?;
         Ok(TxFile {
             inner: Arc::new(Inner {
                 fs,
@@ -143,6 +185,7 @@ impl TxFile {
                 dir,
                 guard_path,
                 guard: Mutex::new(guard),
+                foreign_journal: Mutex::new(None),
             }),
         })
     }
@@ -212,10 +255,7 @@ impl TxFile {
     /// # Ok::<(), Box<dyn std::error::Error>>(())
     /// ```
     pub fn begin(&self) -> Result<Transaction<'_>, Error> {
-        let wait = match self.inner.options.timeout {
-            Some(timeout) => Wait::Until(Instant::now() + timeout),
-            None => Wait::Forever,
-        };
+        let wait = Wait::within(self.inner.options.timeout);
         self.start(wait)?.ok_or_else(|| Error::Timeout {
             path: self.inner.path.clone(),
             timeout: self.inner.options.timeout.unwrap_or_default(),
@@ -263,12 +303,23 @@ impl TxFile {
     /// `lstat`, the only cost batches add to single-file transactions.
     pub(crate) fn journal_pending(&self) -> Result<bool, Error> {
         let path = &self.inner.journal_path;
-        Ok(self
+        let Some(meta) = self
             .inner
             .fs
             .lstat(path)
             .map_err(|e| Error::io(Op::Stat, path, e))?
-            .is_some())
+        else {
+            return Ok(false);
+        };
+        // A file txfile could not prove it wrote, unchanged since it was
+        // left alone, is no journal of ours.
+        let known_foreign = self
+            .inner
+            .foreign_journal
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .is_some_and(|foreign| foreign.same_version(&meta));
+        Ok(!known_foreign)
     }
 
     /// With the lock held and no journal pending: sweep, then open the old
@@ -289,7 +340,8 @@ impl TxFile {
     pub(crate) fn lock(&self, mode: Mode, wait: Wait) -> Result<Option<Locked>, Error> {
         let inner = &*self.inner;
         let fs = inner.fs.as_ref();
-        loop {
+        let mut last_seen = None;
+        for _ in 0..MAX_GUARD_REOPENS {
             let guard = inner
                 .guard
                 .lock()
@@ -304,40 +356,76 @@ impl TxFile {
             let now = fs
                 .lstat(&inner.guard_path)
                 .map_err(|e| Error::io(Op::Stat, &inner.guard_path, e))?;
-            let trusted =
-                crate::commit::mutant(self) == crate::commit::Mutant::NoGuardIdentityCheck;
+            let trusted = crate::commit::mutant(self) == Mutant::NoGuardIdentityCheck;
             if trusted || now.is_some_and(|meta| guard.is_inode(fs, &meta)) {
                 let mut locked = locked;
                 if mode == Mode::Exclusive {
-                    locked.note_marker(now.is_some_and(|meta| meta.size > 0));
+                    // A size beyond the markers' (someone wrote into our
+                    // guard) counts as unclean: sweep and sync.
+                    let size = now.map_or(0, |meta| meta.size);
+                    locked.note_marker(Marker::from_size(size).unwrap_or(Marker::Unclean));
                 }
                 return Ok(Some(locked));
             }
             drop(locked);
-            let fresh = GuardRef::open(fs, &inner.guard_path)
-                .map_err(|e| Error::io(Op::OpenGuard, &inner.guard_path, e))?;
+            last_seen = now;
+            let fresh = GuardRef::open(fs, &inner.guard_path, &inner.path, Foreign::Refuse)?;
             let mut current = inner.guard.lock().unwrap_or_else(PoisonError::into_inner);
             if current.same_guard(&guard) {
                 *current = fresh;
             }
         }
+        let seen = match last_seen {
+            None => "nothing".to_string(),
+            Some(meta) => format!("inode {} of device {}", meta.ino, meta.dev),
+        };
+        Err(Error::io(
+            Op::Lock,
+            &inner.guard_path,
+            std::io::Error::other(format!(
+                "the lock file was replaced or removed each of the {MAX_GUARD_REOPENS} times it was locked (the path last named {seen}, not the locked file); is something deleting it?"
+            )),
+        ))
     }
 
     /// Removes temporary files of this target left by a writer that died
-    /// holding the lock. Only names that parse back to exactly this target's
-    /// pattern are touched, and only while the lock is held, so a live
-    /// writer's file is never among them. It runs when the guard's marker
-    /// says the last holder did not finish cleanly, and at the first lock of
-    /// the guard in this process (the marker does not survive power loss).
+    /// holding the lock. Only what is provably such a file goes: a name
+    /// that parses back to exactly this target's pattern, naming a regular
+    /// file with one link that belongs to this user (or, for root, to the
+    /// target's owner, to whom a commit gives its temporary file). Anything
+    /// else, and anything that cannot be removed, is left alone: it never
+    /// blocks a transaction. Only while the lock is held, so a live writer's
+    /// file is never among them. It runs when the guard's marker says the
+    /// last holder did not finish cleanly, and at the first lock of the
+    /// guard in this process (the marker does not survive power loss).
     fn sweep(&self, _locked: &Locked) -> Result<(), Error> {
         let inner = &*self.inner;
+        let fs = inner.fs.as_ref();
         let names = inner
             .dir
             .list()
             .map_err(|e| Error::io(Op::ListDir, &inner.dir_path, e))?;
+        let euid = fs.euid();
+        let mut target_owner = None;
         for name in names {
-            if crate::commit::is_stale_temp(self, &name) {
-                crate::fs::remove_if_present(inner.fs.as_ref(), &inner.dir_path.join(&name))?;
+            if !crate::commit::is_stale_temp(self, &name) {
+                continue;
+            }
+            let path = inner.dir_path.join(&name);
+            let Ok(Some(meta)) = fs.lstat(&path) else {
+                continue;
+            };
+            if meta.kind != Kind::File || meta.nlink != 1 {
+                continue;
+            }
+            let ours = meta.uid == euid
+                || (euid == 0
+                    && *target_owner.get_or_insert_with(|| {
+                        fs.lstat(&inner.path).ok().flatten().map(|m| m.uid)
+                    }) == Some(meta.uid));
+            if ours || crate::commit::mutant(self) == Mutant::SweepForeignTemp {
+                // Gone already, or not ours to remove after all: skip.
+                let _ = fs.remove_file(&path);
             }
         }
         Ok(())

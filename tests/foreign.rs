@@ -120,7 +120,10 @@ fn a_target_is_never_another_targets_guard() {
     txfile::update(dir.join("x.lock"), set(b"data of x.lock")).unwrap();
     let err = TxFile::open(dir.join("x")).unwrap_err();
     assert!(matches!(err, Error::ForeignGuard { .. }), "{err:?}");
-    assert_eq!(std::fs::read(dir.join("x.lock")).unwrap(), b"data of x.lock");
+    assert_eq!(
+        std::fs::read(dir.join("x.lock")).unwrap(),
+        b"data of x.lock"
+    );
 }
 
 /// A user's own file at the journal name is neither read as a journal nor
@@ -145,7 +148,10 @@ fn a_users_file_at_the_journal_name_is_kept() {
 // Case 2: targets that are not regular files.
 
 fn mkfifo(path: &Utf8Path) {
-    let status = StdCommand::new("mkfifo").arg(path.as_str()).status().unwrap();
+    let status = StdCommand::new("mkfifo")
+        .arg(path.as_str())
+        .status()
+        .unwrap();
     assert!(status.success(), "mkfifo {path}");
 }
 
@@ -247,11 +253,19 @@ fn plant_journal(public: &Utf8Path, protected: &Utf8Path) {
     std::fs::write(public.join(".a.AbCdEf12.txtmp"), "planted a").unwrap();
     let lines: String = (0..100_000).map(|i| format!("line {i}\n")).collect();
     std::fs::write(protected.join("victim"), &lines).unwrap();
-    std::fs::write(protected.join(".victim.ZyXwVu98.txtmp"), vec![b'x'; 131_072]).unwrap();
+    std::fs::write(
+        protected.join(".victim.ZyXwVu98.txtmp"),
+        vec![b'x'; 131_072],
+    )
+    .unwrap();
     std::fs::write(protected.join(".victim.txjournal"), "a user's file").unwrap();
     std::fs::write(protected.join("other.lock"), "").unwrap();
     let records = vec![
-        (public.to_string(), "a".to_string(), ".a.AbCdEf12.txtmp".to_string()),
+        (
+            public.to_string(),
+            "a".to_string(),
+            ".a.AbCdEf12.txtmp".to_string(),
+        ),
         (
             protected.to_string(),
             "victim".to_string(),
@@ -461,7 +475,11 @@ fn a_noop_commit_after_an_outside_writer_is_a_conflict() {
 #[test]
 fn huge_timeouts_do_not_panic() {
     let (_d, dir) = tempdir();
-    for timeout in [Duration::MAX, Duration::from_secs(u64::MAX / 2), Duration::from_secs_f64(1e19)] {
+    for timeout in [
+        Duration::MAX,
+        Duration::from_secs(u64::MAX / 2),
+        Duration::from_secs_f64(1e19),
+    ] {
         let file = Options::new().timeout(timeout).open(dir.join("a")).unwrap();
         file.update(set(b"x")).unwrap();
         let batch = txfile::Batch::new([file.clone()]).unwrap();
@@ -511,15 +529,29 @@ mod cli {
         std::fs::write(dir.join("Gemfile.lock"), lock).unwrap();
         let out = txfile()
             .current_dir(&dir)
-            .args(["edit", "Gemfile", "--", "sh", "-c", "cat; echo 'gem \"puma\"'"])
+            .args([
+                "edit",
+                "Gemfile",
+                "--",
+                "sh",
+                "-c",
+                "cat; echo 'gem \"puma\"'",
+            ])
             .output()
             .unwrap();
         assert_eq!(out.status.code(), Some(1), "{}", stderr(&out));
         let message = stderr(&out);
         assert!(message.contains("Gemfile.lock"), "{message}");
         assert!(message.contains("--guard"), "{message}");
-        assert_eq!(std::fs::read_to_string(dir.join("Gemfile.lock")).unwrap(), lock);
-        assert!(!std::fs::read_to_string(dir.join("Gemfile")).unwrap().contains("puma"));
+        assert_eq!(
+            std::fs::read_to_string(dir.join("Gemfile.lock")).unwrap(),
+            lock
+        );
+        assert!(
+            !std::fs::read_to_string(dir.join("Gemfile"))
+                .unwrap()
+                .contains("puma")
+        );
         // Every locking command takes --guard.
         txfile()
             .current_dir(&dir)
@@ -527,7 +559,11 @@ mod cli {
             .args(["sh", "-c", "cat; echo 'gem \"puma\"'"])
             .assert()
             .success();
-        assert!(std::fs::read_to_string(dir.join("Gemfile")).unwrap().contains("puma"));
+        assert!(
+            std::fs::read_to_string(dir.join("Gemfile"))
+                .unwrap()
+                .contains("puma")
+        );
         txfile()
             .current_dir(&dir)
             .args(["write", "--guard", ".Gemfile.txlock", "Gemfile"])
@@ -536,10 +572,20 @@ mod cli {
             .success();
         txfile()
             .current_dir(&dir)
-            .args(["lock", "--guard", ".Gemfile.txlock", "Gemfile", "--", "true"])
+            .args([
+                "lock",
+                "--guard",
+                ".Gemfile.txlock",
+                "Gemfile",
+                "--",
+                "true",
+            ])
             .assert()
             .success();
-        assert_eq!(std::fs::read_to_string(dir.join("Gemfile.lock")).unwrap(), lock);
+        assert_eq!(
+            std::fs::read_to_string(dir.join("Gemfile.lock")).unwrap(),
+            lock
+        );
     }
 
     #[test]
@@ -564,7 +610,10 @@ mod cli {
             assert_eq!(out.status.code(), Some(1), "{special}: {}", stderr(&out));
             assert!(stderr(&out).contains("regular file"), "{}", stderr(&out));
             assert!(!std::fs::symlink_metadata(&special).unwrap().is_file());
-            assert!(!dir.join(format!("{}.lock", special.file_name().unwrap())).exists());
+            assert!(
+                !dir.join(format!("{}.lock", special.file_name().unwrap()))
+                    .exists()
+            );
         }
     }
 
@@ -604,8 +653,11 @@ mod cli {
             return;
         }
         let (_d, dir) = tempdir();
-        std::fs::set_permissions(dir.parent().unwrap(), std::fs::Permissions::from_mode(0o755))
-            .ok();
+        std::fs::set_permissions(
+            dir.parent().unwrap(),
+            std::fs::Permissions::from_mode(0o755),
+        )
+        .ok();
         std::fs::set_permissions(&dir, std::fs::Permissions::from_mode(0o1777)).unwrap();
         let bin = assert_cmd::cargo::cargo_bin("txfile");
         let as_user = |uid: u32, args: &[&str]| {
@@ -625,7 +677,10 @@ mod cli {
         // User 1 owns the target; nobody plants names beside it.
         let out = as_user(1, &["edit", "state", "--", "sh", "-c", "echo v1"]);
         assert!(out.status.success(), "{}", stderr(&out));
-        for (name, mode) in [(".state.AAAAAAAA.txtmp", 0o600), (".state.txjournal", 0o644)] {
+        for (name, mode) in [
+            (".state.AAAAAAAA.txtmp", 0o600),
+            (".state.txjournal", 0o644),
+        ] {
             std::fs::write(dir.join(name), "theirs").unwrap();
             std::fs::set_permissions(dir.join(name), std::fs::Permissions::from_mode(mode))
                 .unwrap();
@@ -638,8 +693,14 @@ mod cli {
         let out = as_user(1, &["lock", "state", "--", "true"]);
         assert!(out.status.success(), "{}", stderr(&out));
         assert_eq!(std::fs::read(dir.join("state")).unwrap(), b"v2\n");
-        assert_eq!(std::fs::read(dir.join(".state.AAAAAAAA.txtmp")).unwrap(), b"theirs");
-        assert_eq!(std::fs::read(dir.join(".state.txjournal")).unwrap(), b"theirs");
+        assert_eq!(
+            std::fs::read(dir.join(".state.AAAAAAAA.txtmp")).unwrap(),
+            b"theirs"
+        );
+        assert_eq!(
+            std::fs::read(dir.join(".state.txjournal")).unwrap(),
+            b"theirs"
+        );
         // Root too: a directory named like a temporary file is skipped.
         txfile()
             .current_dir(&dir)
@@ -682,7 +743,11 @@ mod cli {
             .output()
             .unwrap();
         assert_ne!(out.status.code(), Some(0), "{}", stderr(&out));
-        assert!(stderr(&out).contains("changed by another program"), "{}", stderr(&out));
+        assert!(
+            stderr(&out).contains("changed by another program"),
+            "{}",
+            stderr(&out)
+        );
         assert_eq!(std::fs::read(&path).unwrap(), b"OUTSIDER\n");
     }
 
@@ -690,12 +755,26 @@ mod cli {
     fn case_8_huge_timeout() {
         let (_d, dir) = tempdir();
         let out = txfile()
-            .args(["lock", "--timeout", "1e19", dir.join("f").as_str(), "--", "true"])
+            .args([
+                "lock",
+                "--timeout",
+                "1e19",
+                dir.join("f").as_str(),
+                "--",
+                "true",
+            ])
             .output()
             .unwrap();
         assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
         let out = txfile()
-            .args(["lock", "--timeout", "1e300", dir.join("f").as_str(), "--", "true"])
+            .args([
+                "lock",
+                "--timeout",
+                "1e300",
+                dir.join("f").as_str(),
+                "--",
+                "true",
+            ])
             .output()
             .unwrap();
         assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));

@@ -208,7 +208,11 @@ fn parse_seconds(text: &str) -> Result<Duration, String> {
     let seconds: f64 = text
         .parse()
         .map_err(|_| format!("`{text}` is not a number of seconds"))?;
-    Duration::try_from_secs_f64(seconds).map_err(|_| format!("`{text}` is not a usable timeout"))
+    if seconds.is_nan() || seconds < 0.0 {
+        return Err(format!("`{text}` is not a usable timeout"));
+    }
+    // Longer than the clock can count is as good as forever.
+    Ok(Duration::try_from_secs_f64(seconds).unwrap_or(Duration::MAX))
 }
 
 #[cfg(unix)]
@@ -235,6 +239,9 @@ mod tests {
     fn timeouts_parse() {
         assert_eq!(parse_seconds("1.5"), Ok(Duration::from_millis(1500)));
         assert!(parse_seconds("-1").is_err());
+        assert!(parse_seconds("NaN").is_err());
+        assert_eq!(parse_seconds("1e300"), Ok(Duration::MAX));
+        assert_eq!(parse_seconds("inf"), Ok(Duration::MAX));
         assert!(parse_seconds("soon").is_err());
     }
 
