@@ -733,20 +733,16 @@ impl Options {
         let mut foreign = Vec::new();
         for name in names {
             if let Some(target) = crate::names::journal_target(&name) {
-                // `begin` recovers the journal before anything else, and
-                // leaves alone one it cannot prove it wrote.
-                let member = self.open(dir.join(target))?;
-                member.begin()?.rollback();
-                let left = member
-                    .inner
-                    .foreign_journal
-                    .lock()
-                    .unwrap_or_else(std::sync::PoisonError::into_inner)
-                    .is_some();
-                if left {
-                    foreign.push(dir.join(&name));
-                } else {
-                    found += 1;
+                let path = dir.join(&name);
+                let meta = fs.lstat(&path).map_err(|e| Error::io(Op::Stat, &path, e))?;
+                match meta.map(|meta| journal::classify(fs.as_ref(), &meta)) {
+                    None => {} // recovered meanwhile
+                    Some(journal::Found::Foreign) => foreign.push(path),
+                    Some(_) => {
+                        // `begin` recovers the journal before anything else.
+                        self.open(dir.join(target))?.begin()?.rollback();
+                        found += 1;
+                    }
                 }
             }
         }

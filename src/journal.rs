@@ -375,12 +375,32 @@ fn plausible(file: &TxFile, records: Vec<Record>) -> Result<Vec<Record>, Torn> {
     Ok(records)
 }
 
-/// Whether txfile can prove it wrote the file `meta` describes, found
-/// under a journal name: a regular file of this user that nobody else may
-/// read or write (batch commits create journals `0600`). Anything else
-/// there (a user's own notes, another user's file, a link) is left alone.
-fn provably_ours(fs: &dyn Fs, meta: &Meta) -> bool {
-    meta.kind == Kind::File && meta.uid == fs.euid() && meta.mode & 0o077 == 0
+/// What sits under a journal name, as `lstat` shows it.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum Found {
+    /// A regular file of this user that nobody else may read or write, as
+    /// batch commits create journals (`0600`): txfile may have written it.
+    Ours,
+    /// A file of root's, found by another user: nobody else can plant
+    /// one, so it is root's batch, which only root may finish.
+    Roots,
+    /// Anything else (a user's own notes, another user's file, a link, a
+    /// directory): txfile never wrote it, and leaves it alone.
+    Foreign,
+}
+
+/// Whose the file `meta` describes, found under a journal name, is.
+pub(crate) fn classify(fs: &dyn Fs, meta: &Meta) -> Found {
+    let euid = fs.euid();
+    if meta.kind != Kind::File {
+        Found::Foreign
+    } else if meta.uid == euid && meta.mode & 0o077 == 0 {
+        Found::Ours
+    } else if meta.uid == 0 && euid != 0 {
+        Found::Roots
+    } else {
+        Found::Foreign
+    }
 }
 
 /// The records recovery may act on: those whose member has this very
@@ -410,22 +430,10 @@ fn proven_records(
     Ok(proven)
 }
 
-/// Leaves the file under `file`'s journal name alone: not read (again),
-/// not deleted; later transactions go on without it while it stays as it
-/// is. `txfile::recover` reports it.
-fn leave_alone(file: &TxFile, meta: Meta) {
-    *file
-        .inner
-        .foreign_journal
-        .lock()
-        .unwrap_or_else(std::sync::PoisonError::into_inner) = Some(meta);
-}
-
 /// Recovers the journal found under `file`'s journal name. Called without
 /// any lock held; takes the locks it needs. Returns without having removed
 /// the journal only when someone else changed it meanwhile (the caller
-/// looks again), or when it is not provably txfile's (then it is left
-/// alone, and the caller's `journal_pending` no longer sees it).
+/// looks again: a file that is not provably txfile's is then left alone).
 pub(crate) fn recover(file: &TxFile) -> Result<(), Error> {
     let inner = &*file.inner;
     let fs = inner.fs.as_ref();
@@ -443,21 +451,19 @@ pub(crate) fn recover(file: &TxFile) -> Result<(), Error> {
         // A link, a directory, a user's own file, another user's file: a
         // batch commit of this user never made it, so it is neither read,
         // followed, written nor removed.
-        if !provably_ours(fs, &meta) {
-            if meta.kind == Kind::File && meta.uid == 0 && fs.euid() != 0 {
-                // Nobody can plant a file as root: this is root's batch,
-                // and only root may finish it.
+        match classify(fs, &meta) {
+            Found::Ours => {}
+            Found::Foreign => return Ok(()),
+            Found::Roots => {
                 return Err(Error::io(
                     Op::Open,
                     journal_path,
                     io::Error::new(
                         io::ErrorKind::PermissionDenied,
-                        "a batch commit by root was interrupted here; run `txfile::recover` (or a transaction) as root to finish it",
+                        "a batch commit by root was interrupted here; a transaction on this file (or `txfile::recover`) as root finishes it",
                     ),
                 ));
             }
-            leave_alone(file, meta);
-            return Ok(());
         }
         let Some(mut journal) = Journal::open(fs, journal_path)? else {
             return Ok(()); // someone recovered it meanwhile

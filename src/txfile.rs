@@ -7,7 +7,7 @@ use camino::{Utf8Component, Utf8Path, Utf8PathBuf};
 
 use crate::commit::Mutant;
 use crate::error::{BoxError, Op};
-use crate::fs::{DirHandle, Fs, Kind, Marker, Meta, real::RealFs};
+use crate::fs::{DirHandle, Fs, Kind, Marker, real::RealFs};
 use crate::guard::{Foreign, GuardRef, Locked, Mode, Wait};
 use crate::transaction::{OldFile, Transaction};
 use crate::{Error, Options, Symlinks, journal, names};
@@ -67,9 +67,6 @@ pub(crate) struct Inner {
     /// The registered guard descriptor; replaced when the guard path turns
     /// out to name another inode.
     guard: Mutex<GuardRef>,
-    /// A file under the journal name that txfile cannot prove it wrote,
-    /// as last seen: left alone, and not looked at again while unchanged.
-    pub(crate) foreign_journal: Mutex<Option<Meta>>,
 }
 
 impl fmt::Debug for TxFile {
@@ -185,7 +182,6 @@ impl TxFile {
                 dir,
                 guard_path,
                 guard: Mutex::new(guard),
-                foreign_journal: Mutex::new(None),
             }),
         })
     }
@@ -311,15 +307,8 @@ impl TxFile {
         else {
             return Ok(false);
         };
-        // A file txfile could not prove it wrote, unchanged since it was
-        // left alone, is no journal of ours.
-        let known_foreign = self
-            .inner
-            .foreign_journal
-            .lock()
-            .unwrap_or_else(PoisonError::into_inner)
-            .is_some_and(|foreign| foreign.same_version(&meta));
-        Ok(!known_foreign)
+        // A file txfile could not have written is no journal: left alone.
+        Ok(journal::classify(self.inner.fs.as_ref(), &meta) != journal::Found::Foreign)
     }
 
     /// With the lock held and no journal pending: sweep, then open the old
