@@ -153,6 +153,14 @@ impl Batch {
             {
                 return Err(invalid("it appears twice in the batch"));
             }
+            if members[..i]
+                .iter()
+                .any(|other| other.guard_path() == member.guard_path())
+            {
+                return Err(invalid(
+                    "its lock file (`Options::guard_path`) is another member's too",
+                ));
+            }
         }
         Ok(Batch { members })
     }

@@ -83,15 +83,21 @@ impl TxFile {
     /// Opens a handle on `path` with default [`Options`].
     ///
     /// The target need not exist; its directory must. The guard file
-    /// `<name>.lock` is created beside it if missing.
+    /// `<name>.lock` is created beside it if missing (see
+    /// [`Options::guard_path`] to choose another).
     ///
     /// # Errors
     ///
-    /// [`Error::InvalidPath`] when the path has no file name or names a
-    /// directory; [`Error::Symlink`] under [`Symlinks::Reject`]; [`Error::Io`]
-    /// when the directory cannot be opened or the guard cannot be opened or
-    /// created (missing directory, no permission, guard path is a directory).
-    /// Nothing on disk changes on error.
+    /// [`Error::InvalidPath`] when the path has no file name or names (after
+    /// following symbolic links under [`Symlinks::Follow`]) a directory, a
+    /// device, a FIFO or a socket: only regular files are targets;
+    /// [`Error::Symlink`] under [`Symlinks::Reject`]; [`Error::ForeignGuard`]
+    /// when something that is not a guard sits at the guard path (a file
+    /// holding data such as a `Gemfile.lock`, a symbolic link, a file with
+    /// other links, a directory): choose another with
+    /// [`Options::guard_path`]; [`Error::Io`] when the directory cannot be
+    /// opened or the guard cannot be opened or created (missing directory,
+    /// no permission). Nothing on disk changes on error.
     ///
     /// # Examples
     ///
