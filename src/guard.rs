@@ -147,8 +147,18 @@ impl GuardRef {
         let key = key_of(fs, &meta);
         if let Some(slot) = registry.get_mut(&key) {
             // The path was replaced by a registered inode between lstat and
-            // open: keep the extra descriptor open as long as the entry.
-            lock(&slot.entry.spare).push(file);
+            // open. While nobody in this process holds or is taking a lock
+            // on it (the turn is free, and stays so while we hold its
+            // mutex), closing the extra descriptor releases nothing; else
+            // it stays open as long as the entry, since closing it would
+            // release the POSIX locks held through the first.
+            let turn = lock(&slot.entry.turn);
+            if turn.busy || turn.readers > 0 {
+                lock(&slot.entry.spare).push(file);
+            } else {
+                drop(file);
+            }
+            drop(turn);
             slot.refs += 1;
             return Ok(GuardRef {
                 key,
@@ -190,6 +200,12 @@ impl GuardRef {
         self.entry
             .as_deref()
             .expect("the entry is only taken in drop")
+    }
+
+    /// Extra descriptors kept open with this entry.
+    #[cfg(test)]
+    pub(crate) fn spare_count(&self) -> usize {
+        lock(&self.entry().spare).len()
     }
 
     /// Whether `meta` describes the inode this descriptor has open.

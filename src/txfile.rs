@@ -591,3 +591,110 @@ fn resolve_links(fs: &dyn Fs, path: &Utf8Path) -> Result<Utf8PathBuf, Error> {
         ),
     ))
 }
+
+#[cfg(all(test, feature = "sim"))]
+mod tests {
+    use std::io;
+
+    use camino::{Utf8Path, Utf8PathBuf};
+
+    use super::*;
+    use crate::fs::{GuardFile, Meta, ReadFile, TempFile};
+    use crate::sim::SimFs;
+
+    /// A filesystem on which the guard path never names the inode that was
+    /// opened: as if someone replaced the guard file in a loop.
+    #[derive(Debug)]
+    struct Replacing(SimFs);
+
+    impl Fs for Replacing {
+        fn id(&self) -> u64 {
+            Fs::id(&self.0)
+        }
+        fn euid(&self) -> u32 {
+            self.0.euid()
+        }
+        fn lstat(&self, path: &Utf8Path) -> io::Result<Option<Meta>> {
+            let meta = self.0.lstat(path)?;
+            Ok(meta.map(|mut meta| {
+                if path.as_str().ends_with(".lock") {
+                    meta.ino += 1_000_000;
+                }
+                meta
+            }))
+        }
+        fn stat(&self, path: &Utf8Path) -> io::Result<Option<Meta>> {
+            self.0.stat(path)
+        }
+        fn read_link(&self, path: &Utf8Path) -> io::Result<Utf8PathBuf> {
+            self.0.read_link(path)
+        }
+        fn open_read(&self, path: &Utf8Path) -> io::Result<Option<Box<dyn ReadFile>>> {
+            self.0.open_read(path)
+        }
+        fn open_guard(&self, path: &Utf8Path) -> io::Result<Box<dyn GuardFile>> {
+            self.0.open_guard(path)
+        }
+        fn open_dir(&self, path: &Utf8Path) -> io::Result<Box<dyn DirHandle>> {
+            self.0.open_dir(path)
+        }
+        fn create_temp(
+            &self,
+            dir: &Utf8Path,
+            prefix: &str,
+            suffix: &str,
+            mode: u32,
+        ) -> io::Result<(Utf8PathBuf, Box<dyn TempFile>)> {
+            self.0.create_temp(dir, prefix, suffix, mode)
+        }
+        fn create_new(&self, path: &Utf8Path, mode: u32) -> io::Result<Box<dyn TempFile>> {
+            self.0.create_new(path, mode)
+        }
+        fn open_write(&self, path: &Utf8Path) -> io::Result<Option<Box<dyn TempFile>>> {
+            self.0.open_write(path)
+        }
+        fn rename(&self, from: &Utf8Path, to: &Utf8Path) -> io::Result<()> {
+            self.0.rename(from, to)
+        }
+        fn link(&self, existing: &Utf8Path, new: &Utf8Path) -> io::Result<()> {
+            self.0.link(existing, new)
+        }
+        fn remove_file(&self, path: &Utf8Path) -> io::Result<()> {
+            self.0.remove_file(path)
+        }
+    }
+
+    /// The identity check retries a bounded number of times, then fails
+    /// saying what it saw, having opened the guard once per retry and kept
+    /// none of those descriptors.
+    #[test]
+    fn a_guard_replaced_in_a_loop_is_a_clear_error_not_a_loop() {
+        let sim = SimFs::new();
+        sim.create_dir_all("/d").expect("mkdir");
+        let mut options = Options::new();
+        options.fs = Some(Arc::new(Replacing(sim.clone())));
+        let file = TxFile::with_options(Utf8Path::new("/d/a"), options).expect("open");
+        let err = file.begin().expect_err("the guard never stays put");
+        assert!(matches!(&err, Error::Io { op: Op::Lock, .. }), "{err:?}");
+        let cause = std::error::Error::source(&err).map(ToString::to_string);
+        assert!(
+            cause
+                .as_deref()
+                .is_some_and(|c| c.contains("replaced or removed")),
+            "{cause:?}"
+        );
+        let opens = sim
+            .trace()
+            .iter()
+            .filter(|op| op.kind == crate::sim::OpKind::OpenGuard)
+            .count();
+        assert_eq!(opens, 1 + MAX_GUARD_REOPENS, "one open per retry");
+        let entry = file
+            .inner
+            .guard
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .clone();
+        assert_eq!(entry.spare_count(), 0, "no descriptor kept");
+    }
+}
