@@ -743,15 +743,16 @@ impl Options {
             if let Some(target) = crate::names::journal_target(&name) {
                 let path = dir.join(&name);
                 let meta = fs.lstat(&path).map_err(|e| Error::io(Op::Stat, &path, e))?;
-                match meta.map(|meta| journal::classify(fs.as_ref(), &meta)) {
-                    None => {} // recovered meanwhile
-                    Some(journal::Found::Foreign) => foreign.push(path),
-                    Some(_) => {
-                        // `begin` recovers the journal before anything else.
-                        self.open(dir.join(target))?.begin()?.rollback();
-                        found += 1;
-                    }
+                if meta.is_some_and(|meta| {
+                    journal::classify(fs.as_ref(), &meta) == journal::Found::Foreign
+                }) {
+                    foreign.push(path);
+                    continue;
                 }
+                // `begin` recovers the journal before anything else (it may
+                // be gone already: recovering another member's finished it).
+                self.open(dir.join(target))?.begin()?.rollback();
+                found += 1;
             }
         }
         match foreign.first() {

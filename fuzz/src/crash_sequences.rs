@@ -15,6 +15,13 @@
 //! allowed (the journal on disk decides), so right after a crash each
 //! target is only checked against its own possible versions.
 //!
+//! Beside and behind the targets (issue 12): others' files planted at the
+//! targets' own journal and temporary names (a user's notes, another user's
+//! file), a file holding data at the guard name of a target `x` that every
+//! check tries to open, and stale journals whose records also point into a
+//! protected directory `/p`. None of them may change, and nothing in `/p`
+//! may appear, change or go, through every crash and recovery.
+//!
 //! Every run of the sequence is deterministic (the simulated filesystem's
 //! "random" temporary names come from its own state), so the sequence runs
 //! once to learn its operations and again with the crash.
