@@ -516,15 +516,14 @@ pub(crate) fn recover(file: &TxFile) -> Result<(), Error> {
     if !opened.same_inode(&journal_meta) {
         return Ok(()); // changed meanwhile: the caller looks again
     }
-    let decision = journal.decide(file);
-    let now = match decision {
-        Decision::Commit(now) => proven_records(file, &opened, now)?,
-        _ => return Ok(()), // changed meanwhile: the caller looks again
+    let Decision::Commit(all) = journal.decide(file) else {
+        return Ok(()); // changed meanwhile: the caller looks again
     };
-    if now != records {
+    if proven_records(file, &opened, all.clone())? != records {
         return Ok(());
     }
-    journal.settle(file, &Decision::Commit(now))?;
+    // The decision made durable is the journal's own, every record of it.
+    journal.settle(file, &Decision::Commit(all))?;
     roll_forward(file, &records, &members)?;
     // A journal names every member that has a name for it, so this is
     // normally gone already; if it were not, `begin` would find it again
