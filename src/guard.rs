@@ -203,7 +203,7 @@ impl GuardRef {
     }
 
     /// Extra descriptors kept open with this entry.
-    #[cfg(test)]
+    #[cfg(all(test, feature = "sim"))]
     pub(crate) fn spare_count(&self) -> usize {
         lock(&self.entry().spare).len()
     }
