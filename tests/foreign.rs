@@ -751,6 +751,66 @@ mod cli {
         assert_eq!(std::fs::read(&path).unwrap(), b"OUTSIDER\n");
     }
 
+    /// `--no-sync` commits `v2`; a durable write of the same bytes (a
+    /// no-op) must fsync the file and its directory before exiting 0 (counted
+    /// with strace when it may trace; the guard's marker either way).
+    #[test]
+    fn case_9_durable_noop_after_no_sync_fsyncs() {
+        let (_d, dir) = tempdir();
+        let path = dir.join("f");
+        std::fs::write(&path, "v1\n").unwrap();
+        txfile()
+            .args(["write", "--no-sync", path.as_str()])
+            .write_stdin("v2\n")
+            .assert()
+            .success();
+        assert_eq!(std::fs::metadata(dir.join("f.lock")).unwrap().len(), 2);
+        let trace = dir.join("strace.out");
+        let bin = assert_cmd::cargo::cargo_bin("txfile");
+        let traced = StdCommand::new("strace")
+            .args([
+                "-f",
+                "-qq",
+                "-e",
+                "trace=fsync,fdatasync",
+                "-o",
+                trace.as_str(),
+            ])
+            .arg(&bin)
+            .args(["write", path.as_str()])
+            .stdin(
+                std::fs::File::open({
+                    std::fs::write(dir.join("input"), "v2\n").unwrap();
+                    dir.join("input")
+                })
+                .unwrap(),
+            )
+            .output();
+        match traced {
+            Ok(out) if out.status.success() => {
+                let calls = std::fs::read_to_string(&trace)
+                    .unwrap_or_default()
+                    .lines()
+                    .filter(|l| l.contains("fsync("))
+                    .count();
+                assert!(
+                    calls >= 2,
+                    "{calls} fsyncs for a durable no-op after --no-sync"
+                );
+            }
+            _ => {
+                println!("strace unusable here: checking the marker only");
+                txfile()
+                    .args(["write", path.as_str()])
+                    .write_stdin("v2\n")
+                    .assert()
+                    .success();
+            }
+        }
+        assert_eq!(std::fs::read(&path).unwrap(), b"v2\n");
+        assert_eq!(std::fs::metadata(dir.join("f.lock")).unwrap().len(), 0);
+    }
+
     #[test]
     fn case_8_huge_timeout() {
         let (_d, dir) = tempdir();
