@@ -96,8 +96,10 @@ impl Batch {
     /// # Errors
     ///
     /// [`Error::InvalidPath`] when there is no member, when a target appears
-    /// twice, or when members are on different filesystems (a batch commit
-    /// links one journal beside every member, which needs one filesystem).
+    /// twice (however it is spelled: members are compared by their
+    /// directory's identity and name, not by path), or when members are on
+    /// different filesystems (a batch commit links one journal beside every
+    /// member, which needs one filesystem).
     ///
     /// # Examples
     ///
@@ -125,7 +127,11 @@ impl Batch {
                 reason: "a batch has at most 4096 members",
             });
         }
-        let device = |file: &TxFile| -> Result<u64, Error> {
+        // Where each member's guard sits: its directory's inode and its
+        // name. Two spellings of one file (`x/../x/f`, a symbolic link to
+        // the directory) have the same; comparing strings would miss them,
+        // and a batch holding one guard twice would wait for itself.
+        fn place(file: &TxFile) -> Result<(u64, u64, &str), Error> {
             let dir = &file.inner.dir_path;
             let meta = file
                 .inner
@@ -134,24 +140,27 @@ impl Batch {
                 .map_err(|e| Error::io(Op::Stat, dir, e))?;
             let meta =
                 meta.ok_or_else(|| Error::io(Op::Stat, dir, io::ErrorKind::NotFound.into()))?;
-            Ok(meta.dev)
-        };
-        let first_device = device(first)?;
+            Ok((
+                meta.dev,
+                meta.ino,
+                file.guard_path().file_name().unwrap_or_default(),
+            ))
+        }
+        let places = members.iter().map(place).collect::<Result<Vec<_>, _>>()?;
         for (i, member) in members.iter().enumerate() {
             let invalid = |reason| Error::InvalidPath {
                 path: member.path().to_owned(),
                 reason,
             };
-            if member.inner.fs.id() != first.inner.fs.id() || device(member)? != first_device {
+            if member.inner.fs.id() != first.inner.fs.id() || places[i].0 != places[0].0 {
                 return Err(invalid(
                     "it is on another filesystem than the batch's first member",
                 ));
             }
-            if members[..i]
-                .iter()
-                .any(|other| other.path() == member.path())
-            {
-                return Err(invalid("it appears twice in the batch"));
+            if places[..i].contains(&places[i]) {
+                return Err(invalid(
+                    "it appears twice in the batch (perhaps spelled another way)",
+                ));
             }
             if members[..i]
                 .iter()
@@ -206,8 +215,9 @@ impl Batch {
     ///
     /// # Errors
     ///
-    /// [`Error::Timeout`] when a lock was not free in time; as for
-    /// [`TxFile::begin`] otherwise.
+    /// [`Error::Timeout`] when a lock was not free in time;
+    /// [`Error::HeldByThisThread`] at once when this thread holds a member's
+    /// lock itself; as for [`TxFile::begin`] otherwise.
     ///
     /// # Examples
     ///
@@ -506,6 +516,9 @@ impl<'a> BatchTransaction<'a> {
     /// # Ok::<(), Box<dyn std::error::Error>>(())
     /// ```
     pub fn commit(mut self) -> Result<(), Error> {
+        for tx in &mut self.txs {
+            tx.check_process()?;
+        }
         let mut changed = Vec::new();
         for (i, tx) in self.txs.iter_mut().enumerate() {
             if commit::check(tx)? {

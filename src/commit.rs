@@ -63,6 +63,12 @@ pub enum Mutant {
     /// that the record's member has the journal under its own name (so a
     /// planted journal reaches into other directories).
     TrustForeignJournal,
+    /// Take only the lock kind of the chosen `LockStyle` (`flock` or POSIX),
+    /// as txfile once did: users of the other style are not excluded.
+    OneLockKind,
+    /// A handle used in a forked child keeps using the parent's guard
+    /// descriptor and in-process state.
+    NoForkCheck,
 }
 
 pub(crate) fn mutant(file: &TxFile) -> Mutant {

@@ -79,6 +79,18 @@ pub enum Error {
         #[source]
         source: BoxError,
     },
+    /// The calling thread asked for a lock it holds itself (a transaction
+    /// it has open on this target, through any handle, clone or batch), so
+    /// waiting would wait forever. Nothing was changed; end the open
+    /// transaction first.
+    #[error(
+        "this thread already holds the lock on `{path}` (it has a transaction open on it); \
+         asking for it again would wait forever"
+    )]
+    HeldByThisThread {
+        /// The target whose lock was asked for.
+        path: Utf8PathBuf,
+    },
     /// The path cannot name a target file.
     #[error("cannot use `{path}` as a target: {reason}")]
     InvalidPath {
@@ -137,6 +149,7 @@ impl Error {
     /// [`AlreadyExists`](io::ErrorKind::AlreadyExists), [`Error::InvalidPath`] and
     /// [`Error::Symlink`] are [`InvalidInput`](io::ErrorKind::InvalidInput) and
     /// [`Error::Aborted`] is [`Other`](io::ErrorKind::Other),
+    /// [`Error::HeldByThisThread`] is [`Deadlock`](io::ErrorKind::Deadlock),
     /// [`Error::ForeignGuard`] and [`Error::ForeignJournal`] are
     /// [`AlreadyExists`](io::ErrorKind::AlreadyExists).
     ///
@@ -154,6 +167,7 @@ impl Error {
             Error::InvalidPath { .. } | Error::Symlink { .. } => io::ErrorKind::InvalidInput,
             Error::ForeignJournal { .. } => io::ErrorKind::AlreadyExists,
             Error::Aborted { .. } => io::ErrorKind::Other,
+            Error::HeldByThisThread { .. } => io::ErrorKind::Deadlock,
         }
     }
 

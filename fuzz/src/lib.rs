@@ -82,6 +82,8 @@ pub fn mutant() -> Mutant {
         Ok("BatchRecoveryTrustsCache") => Mutant::BatchRecoveryTrustsCache,
         Ok("MarkForeignGuard") => Mutant::MarkForeignGuard,
         Ok("TrustForeignJournal") => Mutant::TrustForeignJournal,
+        Ok("OneLockKind") => Mutant::OneLockKind,
+        Ok("NoForkCheck") => Mutant::NoForkCheck,
         Ok(other) => panic!("TXFILE_FUZZ_MUTANT={other}: not a txfile::Mutant"),
     })
 }

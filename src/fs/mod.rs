@@ -71,10 +71,12 @@ pub(crate) trait Fs: Send + Sync + Debug {
     /// Opens a file for reading, without blocking on a FIFO or device
     /// (`O_NONBLOCK`); `Ok(None)` when it does not exist.
     fn open_read(&self, path: &Utf8Path) -> io::Result<Option<Box<dyn ReadFile>>>;
-    /// Opens or creates a guard file (read-write, close-on-exec, 0666 - umask),
-    /// refusing a symbolic link (`O_NOFOLLOW`) and never blocking on a FIFO
+    /// Opens or creates a guard file, close-on-exec: read-write, or
+    /// read-only when this user may not write it. A guard it creates gets
+    /// exactly `perms` (the umask does not apply: the guard holds no data).
+    /// It refuses a symbolic link (`O_NOFOLLOW`) and never blocks on a FIFO
     /// or device (`O_NONBLOCK`).
-    fn open_guard(&self, path: &Utf8Path) -> io::Result<Box<dyn GuardFile>>;
+    fn open_guard(&self, path: &Utf8Path, perms: GuardPerms) -> io::Result<Box<dyn GuardFile>>;
     /// Opens a directory for fsync and listing.
     fn open_dir(&self, path: &Utf8Path) -> io::Result<Box<dyn DirHandle>>;
     /// Creates `<prefix><random><suffix>` in `dir` with `O_EXCL` and `mode`
@@ -108,6 +110,40 @@ pub(crate) fn remove_if_present(fs: &dyn Fs, path: &Utf8Path) -> Result<(), Erro
         Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(()),
         Err(e) => Err(Error::io(Op::Remove, path, e)),
     }
+}
+
+/// The permission bits and group a new guard file gets: everyone who may
+/// write the target may lock it.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) struct GuardPerms {
+    pub(crate) mode: u32,
+    pub(crate) gid: u32,
+}
+
+impl GuardPerms {
+    /// The rule, from the target's metadata (the directory's for a target
+    /// that does not exist yet): read and write for the owner and for every
+    /// class that may write it, read for every class that may read it. The
+    /// group is its group.
+    pub(crate) fn like(meta: &Meta) -> GuardPerms {
+        let write = meta.mode & 0o222;
+        GuardPerms {
+            mode: 0o600 | (meta.mode & 0o444) | write | (write << 1),
+            gid: meta.gid,
+        }
+    }
+}
+
+/// How a guard descriptor can be locked.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) struct Locking {
+    /// `flock` and POSIX locks are one lock here (NFS and SMB on Linux,
+    /// the BSDs, macOS, illumos): a process taking both would wait for
+    /// itself.
+    pub(crate) merged: bool,
+    /// The descriptor is open read-only (this user may not write the
+    /// guard): POSIX write locks and the marker need a writable one.
+    pub(crate) read_only: bool,
 }
 
 /// A file opened for reading at fixed offsets.
@@ -169,11 +205,14 @@ pub(crate) trait GuardFile: Send + Sync + Debug {
     /// Sets the guard's marker: its size (see [`Marker`]). Changing the
     /// size allocates nothing, so it works on a full disk.
     fn set_marker(&self, marker: Marker) -> io::Result<()>;
-    /// Takes the lock, shared or exclusive; `Ok(None)` when `wait` is false
-    /// and a conflicting holder has it. Dropping the returned value unlocks.
+    /// How this descriptor can be locked.
+    fn locking(&self) -> Locking;
+    /// Takes one kind of lock (`flock` or POSIX), shared or exclusive;
+    /// `Ok(None)` when `wait` is false and a conflicting holder has it.
+    /// Dropping the returned value unlocks.
     fn lock(
         &self,
-        style: LockStyle,
+        kind: LockStyle,
         shared: bool,
         wait: bool,
     ) -> io::Result<Option<Box<dyn LockHeld>>>;

@@ -6,7 +6,9 @@ use std::sync::Arc;
 
 use camino::{Utf8Path, Utf8PathBuf};
 
-use super::{DirHandle, Fs, GuardFile, LockHeld, Marker, Meta, ReadFile, TempFile};
+use super::{
+    DirHandle, Fs, GuardFile, GuardPerms, LockHeld, Locking, Marker, Meta, ReadFile, TempFile,
+};
 use crate::{LockStyle, sys};
 
 /// The operating system's filesystem.
@@ -56,8 +58,16 @@ impl Fs for RealFs {
             .map(|f| Box::new(RealFile(f)) as Box<dyn ReadFile>))
     }
 
-    fn open_guard(&self, path: &Utf8Path) -> io::Result<Box<dyn GuardFile>> {
-        Ok(Box::new(RealGuard(Arc::new(sys::open_guard(path)?))))
+    fn open_guard(&self, path: &Utf8Path, perms: GuardPerms) -> io::Result<Box<dyn GuardFile>> {
+        let (file, read_only) = sys::open_guard(path, perms)?;
+        let locking = Locking {
+            merged: sys::locks_merged(&file),
+            read_only,
+        };
+        Ok(Box::new(RealGuard {
+            file: Arc::new(file),
+            locking,
+        }))
     }
 
     fn open_dir(&self, path: &Utf8Path) -> io::Result<Box<dyn DirHandle>> {
@@ -176,31 +186,36 @@ impl DirHandle for RealDir {
 }
 
 #[derive(Debug)]
-struct RealGuard(Arc<File>);
+struct RealGuard {
+    file: Arc<File>,
+    locking: Locking,
+}
 
 impl GuardFile for RealGuard {
     fn meta(&self) -> io::Result<Meta> {
-        Ok(sys::meta(&self.0.metadata()?))
+        Ok(sys::meta(&self.file.metadata()?))
     }
 
     fn read_at(&self, buf: &mut [u8], offset: u64) -> io::Result<usize> {
-        sys::read_at(&self.0, buf, offset)
+        sys::read_at(&self.file, buf, offset)
     }
 
     fn set_marker(&self, marker: Marker) -> io::Result<()> {
-        self.0.set_len(marker as u64)
+        self.file.set_len(marker as u64)
+    }
+
+    fn locking(&self) -> Locking {
+        self.locking
     }
 
     fn lock(
         &self,
-        style: LockStyle,
+        kind: LockStyle,
         shared: bool,
         wait: bool,
     ) -> io::Result<Option<Box<dyn LockHeld>>> {
-        Ok(
-            sys::lock(&self.0, style, shared, wait)?
-                .map(|held| Box::new(held) as Box<dyn LockHeld>),
-        )
+        Ok(sys::lock(&self.file, kind, shared, wait)?
+            .map(|held| Box::new(held) as Box<dyn LockHeld>))
     }
 }
 
