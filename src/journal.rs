@@ -503,7 +503,7 @@ pub(crate) fn recover(file: &TxFile) -> Result<(), Error> {
             if record.target_path() == inner.path {
                 Ok(file.clone())
             } else {
-                TxFile::with_options(&record.target_path(), options.clone())
+                TxFile::with_options(record.target_path().as_std_path(), options.clone())
             }
         })
         .collect::<Result<Vec<_>, _>>()?;

@@ -18,6 +18,9 @@ mod transaction;
 mod txfile;
 
 pub use batch::{Batch, BatchTransaction, recover};
+/// The UTF-8 path types txfile reports paths in ([`TxFile::path`],
+/// [`Error`]'s fields), re-exported so that users need not depend on camino.
+pub use camino;
 #[cfg(feature = "sim")]
 pub use commit::Mutant;
 pub use error::{BoxError, Error, Op};

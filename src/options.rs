@@ -1,9 +1,8 @@
 //! The `Options` builder and the policy enums it takes.
 
+use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::Duration;
-
-use camino::{Utf8Path, Utf8PathBuf};
 
 use crate::fs::Fs;
 use crate::{Error, TxFile};
@@ -114,7 +113,7 @@ pub struct Options {
     pub(crate) lock_style: LockStyle,
     pub(crate) symlinks: Symlinks,
     pub(crate) mode: u32,
-    pub(crate) guard_path: Option<Utf8PathBuf>,
+    pub(crate) guard_path: Option<PathBuf>,
     pub(crate) fs: Option<Arc<dyn Fs>>,
     #[cfg(feature = "sim")]
     pub(crate) mutant: crate::Mutant,
@@ -230,13 +229,14 @@ impl Options {
     /// another name here, the same in every program that updates the target
     /// (the command line takes `--guard PATH`). A relative path is taken
     /// from the current directory. The guard must not be the target itself,
-    /// and txfile never deletes it.
+    /// and txfile never deletes it. Like the target's, its path must be
+    /// UTF-8 ([`Error::InvalidPath`] at open otherwise).
     ///
     /// # Examples
     ///
     /// ```
     /// # let dir = tempfile::tempdir()?;
-    /// # let dir = camino::Utf8Path::from_path(dir.path()).unwrap();
+    /// # let dir = dir.path();
     /// std::fs::write(dir.join("Gemfile.lock"), "GEM\n")?;
     /// let file = txfile::Options::new()
     ///     .guard_path(dir.join(".Gemfile.txlock"))
@@ -245,7 +245,7 @@ impl Options {
     /// assert_eq!(std::fs::read(dir.join("Gemfile.lock"))?, b"GEM\n");
     /// # Ok::<(), Box<dyn std::error::Error>>(())
     /// ```
-    pub fn guard_path(mut self, path: impl AsRef<Utf8Path>) -> Self {
+    pub fn guard_path(mut self, path: impl AsRef<Path>) -> Self {
         self.guard_path = Some(path.as_ref().to_owned());
         self
     }
@@ -265,7 +265,7 @@ impl Options {
     /// assert_eq!(file.read()?, None);
     /// # Ok::<(), Box<dyn std::error::Error>>(())
     /// ```
-    pub fn open(&self, path: impl AsRef<Utf8Path>) -> Result<TxFile, Error> {
+    pub fn open(&self, path: impl AsRef<Path>) -> Result<TxFile, Error> {
         TxFile::with_options(path.as_ref(), self.clone())
     }
 
