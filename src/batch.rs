@@ -3,7 +3,6 @@
 use std::fmt;
 use std::io;
 use std::path::Path;
-use std::time::Instant;
 
 use camino::{Utf8Path, Utf8PathBuf};
 
@@ -164,6 +163,14 @@ impl Batch {
                     "it appears twice in the batch (perhaps spelled another way)",
                 ));
             }
+            if members[..i]
+                .iter()
+                .any(|other| other.guard_path() == member.guard_path())
+            {
+                return Err(invalid(
+                    "its lock file (`Options::guard_path`) is another member's too",
+                ));
+            }
         }
         Ok(Batch { members })
     }
@@ -184,15 +191,12 @@ impl Batch {
     }
 
     fn wait(&self) -> Wait {
-        match self
-            .members
-            .iter()
-            .filter_map(|m| m.inner.options.timeout)
-            .min()
-        {
-            Some(timeout) => Wait::Until(Instant::now() + timeout),
-            None => Wait::Forever,
-        }
+        Wait::within(
+            self.members
+                .iter()
+                .filter_map(|m| m.inner.options.timeout)
+                .min(),
+        )
     }
 
     fn timeout_error(&self) -> Error {
@@ -704,8 +708,11 @@ fn commit_all(mut txs: Vec<&mut Transaction<'_>>) -> Result<(), Error> {
     }
     for tx in txs.iter_mut() {
         tx.unsynced = false;
-        if let Some(locked) = tx.locked.as_mut().filter(|_| commit::durable(first)) {
-            locked.synced();
+        if let Some(locked) = tx.locked.as_mut() {
+            if commit::durable(first) {
+                locked.synced();
+            }
+            locked.set_version_synced(commit::durable(first));
         }
     }
     Ok(())
@@ -737,7 +744,10 @@ fn rename_all(txs: &mut [&mut Transaction<'_>], records: &[Record]) -> Result<()
 ///
 /// # Errors
 ///
-/// [`Error::Io`] when `dir` cannot be listed or a step of recovery fails.
+/// [`Error::Io`] when `dir` cannot be listed or a step of recovery fails;
+/// [`Error::ForeignJournal`] when a file under a journal's name is not a
+/// journal txfile can prove it wrote (it is left alone; every other journal
+/// was still recovered).
 ///
 /// # Examples
 ///
@@ -778,13 +788,29 @@ impl Options {
             .and_then(|handle| handle.list())
             .map_err(|e| Error::io(Op::ListDir, dir, e))?;
         let mut found = 0;
+        let mut foreign = Vec::new();
         for name in names {
             if let Some(target) = crate::names::journal_target(&name) {
-                // `begin` recovers the journal before anything else.
+                let path = dir.join(&name);
+                let meta = fs.lstat(&path).map_err(|e| Error::io(Op::Stat, &path, e))?;
+                if meta.is_some_and(|meta| {
+                    journal::classify(fs.as_ref(), &meta) == journal::Found::Foreign
+                }) {
+                    foreign.push(path);
+                    continue;
+                }
+                // `begin` recovers the journal before anything else (it may
+                // be gone already: recovering another member's finished it).
                 self.open(dir.join(target))?.begin()?.rollback();
                 found += 1;
             }
         }
-        Ok(found)
+        match foreign.first() {
+            None => Ok(found),
+            Some(path) => Err(Error::ForeignJournal {
+                path: path.clone(),
+                count: foreign.len(),
+            }),
+        }
     }
 }

@@ -19,7 +19,7 @@ use std::io;
 use crate::error::Op;
 use crate::fs::Meta;
 use crate::guard::Locked;
-use crate::transaction::{BUFFER, NewContents, OldFile, Temp, Transaction};
+use crate::transaction::{BUFFER, Existing, NewContents, OldFile, Temp, Transaction};
 use crate::{Durability, Error, Symlinks, TxFile, names};
 
 /// A deliberately broken commit protocol, for showing that the crash tests
@@ -56,6 +56,13 @@ pub enum Mutant {
     /// that decision durable (wrong when an earlier fsync of the journal
     /// failed: the records read may exist only in the page cache).
     BatchRecoveryTrustsCache,
+    /// Use whatever sits at the guard path as the guard, writing the
+    /// marker into it (a `Gemfile.lock`, another target).
+    MarkForeignGuard,
+    /// Batch recovery: act on every record of a journal, without checking
+    /// that the record's member has the journal under its own name (so a
+    /// planted journal reaches into other directories).
+    TrustForeignJournal,
     /// Take only the lock kind of the chosen `LockStyle` (`flock` or POSIX),
     /// as txfile once did: users of the other style are not excluded.
     OneLockKind,
@@ -69,16 +76,20 @@ pub enum Mutant {
     NoNfsRevalidate,
 }
 
-#[cfg(feature = "sim")]
 pub(crate) fn mutant(file: &TxFile) -> Mutant {
-    file.inner.options.mutant
+    mutant_of(&file.inner.options)
+}
+
+#[cfg(feature = "sim")]
+pub(crate) fn mutant_of(options: &crate::Options) -> Mutant {
+    options.mutant
 }
 
 /// Without the `sim` feature the protocol is always the correct one, and
 /// the checks below fold away.
 #[cfg(not(feature = "sim"))]
 #[inline(always)]
-pub(crate) fn mutant(_: &TxFile) -> Mutant {
+pub(crate) fn mutant_of(_: &crate::Options) -> Mutant {
     Mutant::None
 }
 
@@ -96,12 +107,25 @@ pub(crate) fn is_stale_temp(file: &TxFile, name: &str) -> bool {
 /// Creates the temporary file. When it will replace an existing target it
 /// is created with the target's permission bits (the umask can only narrow
 /// them), so the new contents are never more exposed than the old, and at
-/// commit it gets the target's owner and exact mode (usually with no call
-/// at all); a new target is created with the configured mode, and only
-/// creation applies the umask.
-pub(crate) fn create_temp(file: &TxFile, existing_mode: Option<u32>) -> Result<Temp, Error> {
+/// commit it gets the target's owner, access ACL and exact mode (usually
+/// with no call at all); a new target is created with the configured mode,
+/// and only creation applies the umask. A target with an ACL has its ACL
+/// mask in its group bits, not the owning group's rights: its temporary
+/// file starts with the owner's bits only, until the ACL is copied.
+pub(crate) fn create_temp(file: &TxFile, existing: Option<&Existing>) -> Result<Temp, Error> {
     let inner = &*file.inner;
-    let mode = existing_mode.map_or(inner.options.mode, |mode| mode & 0o777);
+    let acl = match existing {
+        Some(existing) => existing
+            .file
+            .acl()
+            .map_err(|e| Error::io(Op::Read, &inner.path, e))?,
+        None => None,
+    };
+    let mode = match (existing, &acl) {
+        (None, _) => inner.options.mode,
+        (Some(existing), None) => existing.mode & 0o777,
+        (Some(existing), Some(_)) => existing.mode & 0o700,
+    };
     let (path, handle) = inner
         .fs
         .create_temp(
@@ -111,7 +135,11 @@ pub(crate) fn create_temp(file: &TxFile, existing_mode: Option<u32>) -> Result<T
             mode,
         )
         .map_err(|e| Error::io(Op::CreateTemp, &inner.dir_path, e))?;
-    Ok(Temp { path, file: handle })
+    Ok(Temp {
+        path,
+        file: handle,
+        acl,
+    })
 }
 
 pub(crate) fn commit(tx: &mut Transaction<'_>) -> Result<(), Error> {
@@ -127,14 +155,18 @@ pub(crate) fn commit(tx: &mut Transaction<'_>) -> Result<(), Error> {
 }
 
 /// Step 6 for one transaction: sync the directory (also when this handle
-/// skips fsyncs, if an earlier transaction left a rename unsynced).
+/// skips fsyncs, if an earlier transaction left a rename unsynced). The
+/// guard's marker then tells the next holder whether the version in place
+/// is durable.
 pub(crate) fn finish(tx: &mut Transaction<'_>) -> Result<(), Error> {
     tx.unsynced = true;
     let owed = tx.locked.as_ref().is_some_and(Locked::owes_sync);
-    if sync_dir(tx.file, owed)? {
-        if let Some(locked) = tx.locked.as_mut() {
+    let synced = sync_dir(tx.file, owed)?;
+    if let Some(locked) = tx.locked.as_mut() {
+        if synced {
             locked.synced();
         }
+        locked.set_version_synced(durable(tx.file));
     }
     tx.unsynced = false;
     Ok(())
@@ -146,19 +178,40 @@ pub(crate) fn check(tx: &mut Transaction<'_>) -> Result<bool, Error> {
     if tx.new.failed {
         return Err(tx.new.failed_error(tx.file));
     }
+    // An outside writer's version is theirs, whether or not ours differs
+    // from what we began with.
+    let began = tx.old.as_ref().map(|old| &old.meta);
     if unchanged(tx)? {
-        // Nothing to write; but if an earlier transaction renamed without
-        // syncing the directory (its sync failed, or it died), what this
-        // one saw may not be durable yet. Make it so before saying Ok.
-        if let Some(locked) = tx.locked.as_mut() {
-            if locked.owes_sync() && sync_dir(tx.file, true)? {
-                locked.synced();
-            }
-        }
+        check_no_outside_writer(tx.file, began)?;
+        vouch(tx)?;
         return Ok(false);
     }
-    check_no_outside_writer(tx.file, tx.old.as_ref().map(|old| &old.meta))?;
+    check_no_outside_writer(tx.file, began)?;
     Ok(true)
+}
+
+/// A no-op commit says the version in place is the caller's, so a durable
+/// handle makes it durable first when it may not be: the directory, if an
+/// earlier transaction renamed without syncing it (its sync failed, or it
+/// died), and the file too, if it was committed without fsyncs
+/// (`Durability::None`) or by a writer that did not finish.
+fn vouch(tx: &mut Transaction<'_>) -> Result<(), Error> {
+    let Some(locked) = tx.locked.as_mut() else {
+        return Ok(());
+    };
+    if durable(tx.file) && locked.version_unsynced() {
+        if let Some(old) = &tx.old {
+            let path = &tx.file.inner.path;
+            old.file.sync().map_err(|e| Error::io(Op::Sync, path, e))?;
+        }
+        if sync_dir(tx.file, true)? {
+            locked.synced();
+            locked.set_version_synced(true);
+        }
+    } else if locked.owes_sync() && sync_dir(tx.file, true)? {
+        locked.synced();
+    }
+    Ok(())
 }
 
 /// Steps 3 and 4: the temporary file complete, with the old target's owner
@@ -320,7 +373,7 @@ fn check_no_outside_writer(file: &TxFile, began: Option<&Meta>) -> Result<(), Er
 
 fn copy_owner_and_mode(temp: &mut Temp, old: &Meta) -> Result<(), Error> {
     temp.file
-        .set_owner_and_mode(old.uid, old.gid, old.mode)
+        .set_owner_and_mode(old.uid, old.gid, old.mode, temp.acl.as_deref())
         .map_err(|e| Error::io(Op::SetPermissions, &temp.path, e))
 }
 

@@ -116,6 +116,34 @@ pub enum Error {
         /// The mount option that makes locks local.
         option: String,
     },
+    /// Something that txfile did not create sits where the target's guard
+    /// file must be (by default `<name>.lock`): a file holding data, a
+    /// symbolic link, a file with other hard links, a directory or a special
+    /// file. txfile would lock and write to it, so it refuses, before
+    /// anything is created or locked; nothing changed. Choose another guard
+    /// with [`Options::guard_path`](crate::Options::guard_path) (`--guard` on
+    /// the command line).
+    ForeignGuard {
+        /// The guard path.
+        path: Utf8PathBuf,
+        /// The target it would guard.
+        target: Utf8PathBuf,
+        /// What is there instead of a guard.
+        reason: &'static str,
+    },
+    /// [`recover`](crate::recover) found a file under a batch journal's name
+    /// (`.<name>.txjournal`) that txfile cannot prove it wrote: not a
+    /// regular file of this user that only this user can read and write, as
+    /// batch commits create their journals. It was left alone (not read as
+    /// a journal, not removed), and transactions on `<name>` go on without
+    /// it. Remove it if it is not yours; if it is another user's interrupted
+    /// batch, that user's next transaction (or `recover`) finishes it.
+    ForeignJournal {
+        /// The first such file.
+        path: Utf8PathBuf,
+        /// How many were found.
+        count: usize,
+    },
     /// The target is a symbolic link and [`Symlinks::Reject`](crate::Symlinks::Reject) is set.
     Symlink {
         /// The link.
@@ -169,6 +197,20 @@ impl fmt::Display for Error {
                  `{option}`, where locks do not exclude other hosts (remount without \
                  `{option}`, or set Options::allow_local_locks if only this host updates the file)"
             ),
+            Error::ForeignGuard {
+                path,
+                target,
+                reason,
+            } => write!(
+                f,
+                "`{path}` {reason}, so it cannot be the lock file of `{target}`; \
+                 choose another with `Options::guard_path` (`--guard` on the command line)"
+            ),
+            Error::ForeignJournal { path, count } => write!(
+                f,
+                "`{path}` is not a batch journal txfile can prove it wrote \
+                 ({count} such file(s) in all); left alone"
+            ),
         }
     }
 }
@@ -184,7 +226,9 @@ impl std::error::Error for Error {
             | Error::HeldByThisThread { .. }
             | Error::InvalidPath { .. }
             | Error::LocalLock { .. }
-            | Error::Symlink { .. } => None,
+            | Error::Symlink { .. }
+            | Error::ForeignGuard { .. }
+            | Error::ForeignJournal { .. } => None,
         }
     }
 }
@@ -197,8 +241,10 @@ impl Error {
     /// [`AlreadyExists`](io::ErrorKind::AlreadyExists), [`Error::InvalidPath`] and
     /// [`Error::Symlink`] are [`InvalidInput`](io::ErrorKind::InvalidInput) and
     /// [`Error::Aborted`] is [`Other`](io::ErrorKind::Other),
-    /// [`Error::HeldByThisThread`] is [`Deadlock`](io::ErrorKind::Deadlock) and
-    /// [`Error::LocalLock`] is [`Unsupported`](io::ErrorKind::Unsupported).
+    /// [`Error::HeldByThisThread`] is [`Deadlock`](io::ErrorKind::Deadlock),
+    /// [`Error::LocalLock`] is [`Unsupported`](io::ErrorKind::Unsupported),
+    /// [`Error::ForeignGuard`] and [`Error::ForeignJournal`] are
+    /// [`AlreadyExists`](io::ErrorKind::AlreadyExists).
     ///
     /// # Examples
     ///
@@ -210,8 +256,9 @@ impl Error {
         match self {
             Error::Io { source, .. } | Error::Rename { source, .. } => source.kind(),
             Error::Timeout { .. } => io::ErrorKind::TimedOut,
-            Error::Conflict { .. } => io::ErrorKind::AlreadyExists,
+            Error::Conflict { .. } | Error::ForeignGuard { .. } => io::ErrorKind::AlreadyExists,
             Error::InvalidPath { .. } | Error::Symlink { .. } => io::ErrorKind::InvalidInput,
+            Error::ForeignJournal { .. } => io::ErrorKind::AlreadyExists,
             Error::Aborted { .. } => io::ErrorKind::Other,
             Error::HeldByThisThread { .. } => io::ErrorKind::Deadlock,
             Error::LocalLock { .. } => io::ErrorKind::Unsupported,

@@ -35,8 +35,9 @@ use std::time::{Duration, Instant};
 
 use camino::Utf8Path;
 
-use crate::LockStyle;
-use crate::fs::{Fs, GuardFile, GuardPerms, LockHeld, Locking, Meta};
+use crate::error::Op;
+use crate::fs::{Fs, GuardFile, GuardPerms, Kind, LockHeld, Locking, Marker, Meta};
+use crate::{Error, LockStyle};
 
 /// (filesystem id, device, inode).
 type Key = (u64, u64, u64);
@@ -80,6 +81,14 @@ struct Turn {
     owner: Option<ThreadId>,
 }
 
+/// Whether a file that is not a guard may be used as one: only the
+/// `MarkForeignGuard` mutant does.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum Foreign {
+    Refuse,
+    Trust,
+}
+
 /// Exclusive for transactions, shared for consistent reads of a batch.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub(crate) enum Mode {
@@ -119,15 +128,33 @@ pub(crate) struct GuardRef {
 
 impl GuardRef {
     /// Finds this process's registered descriptor for the guard at `path`,
-    /// or opens (creating it with `perms` if needed) and registers it.
+    /// or opens (creating it with `perms` if needed), checks and registers
+    /// it. `target` is only for the error that refuses a file that is not a
+    /// guard.
+    ///
+    /// What is already at `path` must be a guard: a regular file with one
+    /// link, holding nothing but the marker (see [`foreign_reason`]). That
+    /// is checked on `lstat` before anything is opened, and again on the
+    /// opened descriptor (`O_NOFOLLOW`, `O_NONBLOCK`), which is closed at
+    /// once if it fails: no other descriptor of that inode is registered,
+    /// so closing it cannot release a POSIX lock of this process.
     pub(crate) fn open(
         fs: &dyn Fs,
         path: &Utf8Path,
+        target: &Utf8Path,
+        foreign: Foreign,
         perms: impl FnOnce() -> io::Result<GuardPerms>,
-    ) -> io::Result<GuardRef> {
+    ) -> Result<GuardRef, Error> {
         let pid = std::process::id();
+        let refuse = foreign == Foreign::Refuse;
+        let refused = |reason| Error::ForeignGuard {
+            path: path.to_owned(),
+            target: target.to_owned(),
+            reason,
+        };
         let mut registry = lock(&REGISTRY);
-        if let Some(meta) = fs.lstat(path)? {
+        let seen = fs.lstat(path).map_err(|e| Error::io(Op::Stat, path, e))?;
+        if let Some(meta) = seen {
             let key = key_of(fs, &meta);
             if let Some(slot) = registry.get_mut(&(pid, key)) {
                 slot.refs += 1;
@@ -137,19 +164,51 @@ impl GuardRef {
                     entry: Some(Arc::clone(&slot.entry)),
                 });
             }
+            if let Some(reason) = foreign_reason(&meta).filter(|_| refuse) {
+                return Err(refused(reason));
+            }
         }
-        let file = fs.open_guard(path, perms()?)?;
-        let key = key_of(fs, &file.meta()?);
+        let perms = perms().map_err(|e| Error::io(Op::OpenGuard, path, e))?;
+        let file = match fs.open_guard(path, perms) {
+            Ok(file) => file,
+            // A symbolic link planted after the lstat (`O_NOFOLLOW`).
+            Err(e) if e.raw_os_error() == Some(ELOOP) => {
+                return Err(refused("is a symbolic link"));
+            }
+            Err(e) => return Err(Error::io(Op::OpenGuard, path, e)),
+        };
+        let meta = file.meta().map_err(|e| Error::io(Op::Stat, path, e))?;
+        let key = key_of(fs, &meta);
         if let Some(slot) = registry.get_mut(&(pid, key)) {
             // The path was replaced by a registered inode between lstat and
-            // open: keep the extra descriptor open as long as the entry.
-            lock(&slot.entry.spare).push(file);
+            // open. While nobody in this process holds or is taking a lock
+            // on it (the turn is free, and stays so while we hold its
+            // mutex), closing the extra descriptor releases nothing; else
+            // it stays open as long as the entry, since closing it would
+            // release the POSIX locks held through the first.
+            let turn = lock(&slot.entry.turn);
+            if turn.busy || turn.readers > 0 {
+                lock(&slot.entry.spare).push(file);
+            } else {
+                drop(file);
+            }
+            drop(turn);
             slot.refs += 1;
             return Ok(GuardRef {
                 pid,
                 key,
                 entry: Some(Arc::clone(&slot.entry)),
             });
+        }
+        if refuse {
+            if let Some(reason) = foreign_reason(&meta) {
+                return Err(refused(reason));
+            }
+            let only_marker = meta.size == 0
+                || holds_only_marker(file.as_ref()).map_err(|e| Error::io(Op::Read, path, e))?;
+            if !only_marker {
+                return Err(refused(HOLDS_DATA));
+            }
         }
         let entry = Arc::new(Entry {
             file,
@@ -187,6 +246,12 @@ impl GuardRef {
         self.entry
             .as_deref()
             .expect("the entry is only taken in drop")
+    }
+
+    /// Extra descriptors kept open with this entry.
+    #[cfg(all(test, feature = "sim"))]
+    pub(crate) fn spare_count(&self) -> usize {
+        lock(&self.entry().spare).len()
     }
 
     /// Whether `meta` describes the inode this descriptor has open.
@@ -338,6 +403,45 @@ impl GuardRef {
             wake(entry, &turn);
         }
     }
+}
+
+const HOLDS_DATA: &str = "already exists and holds data";
+
+/// Why what `meta` describes cannot be a guard file; `None` when it can be
+/// one as far as its metadata tells (a guard of one or two bytes must also
+/// hold only zeros: [`holds_only_marker`]). A guard is a regular file with
+/// one link, no bigger than its marker: txfile writes its marker into it,
+/// so anything else would be somebody's data, or a name for somebody's file
+/// elsewhere. An empty file (as `flock(1)` creates) is a guard.
+pub(crate) fn foreign_reason(meta: &Meta) -> Option<&'static str> {
+    match meta.kind {
+        Kind::Symlink => Some("is a symbolic link"),
+        Kind::Dir => Some("is a directory"),
+        Kind::Other => Some("is not a regular file"),
+        Kind::File if Marker::from_size(meta.size).is_none() => Some(HOLDS_DATA),
+        Kind::File if meta.nlink > 1 => Some("has other hard links"),
+        Kind::File => None,
+    }
+}
+
+/// Whether the guard's bytes are all zeros, as `ftruncate` leaves them.
+fn holds_only_marker(file: &dyn GuardFile) -> io::Result<bool> {
+    let mut buf = [0u8; 4];
+    let mut filled = 0;
+    loop {
+        match file.read_at(&mut buf[filled..], filled as u64) {
+            Ok(0) => break,
+            Ok(n) => {
+                filled += n;
+                if filled == buf.len() {
+                    break;
+                }
+            }
+            Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+            Err(e) => return Err(e),
+        }
+    }
+    Ok(filled <= Marker::Unsynced as usize && buf[..filled].iter().all(|&b| b == 0))
 }
 
 /// Wakes the threads waiting for the turn, if any.
@@ -561,6 +665,10 @@ const EDEADLK: i32 = rustix::io::Errno::DEADLK.raw_os_error();
 #[cfg(not(unix))]
 const EDEADLK: i32 = -1;
 #[cfg(unix)]
+const ELOOP: i32 = rustix::io::Errno::LOOP.raw_os_error();
+#[cfg(not(unix))]
+const ELOOP: i32 = -1;
+#[cfg(unix)]
 const EBADF: i32 = rustix::io::Errno::BADF.raw_os_error();
 #[cfg(not(unix))]
 const EBADF: i32 = -2;
@@ -613,6 +721,17 @@ pub(crate) enum Wait {
     Forever,
 }
 
+impl Wait {
+    /// Waiting at most `timeout` from now (`None`: forever). A timeout
+    /// beyond what the clock can represent is forever, not a panic.
+    pub(crate) fn within(timeout: Option<std::time::Duration>) -> Wait {
+        match timeout.and_then(|timeout| Instant::now().checked_add(timeout)) {
+            Some(deadline) => Wait::Until(deadline),
+            None => Wait::Forever,
+        }
+    }
+}
+
 /// This process's turn on a guard plus the OS lock. Dropping it unlocks the
 /// OS lock first, then hands the turn to the next thread.
 #[derive(Debug)]
@@ -627,11 +746,15 @@ pub(crate) struct Locked {
     verified: bool,
     guard: GuardRef,
     release: Release,
-    /// The guard's "unclean" marker is set (found set, or set by us).
-    marked: bool,
-    /// The marker was set when we locked: an earlier transaction may have
-    /// renamed without syncing the directory.
+    /// The guard's marker as it is on disk now (found, or set by us).
+    marker: Marker,
+    /// The marker was "unclean" when we locked: an earlier transaction may
+    /// have renamed without syncing the directory.
     owe_sync: bool,
+    /// The current version may not be durable: it was committed without
+    /// fsyncs, or by a writer that did not finish. A durable holder that
+    /// vouches for it syncs it first.
+    unsynced: bool,
     /// Temporary files of a dead writer may be lying around.
     sweep: bool,
 }
@@ -644,23 +767,25 @@ impl Locked {
             verified: false,
             guard,
             release,
-            marked: false,
+            marker: Marker::Clean,
             owe_sync: false,
+            unsynced: false,
             sweep: false,
         }
     }
 
     /// Records what the identity check saw of the guard: its marker (size),
     /// and whether this is the first holder of this process.
-    pub(crate) fn note_marker(&mut self, marked: bool) {
+    pub(crate) fn note_marker(&mut self, marker: Marker) {
         let first = !self.guard.entry().swept.load(Ordering::Relaxed);
         // A read-only descriptor cannot set the marker, so this holder
         // cannot tell others what it leaves; nor can it trust that a
         // holder like it told it: it sweeps and syncs every time.
         let unknown = self.read_only();
-        self.marked = marked;
-        self.owe_sync = marked || unknown;
-        self.sweep = marked || first || unknown;
+        self.marker = marker;
+        self.owe_sync = marker == Marker::Unclean || unknown;
+        self.unsynced = marker != Marker::Clean || unknown;
+        self.sweep = marker == Marker::Unclean || first || unknown;
     }
 
     fn read_only(&self) -> bool {
@@ -686,6 +811,18 @@ impl Locked {
         self.owe_sync = false;
     }
 
+    /// Whether the current version may not be durable.
+    pub(crate) fn version_unsynced(&self) -> bool {
+        self.unsynced
+    }
+
+    /// Records whether the version now in place is durable: a commit with
+    /// fsyncs (or a durable no-op that synced it) makes it so; a commit
+    /// without fsyncs does not.
+    pub(crate) fn set_version_synced(&mut self, synced: bool) {
+        self.unsynced = !synced;
+    }
+
     /// Whether this lock was taken by this process: false for a transaction
     /// a forked child inherited, which it must neither commit nor clean up.
     /// Called only where the transaction ends (commit, drop).
@@ -696,21 +833,30 @@ impl Locked {
         self.verified
     }
 
-    /// Sets the marker before a temporary file is created.
+    /// Sets the "unclean" marker before a temporary file is created.
     pub(crate) fn mark(&mut self) -> io::Result<()> {
-        if !self.marked && !self.read_only() {
-            self.guard.entry().file.set_dirty(true)?;
-            self.marked = true;
+        if self.marker != Marker::Unclean && !self.read_only() {
+            self.guard.entry().file.set_marker(Marker::Unclean)?;
+            self.marker = Marker::Unclean;
         }
         Ok(())
     }
 
-    /// Clears the marker: nothing of this transaction, nor of any earlier
-    /// one, is left to clean up or to sync. A failure only costs the next
-    /// holder a sweep and a sync.
+    /// Leaves the marker for the next holder: clean when nothing of this
+    /// transaction, nor of any earlier one, is left to clean up or to sync;
+    /// "unsynced" when the version in place was committed without fsyncs.
+    /// A failure only costs the next holder a sweep and a sync.
     pub(crate) fn unmark(&mut self) {
-        if self.marked && !self.owe_sync && self.guard.entry().file.set_dirty(false).is_ok() {
-            self.marked = false;
+        if self.owe_sync || self.read_only() {
+            return;
+        }
+        let want = if self.unsynced {
+            Marker::Unsynced
+        } else {
+            Marker::Clean
+        };
+        if self.marker != want && self.guard.entry().file.set_marker(want).is_ok() {
+            self.marker = want;
         }
     }
 }
@@ -784,7 +930,7 @@ mod tests {
                 gid: 0,
             })
         };
-        let guard = GuardRef::open(&RealFs, &path, perms).expect("open");
+        let guard = GuardRef::open(&RealFs, &path, &path, Foreign::Refuse, perms).expect("open");
         let me = Some(thread::current().id());
         let soon = || Wait::Until(Instant::now() + Duration::from_millis(50));
 

@@ -54,7 +54,7 @@ use camino::{Utf8Path, Utf8PathBuf};
 
 use crate::commit::Mutant;
 use crate::error::Op;
-use crate::fs::{Fs, Kind, TempFile, remove_if_present};
+use crate::fs::{Fs, Kind, Meta, TempFile, remove_if_present};
 use crate::guard::{Mode, Wait};
 use crate::{Error, Options, TxFile};
 
@@ -300,6 +300,11 @@ impl Journal {
         Ok(Some(Journal { file, bytes }))
     }
 
+    /// `fstat` of the opened journal.
+    fn file_meta(&self) -> io::Result<Meta> {
+        self.file.meta()
+    }
+
     /// What recovery of `member` must do, from the journal as read: a
     /// commit entry that could not have been written for this member counts
     /// as torn.
@@ -371,36 +376,107 @@ fn plausible(file: &TxFile, records: Vec<Record>) -> Result<Vec<Record>, Torn> {
     Ok(records)
 }
 
+/// What sits under a journal name, as `lstat` shows it.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum Found {
+    /// A regular file of this user that nobody else may read or write, as
+    /// batch commits create journals (`0600`): txfile may have written it.
+    Ours,
+    /// A file of root's, found by another user: nobody else can plant
+    /// one, so it is root's batch, which only root may finish.
+    Roots,
+    /// Anything else (a user's own notes, another user's file, a link, a
+    /// directory): txfile never wrote it, and leaves it alone.
+    Foreign,
+}
+
+/// Whose the file `meta` describes, found under a journal name, is.
+pub(crate) fn classify(fs: &dyn Fs, meta: &Meta) -> Found {
+    let euid = fs.euid();
+    if meta.kind != Kind::File {
+        Found::Foreign
+    } else if meta.uid == euid && meta.mode & 0o077 == 0 {
+        Found::Ours
+    } else if meta.uid == 0 && euid != 0 {
+        Found::Roots
+    } else {
+        Found::Foreign
+    }
+}
+
+/// The records recovery may act on: those whose member has this very
+/// journal (`journal`, its inode) under its own journal name, as a batch
+/// commit creates for every member before its commit point. A record
+/// pointing elsewhere proves nothing about the directory it names, and
+/// nothing there is touched: no guard created, no file renamed or removed.
+/// (A member whose name is already gone was renamed and synced before
+/// roll forward removed it.)
+fn proven_records(
+    file: &TxFile,
+    journal: &Meta,
+    records: Vec<Record>,
+) -> Result<Vec<Record>, Error> {
+    if crate::commit::mutant(file) == Mutant::TrustForeignJournal {
+        return Ok(records);
+    }
+    let fs = file.inner.fs.as_ref();
+    let mut proven = Vec::with_capacity(records.len());
+    for record in records {
+        let path = record.journal_path();
+        let name = fs.lstat(&path).map_err(|e| Error::io(Op::Stat, &path, e))?;
+        if name.is_some_and(|name| name.kind == Kind::File && name.same_inode(journal)) {
+            proven.push(record);
+        }
+    }
+    Ok(proven)
+}
+
 /// Recovers the journal found under `file`'s journal name. Called without
 /// any lock held; takes the locks it needs. Returns without having removed
-/// the journal only when someone else changed it meanwhile; the caller
-/// looks again.
+/// the journal only when someone else changed it meanwhile (the caller
+/// looks again: a file that is not provably txfile's is then left alone).
 pub(crate) fn recover(file: &TxFile) -> Result<(), Error> {
     let inner = &*file.inner;
     let fs = inner.fs.as_ref();
     let journal_path = &inner.journal_path;
-    let records = {
+    let (records, journal_meta) = {
         let Some(mut locked) = file.lock(Mode::Exclusive, Wait::Forever)? else {
             return Ok(());
         };
         let meta = fs
             .lstat(journal_path)
             .map_err(|e| Error::io(Op::Stat, journal_path, e))?;
-        match meta {
-            None => return Ok(()), // someone recovered it meanwhile
-            // A symbolic link (or anything but a file) under the journal's
-            // name was never written by a batch commit: it goes, and what
-            // it points to is neither read nor written.
-            Some(meta) if meta.kind != Kind::File => {
-                return remove_if_present(fs, journal_path);
+        let Some(meta) = meta else {
+            return Ok(()); // someone recovered it meanwhile
+        };
+        // A link, a directory, a user's own file, another user's file: a
+        // batch commit of this user never made it, so it is neither read,
+        // followed, written nor removed.
+        match classify(fs, &meta) {
+            Found::Ours => {}
+            Found::Foreign => return Ok(()),
+            Found::Roots => {
+                return Err(Error::io(
+                    Op::Open,
+                    journal_path,
+                    io::Error::new(
+                        io::ErrorKind::PermissionDenied,
+                        "a batch commit by root was interrupted here; a transaction on this file (or `txfile::recover`) as root finishes it",
+                    ),
+                ));
             }
-            Some(_) => {}
         }
         let Some(mut journal) = Journal::open(fs, journal_path)? else {
             return Ok(()); // someone recovered it meanwhile
         };
+        let opened = journal
+            .file_meta()
+            .map_err(|e| Error::io(Op::Stat, journal_path, e))?;
+        if !opened.same_inode(&meta) {
+            return Ok(()); // replaced meanwhile: look again
+        }
         match journal.decide(file) {
-            Decision::Commit(records) => records,
+            Decision::Commit(records) => (proven_records(file, &opened, records)?, opened),
             decision => {
                 // Never committed. Once that is durable, this member's name
                 // goes, and its staged file goes with the sweep of the
@@ -414,24 +490,41 @@ pub(crate) fn recover(file: &TxFile) -> Result<(), Error> {
             }
         }
     };
-    // Committed: finish it with every member's lock, taken in the batch
-    // order so that recovery cannot deadlock with a batch, then read the
-    // journal again: it may have been recovered meanwhile.
+    // Committed: finish it with every proven member's lock, taken in the
+    // batch order so that recovery cannot deadlock with a batch, then read
+    // the journal again: it may have been recovered meanwhile. Members
+    // other than this one use their default guards, as the batch did.
     let mut options: Options = inner.options.clone();
     options.fs = Some(std::sync::Arc::clone(&inner.fs));
+    options.guard_path = None;
     let members = records
         .iter()
-        .map(|record| TxFile::with_options(record.target_path().as_std_path(), options.clone()))
+        .map(|record| {
+            if record.target_path() == inner.path {
+                Ok(file.clone())
+            } else {
+                TxFile::with_options(record.target_path().as_std_path(), options.clone())
+            }
+        })
         .collect::<Result<Vec<_>, _>>()?;
     let _locks = crate::batch::lock_all(&members, Mode::Exclusive, Wait::Forever)?;
     let Some(mut journal) = Journal::open(fs, journal_path)? else {
         return Ok(());
     };
-    let decision = journal.decide(file);
-    if !matches!(&decision, Decision::Commit(now) if *now == records) {
+    let opened = journal
+        .file_meta()
+        .map_err(|e| Error::io(Op::Stat, journal_path, e))?;
+    if !opened.same_inode(&journal_meta) {
         return Ok(()); // changed meanwhile: the caller looks again
     }
-    journal.settle(file, &decision)?;
+    let Decision::Commit(all) = journal.decide(file) else {
+        return Ok(()); // changed meanwhile: the caller looks again
+    };
+    if proven_records(file, &opened, all.clone())? != records {
+        return Ok(());
+    }
+    // The decision made durable is the journal's own, every record of it.
+    journal.settle(file, &Decision::Commit(all))?;
     roll_forward(file, &records, &members)?;
     // A journal names every member that has a name for it, so this is
     // normally gone already; if it were not, `begin` would find it again

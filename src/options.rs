@@ -1,6 +1,6 @@
 //! The `Options` builder and the policy enums it takes.
 
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -114,6 +114,7 @@ pub struct Options {
     pub(crate) symlinks: Symlinks,
     pub(crate) mode: u32,
     pub(crate) allow_local_locks: bool,
+    pub(crate) guard_path: Option<PathBuf>,
     pub(crate) fs: Option<Arc<dyn Fs>>,
     #[cfg(feature = "sim")]
     pub(crate) mutant: crate::Mutant,
@@ -144,6 +145,7 @@ impl Options {
             symlinks: Symlinks::Follow,
             mode: 0o666,
             allow_local_locks: false,
+            guard_path: None,
             fs: None,
             #[cfg(feature = "sim")]
             mutant: crate::Mutant::None,
@@ -238,6 +240,35 @@ impl Options {
     /// ```
     pub fn allow_local_locks(mut self, allow: bool) -> Self {
         self.allow_local_locks = allow;
+        self
+    }
+
+    /// The guard file to lock instead of `<name>.lock` beside the target.
+    ///
+    /// By default the guard of `dir/name` is `dir/name.lock`. When that name
+    /// is taken by a file of your own (`Gemfile.lock`, `Cargo.lock`, another
+    /// target), txfile refuses to use it ([`Error::ForeignGuard`]); choose
+    /// another name here, the same in every program that updates the target
+    /// (the command line takes `--guard PATH`). A relative path is taken
+    /// from the current directory. The guard must not be the target itself,
+    /// and txfile never deletes it. Like the target's, its path must be
+    /// UTF-8 ([`Error::InvalidPath`] at open otherwise).
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// # let dir = tempfile::tempdir()?;
+    /// # let dir = dir.path();
+    /// std::fs::write(dir.join("Gemfile.lock"), "GEM\n")?;
+    /// let file = txfile::Options::new()
+    ///     .guard_path(dir.join(".Gemfile.txlock"))
+    ///     .open(dir.join("Gemfile"))?;
+    /// file.update(|_| Ok::<_, std::io::Error>(b"gem \"rails\"\n".to_vec()))?;
+    /// assert_eq!(std::fs::read(dir.join("Gemfile.lock"))?, b"GEM\n");
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
+    pub fn guard_path(mut self, path: impl AsRef<Path>) -> Self {
+        self.guard_path = Some(path.as_ref().to_owned());
         self
     }
 

@@ -67,7 +67,7 @@ impl<'a> Transaction<'a> {
         Transaction {
             file,
             locked: Some(locked),
-            new: NewContents::new(old.as_ref().map(|old| old.meta.mode)),
+            new: NewContents::new(old.as_ref().map(OldFile::existing)),
             old,
             unsynced: false,
         }
@@ -162,7 +162,7 @@ impl<'a> Transaction<'a> {
     /// Makes `contents` the new contents, discarding anything written so far.
     pub(crate) fn set_contents(&mut self, contents: Vec<u8>) -> Result<(), Error> {
         self.new.discard(self.file);
-        self.new = NewContents::new(self.old.as_ref().map(|old| old.meta.mode));
+        self.new = NewContents::new(self.old.as_ref().map(OldFile::existing));
         if contents.len() <= BUFFER {
             self.new.len = contents.len() as u64;
             self.new.buf = contents;
@@ -352,6 +352,14 @@ impl OldFile {
         let meta = handle
             .meta()
             .map_err(|e| Error::io(Op::Stat, &inner.path, e))?;
+        if meta.kind != crate::fs::Kind::File {
+            // Replaced by a FIFO, device or directory since `open`: opened
+            // without blocking, and never read or replaced.
+            return Err(Error::InvalidPath {
+                path: inner.path.clone(),
+                reason: "it is not a regular file (a device, FIFO or socket)",
+            });
+        }
         Ok(Some(OldFile {
             file: Arc::from(handle),
             meta,
@@ -380,6 +388,13 @@ impl OldFile {
 
     pub(crate) fn cached(&self) -> Option<&[u8]> {
         self.bytes.as_deref()
+    }
+
+    fn existing(&self) -> Existing {
+        Existing {
+            mode: self.meta.mode,
+            file: Arc::clone(&self.file),
+        }
     }
 }
 
@@ -433,8 +448,8 @@ pub(crate) fn read_all(
 /// The new contents: in memory while small, then streamed to a temporary file.
 #[derive(Debug)]
 pub(crate) struct NewContents {
-    /// The mode of the target the temporary file will replace, if any.
-    existing_mode: Option<u32>,
+    /// The target the temporary file will replace, if any.
+    existing: Option<Existing>,
     pub(crate) buf: Vec<u8>,
     pub(crate) temp: Option<Temp>,
     pub(crate) len: u64,
@@ -447,12 +462,22 @@ pub(crate) struct NewContents {
 pub(crate) struct Temp {
     pub(crate) path: Utf8PathBuf,
     pub(crate) file: Box<dyn TempFile>,
+    /// The replaced target's access ACL, which the temporary file gets
+    /// before the rename.
+    pub(crate) acl: Option<Vec<u8>>,
+}
+
+/// What the temporary file takes over from the target it replaces.
+#[derive(Clone, Debug)]
+pub(crate) struct Existing {
+    pub(crate) mode: u32,
+    pub(crate) file: Arc<dyn ReadFile>,
 }
 
 impl NewContents {
-    fn new(existing_mode: Option<u32>) -> Self {
+    fn new(existing: Option<Existing>) -> Self {
         NewContents {
-            existing_mode,
+            existing,
             buf: Vec::new(),
             temp: None,
             len: 0,
@@ -527,7 +552,7 @@ impl NewContents {
                         .map_err(|e| Error::io(Op::MarkGuard, &file.inner.guard_path, e))?;
                 }
                 self.temp
-                    .insert(commit::create_temp(file, self.existing_mode)?)
+                    .insert(commit::create_temp(file, self.existing.as_ref())?)
             }
         };
         write_all(temp.file.as_mut(), data).map_err(|e| Error::io(Op::Write, &temp.path, e))

@@ -3,19 +3,24 @@
 use std::fmt;
 use std::path::Path;
 use std::sync::{Arc, Mutex, PoisonError};
-use std::time::Instant;
 
 use camino::{Utf8Component, Utf8Path, Utf8PathBuf};
 
+use crate::commit::Mutant;
 use crate::error::{BoxError, Op};
-use crate::fs::{DirHandle, Fs, GuardPerms, Kind, real::RealFs};
-use crate::guard::{Got, GuardRef, Holder, Locked, Mode, Wait};
+use crate::fs::{DirHandle, Fs, GuardPerms, Kind, Marker, real::RealFs};
+use crate::guard::{Foreign, Got, GuardRef, Holder, Locked, Mode, Wait};
 use crate::transaction::Transaction;
 use crate::{Error, Options, Symlinks, journal, names};
 
 /// How many symbolic links [`Symlinks::Follow`] resolves before giving up
 /// (Linux's `MAXSYMLINKS`).
 const MAX_SYMLINKS: usize = 40;
+
+/// How often the lock is taken again because the guard path named another
+/// inode than the one locked, before giving up: each time means someone
+/// replaced or removed the guard file between our open and our lock.
+const MAX_GUARD_REOPENS: usize = 16;
 
 /// A handle on one target file, for locked, atomic, durable updates.
 ///
@@ -103,15 +108,21 @@ impl TxFile {
     /// filesystems (an exclusive `flock` and a shared POSIX lock); where
     /// that is not enough (NFS), or where the guard cannot be opened at all,
     /// the error names its owner and mode and how to fix them.
+    /// (See [`Options::guard_path`] to choose another guard.)
     ///
     /// # Errors
     ///
     /// [`Error::InvalidPath`] when the path is not UTF-8, has no file name or
-    /// names a directory; [`Error::Symlink`] under [`Symlinks::Reject`];
-    /// [`Error::Io`] when the directory cannot be opened (missing, no
-    /// permission); [`Error::LocalLock`] on an NFS mount whose locks would
-    /// stay on this host (see [`Options::allow_local_locks`]). Nothing on disk
-    /// changes on error.
+    /// names (after following symbolic links under [`Symlinks::Follow`]) a
+    /// directory, a device, a FIFO or a socket: only regular files are
+    /// targets; [`Error::Symlink`] under [`Symlinks::Reject`];
+    /// [`Error::ForeignGuard`] when something that is not a guard sits at the
+    /// guard path (a file holding data such as a `Gemfile.lock`, a symbolic
+    /// link, a file with other links, a directory): choose another with
+    /// [`Options::guard_path`]; [`Error::Io`] when the directory cannot be
+    /// opened (missing, no permission); [`Error::LocalLock`] on an NFS mount
+    /// whose locks would stay on this host (see
+    /// [`Options::allow_local_locks`]). Nothing on disk changes on error.
     ///
     /// # Examples
     ///
@@ -142,11 +153,50 @@ impl TxFile {
             Symlinks::Replace => path,
         };
         let (dir_path, name) = split(&path)?;
-        if let Some(meta) = fs.stat(&path).map_err(|e| Error::io(Op::Stat, &path, e))? {
-            if meta.kind == Kind::Dir {
-                return Err(Error::InvalidPath {
-                    path,
-                    reason: "it is a directory",
+        // What the target is: a regular file or nothing. Under `Replace` the
+        // old contents are read through a link, so what it points to counts.
+        let meta = match options.symlinks {
+            Symlinks::Replace => fs.stat(&path),
+            Symlinks::Follow | Symlinks::Reject => fs.lstat(&path),
+        };
+        let meta = meta.map_err(|e| Error::io(Op::Stat, &path, e))?;
+        let invalid = |reason| Error::InvalidPath {
+            path: path.clone(),
+            reason,
+        };
+        match meta.map(|meta| meta.kind) {
+            Some(Kind::Dir) => return Err(invalid("it is a directory")),
+            Some(Kind::Other) => {
+                return Err(invalid(
+                    "it is not a regular file (a device, FIFO or socket)",
+                ));
+            }
+            Some(Kind::File | Kind::Symlink) | None => {}
+        }
+        let guard_path = match &options.guard_path {
+            Some(guard) => absolute(utf8_path(guard)?)?,
+            None => dir_path.join(names::guard_name(&name)),
+        };
+        if guard_path == path {
+            return Err(invalid("it cannot be its own lock file"));
+        }
+        let foreign = if crate::commit::mutant_of(&options) == Mutant::MarkForeignGuard {
+            Foreign::Trust
+        } else {
+            Foreign::Refuse
+        };
+        // A first look that creates nothing: refuse a file that is not a
+        // guard before the directory is even opened. (Opening the guard
+        // checks again, on the descriptor.)
+        if foreign == Foreign::Refuse {
+            let seen = fs
+                .lstat(&guard_path)
+                .map_err(|e| Error::io(Op::Stat, &guard_path, e))?;
+            if let Some(reason) = seen.as_ref().and_then(crate::guard::foreign_reason) {
+                return Err(Error::ForeignGuard {
+                    path: guard_path,
+                    target: path,
+                    reason,
                 });
             }
         }
@@ -154,7 +204,6 @@ impl TxFile {
             .open_dir(&dir_path)
             .map_err(|e| Error::io(Op::OpenDir, &dir_path, e))?;
         let on_nfs = real_fs && crate::mountinfo::check(&dir_path, &options, &path)?;
-        let guard_path = dir_path.join(names::guard_name(&name));
         Ok(TxFile {
             inner: Arc::new(Inner {
                 fs,
@@ -213,10 +262,14 @@ impl TxFile {
     fn open_guard(&self) -> Result<GuardRef, Error> {
         let inner = &*self.inner;
         let fs = inner.fs.as_ref();
-        GuardRef::open(fs, &inner.guard_path, || {
+        let foreign = if crate::commit::mutant_of(&inner.options) == Mutant::MarkForeignGuard {
+            Foreign::Trust
+        } else {
+            Foreign::Refuse
+        };
+        GuardRef::open(fs, &inner.guard_path, &inner.path, foreign, || {
             guard_perms(fs, &inner.path, &inner.dir_path)
         })
-        .map_err(|e| Error::io(Op::OpenGuard, &inner.guard_path, e))
     }
 
     /// The guard file whose lock serialises transactions on this target.
@@ -281,10 +334,7 @@ impl TxFile {
     /// # Ok::<(), Box<dyn std::error::Error>>(())
     /// ```
     pub fn begin(&self) -> Result<Transaction<'_>, Error> {
-        let wait = match self.inner.options.timeout {
-            Some(timeout) => Wait::Until(Instant::now() + timeout),
-            None => Wait::Forever,
-        };
+        let wait = Wait::within(self.inner.options.timeout);
         self.start(wait)?.ok_or_else(|| Error::Timeout {
             path: self.inner.path.clone(),
             timeout: self.inner.options.timeout.unwrap_or_default(),
@@ -332,12 +382,16 @@ impl TxFile {
     /// `lstat`, the only cost batches add to single-file transactions.
     pub(crate) fn journal_pending(&self) -> Result<bool, Error> {
         let path = &self.inner.journal_path;
-        Ok(self
+        let Some(meta) = self
             .inner
             .fs
             .lstat(path)
             .map_err(|e| Error::io(Op::Stat, path, e))?
-            .is_some())
+        else {
+            return Ok(false);
+        };
+        // A file txfile could not have written is no journal: left alone.
+        Ok(journal::classify(self.inner.fs.as_ref(), &meta) != journal::Found::Foreign)
     }
 
     /// With the lock held and no journal pending: sweep, then open the old
@@ -369,13 +423,14 @@ impl TxFile {
             pid: std::process::id(),
             thread: Some(std::thread::current().id()),
         };
-        loop {
+        let mut last_seen = None;
+        for _ in 0..MAX_GUARD_REOPENS {
             let guard = self.guard()?;
-            if !guard.registered_by(holder.pid) && mutant != crate::commit::Mutant::NoForkCheck {
+            if !guard.registered_by(holder.pid) && mutant != Mutant::NoForkCheck {
                 self.reopen_guard(&guard)?;
                 continue;
             }
-            let one_kind = mutant == crate::commit::Mutant::OneLockKind;
+            let one_kind = mutant == Mutant::OneLockKind;
             let got = guard
                 .lock(inner.options.lock_style, mode, wait, holder, one_kind)
                 .map_err(|e| Error::io(Op::Lock, &inner.guard_path, e))?;
@@ -391,17 +446,32 @@ impl TxFile {
             let now = fs
                 .lstat(&inner.guard_path)
                 .map_err(|e| Error::io(Op::Stat, &inner.guard_path, e))?;
-            let trusted = mutant == crate::commit::Mutant::NoGuardIdentityCheck;
+            let trusted = mutant == Mutant::NoGuardIdentityCheck;
             if trusted || now.is_some_and(|meta| guard.is_inode(fs, &meta)) {
                 let mut locked = locked;
                 if mode == Mode::Exclusive {
-                    locked.note_marker(now.is_some_and(|meta| meta.size > 0));
+                    // A size beyond the markers' (someone wrote into our
+                    // guard) counts as unclean: sweep and sync.
+                    let size = now.map_or(0, |meta| meta.size);
+                    locked.note_marker(Marker::from_size(size).unwrap_or(Marker::Unclean));
                 }
                 return Ok(Some(locked));
             }
             drop(locked);
+            last_seen = now;
             self.reopen_guard(&guard)?;
         }
+        let seen = match last_seen {
+            None => "nothing".to_string(),
+            Some(meta) => format!("inode {} of device {}", meta.ino, meta.dev),
+        };
+        Err(Error::io(
+            Op::Lock,
+            &inner.guard_path,
+            std::io::Error::other(format!(
+                "the lock file was replaced or removed each of the {MAX_GUARD_REOPENS} times it was locked (the path last named {seen}, not the locked file); is something deleting it?"
+            )),
+        ))
     }
 
     /// Replaces `stale` (a guard whose path names another inode now, or one
@@ -424,20 +494,43 @@ impl TxFile {
     }
 
     /// Removes temporary files of this target left by a writer that died
-    /// holding the lock. Only names that parse back to exactly this target's
-    /// pattern are touched, and only while the lock is held, so a live
-    /// writer's file is never among them. It runs when the guard's marker
-    /// says the last holder did not finish cleanly, and at the first lock of
-    /// the guard in this process (the marker does not survive power loss).
+    /// holding the lock. Only what is provably such a file goes: a name
+    /// that parses back to exactly this target's pattern, naming a regular
+    /// file with one link that belongs to this user (or, for root, to the
+    /// target's owner, to whom a commit gives its temporary file). Anything
+    /// else, and anything that cannot be removed, is left alone: it never
+    /// blocks a transaction. Only while the lock is held, so a live writer's
+    /// file is never among them. It runs when the guard's marker says the
+    /// last holder did not finish cleanly, and at the first lock of the
+    /// guard in this process (the marker does not survive power loss).
     fn sweep(&self, _locked: &Locked) -> Result<(), Error> {
         let inner = &*self.inner;
+        let fs = inner.fs.as_ref();
         let names = inner
             .dir
             .list()
             .map_err(|e| Error::io(Op::ListDir, &inner.dir_path, e))?;
+        let euid = fs.euid();
+        let mut target_owner = None;
         for name in names {
-            if crate::commit::is_stale_temp(self, &name) {
-                crate::fs::remove_if_present(inner.fs.as_ref(), &inner.dir_path.join(&name))?;
+            if !crate::commit::is_stale_temp(self, &name) {
+                continue;
+            }
+            let path = inner.dir_path.join(&name);
+            let Ok(Some(meta)) = fs.lstat(&path) else {
+                continue;
+            };
+            if meta.kind != Kind::File || meta.nlink != 1 {
+                continue;
+            }
+            let ours = meta.uid == euid
+                || (euid == 0
+                    && *target_owner.get_or_insert_with(|| {
+                        fs.lstat(&inner.path).ok().flatten().map(|m| m.uid)
+                    }) == Some(meta.uid));
+            if ours || crate::commit::mutant(self) == Mutant::SweepForeignTemp {
+                // Gone already, or not ours to remove after all: skip.
+                let _ = fs.remove_file(&path);
             }
         }
         Ok(())
@@ -675,4 +768,110 @@ fn resolve_links(fs: &dyn Fs, path: &Utf8Path) -> Result<Utf8PathBuf, Error> {
             "too many levels of symbolic links",
         ),
     ))
+}
+
+#[cfg(all(test, feature = "sim"))]
+mod tests {
+    use std::io;
+
+    use camino::{Utf8Path, Utf8PathBuf};
+
+    use super::*;
+    use crate::fs::{GuardFile, Meta, ReadFile, TempFile};
+    use crate::sim::SimFs;
+
+    /// A filesystem on which the guard path never names the inode that was
+    /// opened: as if someone replaced the guard file in a loop.
+    #[derive(Debug)]
+    struct Replacing(SimFs);
+
+    impl Fs for Replacing {
+        fn id(&self) -> u64 {
+            Fs::id(&self.0)
+        }
+        fn euid(&self) -> u32 {
+            self.0.euid()
+        }
+        fn lstat(&self, path: &Utf8Path) -> io::Result<Option<Meta>> {
+            let meta = self.0.lstat(path)?;
+            Ok(meta.map(|mut meta| {
+                if path.as_str().ends_with(".lock") {
+                    meta.ino += 1_000_000;
+                }
+                meta
+            }))
+        }
+        fn stat(&self, path: &Utf8Path) -> io::Result<Option<Meta>> {
+            self.0.stat(path)
+        }
+        fn read_link(&self, path: &Utf8Path) -> io::Result<Utf8PathBuf> {
+            self.0.read_link(path)
+        }
+        fn open_read(&self, path: &Utf8Path) -> io::Result<Option<Box<dyn ReadFile>>> {
+            self.0.open_read(path)
+        }
+        fn open_guard(
+            &self,
+            path: &Utf8Path,
+            perms: crate::fs::GuardPerms,
+        ) -> io::Result<Box<dyn GuardFile>> {
+            self.0.open_guard(path, perms)
+        }
+        fn open_dir(&self, path: &Utf8Path) -> io::Result<Box<dyn DirHandle>> {
+            self.0.open_dir(path)
+        }
+        fn create_temp(
+            &self,
+            dir: &Utf8Path,
+            prefix: &str,
+            suffix: &str,
+            mode: u32,
+        ) -> io::Result<(Utf8PathBuf, Box<dyn TempFile>)> {
+            self.0.create_temp(dir, prefix, suffix, mode)
+        }
+        fn create_new(&self, path: &Utf8Path, mode: u32) -> io::Result<Box<dyn TempFile>> {
+            self.0.create_new(path, mode)
+        }
+        fn open_write(&self, path: &Utf8Path) -> io::Result<Option<Box<dyn TempFile>>> {
+            self.0.open_write(path)
+        }
+        fn rename(&self, from: &Utf8Path, to: &Utf8Path) -> io::Result<()> {
+            self.0.rename(from, to)
+        }
+        fn link(&self, existing: &Utf8Path, new: &Utf8Path) -> io::Result<()> {
+            self.0.link(existing, new)
+        }
+        fn remove_file(&self, path: &Utf8Path) -> io::Result<()> {
+            self.0.remove_file(path)
+        }
+    }
+
+    /// The identity check retries a bounded number of times, then fails
+    /// saying what it saw, having opened the guard once per retry and kept
+    /// none of those descriptors.
+    #[test]
+    fn a_guard_replaced_in_a_loop_is_a_clear_error_not_a_loop() {
+        let sim = SimFs::new();
+        sim.create_dir_all("/d").expect("mkdir");
+        let mut options = Options::new();
+        options.fs = Some(Arc::new(Replacing(sim.clone())));
+        let file = TxFile::with_options(std::path::Path::new("/d/a"), options).expect("open");
+        let err = file.begin().expect_err("the guard never stays put");
+        assert!(matches!(&err, Error::Io { op: Op::Lock, .. }), "{err:?}");
+        assert!(err.to_string().contains("replaced or removed"), "{err}");
+        let opens = sim
+            .trace()
+            .iter()
+            .filter(|op| op.kind == crate::sim::OpKind::OpenGuard)
+            .count();
+        assert_eq!(opens, 1 + MAX_GUARD_REOPENS, "one open per retry");
+        let entry = file
+            .inner
+            .guard
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .clone()
+            .expect("the first transaction opened the guard");
+        assert_eq!(entry.spare_count(), 0, "no descriptor kept");
+    }
 }

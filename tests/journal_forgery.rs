@@ -4,9 +4,18 @@
 
 mod common;
 
+use std::os::unix::fs::PermissionsExt;
+
 use common::{names, tempdir};
 use txfile::TxFile;
 use txfile::sim::{JOURNAL_BLOCK, encode_journal, encode_journal_void};
+
+/// Writes `bytes` as a journal of this user, `0600`, as batch commits
+/// create them (anything else is not read as a journal at all).
+fn write_journal(path: &camino::Utf8Path, bytes: &[u8]) {
+    std::fs::write(path, bytes).unwrap();
+    std::fs::set_permissions(path, std::fs::Permissions::from_mode(0o600)).unwrap();
+}
 
 /// What the next program does first: begin on the member `a` (which
 /// recovers whatever journal it finds under `a`'s name), then roll back.
@@ -37,15 +46,22 @@ fn forged_journals_are_not_rolled_forward() {
         vec![(dir.to_string(), "a".to_string(), "not-a-temp".to_string())],
     ];
     for records in forgeries {
-        std::fs::write(dir.join(".a.txjournal"), encode_journal(&records)).unwrap();
+        write_journal(&dir.join(".a.txjournal"), &encode_journal(&records));
         recover_member(&dir);
         assert_eq!(std::fs::read(dir.join("a")).unwrap(), b"mine");
         assert_eq!(std::fs::read(other.join("victim")).unwrap(), b"precious");
         assert!(other.join("payload").exists() && dir.join("not-a-temp").exists());
         assert!(
             !names(&dir).contains(&".a.txjournal".to_string()),
-            "the forged journal is removed"
+            "the forged journal (this user's own, 0600) is removed"
         );
+        // The same bytes in a file others may read are not even read as a
+        // journal: left alone.
+        std::fs::write(dir.join(".a.txjournal"), encode_journal(&records)).unwrap();
+        recover_member(&dir);
+        assert_eq!(std::fs::read(dir.join("a")).unwrap(), b"mine");
+        assert!(names(&dir).contains(&".a.txjournal".to_string()));
+        std::fs::remove_file(dir.join(".a.txjournal")).unwrap();
     }
     // A genuine-looking journal for this member is still honoured.
     std::fs::write(dir.join(".a.AbCdEf12.txtmp"), "batched").unwrap();
@@ -54,15 +70,16 @@ fn forged_journals_are_not_rolled_forward() {
         "a".to_string(),
         ".a.AbCdEf12.txtmp".to_string(),
     )];
-    std::fs::write(dir.join(".a.txjournal"), encode_journal(&genuine)).unwrap();
+    write_journal(&dir.join(".a.txjournal"), &encode_journal(&genuine));
     recover_member(&dir);
     assert_eq!(std::fs::read(dir.join("a")).unwrap(), b"batched");
 }
 
 /// A symbolic link under a member's journal name is not followed: recovery
-/// neither reads nor appends to what it points to, and removes the link.
+/// neither reads nor appends to what it points to, nor removes the link
+/// (txfile never made it), and transactions go on.
 #[test]
-fn a_symlinked_journal_is_removed_not_followed() {
+fn a_symlinked_journal_is_left_alone_not_followed() {
     let (_d, dir) = tempdir();
     let (_o, other) = tempdir();
     std::fs::write(dir.join("a"), "mine").unwrap();
@@ -90,8 +107,12 @@ fn a_symlinked_journal_is_removed_not_followed() {
             "the link's target is not written"
         );
         assert!(
-            !names(&dir).contains(&".a.txjournal".to_string()),
-            "the link is removed"
+            std::fs::symlink_metadata(dir.join(".a.txjournal"))
+                .unwrap()
+                .file_type()
+                .is_symlink(),
+            "the link is left alone"
         );
+        std::fs::remove_file(dir.join(".a.txjournal")).unwrap();
     }
 }

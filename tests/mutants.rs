@@ -15,6 +15,8 @@ const MUTANTS: &[(Mutant, &[u8])] = &[
     (Mutant::SweepForeignTemp, &[6]),
     (Mutant::UnlockBeforeRename, &[5]),
     (Mutant::IgnoreFsyncError, &[3]),
+    (Mutant::MarkForeignGuard, &[6]),
+    (Mutant::TrustForeignJournal, &[6]),
 ];
 
 #[test]

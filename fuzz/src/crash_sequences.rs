@@ -15,6 +15,13 @@
 //! allowed (the journal on disk decides), so right after a crash each
 //! target is only checked against its own possible versions.
 //!
+//! Beside and behind the targets (issue 12): others' files planted at the
+//! targets' own journal and temporary names (a user's notes, another user's
+//! file), a file holding data at the guard name of a target `x` that every
+//! check tries to open, and stale journals whose records also point into a
+//! protected directory `/p`. None of them may change, and nothing in `/p`
+//! may appear, change or go, through every crash and recovery.
+//!
 //! Every run of the sequence is deterministic (the simulated filesystem's
 //! "random" temporary names come from its own state), so the sequence runs
 //! once to learn its operations and again with the crash.
@@ -57,7 +64,34 @@ const FOREIGN: &[(&str, &[u8])] = &[
         b"a backup of a journal: not a journal name",
     ),
     ("other", b"an unrelated file"),
+    // The guard name of target `x`, taken by a file holding data (a
+    // `Gemfile.lock`): txfile must refuse `x` and never write to it.
+    ("x.lock", b"GEM\n  specs:\n    rails (7.1.0)\n"),
 ];
+
+/// Files of others planted at the targets' own derived names start with
+/// this: txfile must leave them exactly as they are.
+const PLANTED: &[u8] = b"planted: ";
+
+/// A directory txfile has no business in; planted journals point into it.
+const PROTECTED_DIR: &str = "/p";
+const PROTECTED: &[(&str, &[u8])] = &[
+    ("/p/victim", b"the victim's contents"),
+    (
+        "/p/.victim.Zz9Yy8Xx.txtmp",
+        b"a killed writer's half-written file",
+    ),
+    (
+        "/p/.victim.txjournal",
+        b"a user's file at the victim's journal name",
+    ),
+    ("/p/other.lock", b""),
+];
+
+/// Whether `contents` is a file of others planted at a derived name.
+fn is_planted(contents: &Version) -> bool {
+    contents.as_deref().is_some_and(|c| c.starts_with(PLANTED))
+}
 
 /// The name a stale temporary file of `name` gets in the initial state: a
 /// writer died holding it. It is the target's own (and must be swept) only
@@ -226,6 +260,19 @@ pub struct CrashSpec {
     pub mid_write: bool,
 }
 
+/// Files of others planted at a target's own derived names in the initial
+/// state.
+#[derive(Arbitrary, Clone, Copy, Debug)]
+pub enum Plant {
+    /// A user's own file (`0644`, data) at the journal name: not a journal.
+    /// (Used only when no stale journal takes the name.)
+    UserFileAtJournalName,
+    /// Another user's file named like a temporary file of the target.
+    OtherUsersTemp,
+    /// Both.
+    Both,
+}
+
 /// One fuzz case.
 #[derive(Arbitrary, Clone, Debug)]
 pub struct Input {
@@ -256,6 +303,8 @@ pub struct Input {
     pub stale_journals: [Option<StaleJournal>; 3],
     /// Recovery starts with `Options::recover` of the directory.
     pub explicit_recover: bool,
+    /// Others' files at each target's derived names.
+    pub planted: [Option<Plant>; 3],
     /// The post-crash choices (which pending operations landed, how writes
     /// tore), read as needed.
     pub choices: Vec<u8>,
@@ -453,14 +502,75 @@ fn setup(input: &Input) -> SimFs {
     let count = input.target_count();
     for (i, stale) in input.stale_journals.iter().enumerate().take(count) {
         if let Some(stale) = stale {
-            sim.write_file(
-                target_path(&journal_name(NAMES[i])),
-                &stale_journal(stale, i, count),
-            )
-            .expect("setup: stale journal");
+            let path = target_path(&journal_name(NAMES[i]));
+            sim.write_file(&path, &stale_journal(stale, i, count))
+                .expect("setup: stale journal");
+            // As a batch commit of this user creates it.
+            sim.set_mode(&path, 0o600).expect("setup: journal mode");
         }
     }
+    for (i, plant) in input.planted.iter().enumerate().take(count) {
+        let name = NAMES[i];
+        let (journal, temp) = match plant {
+            None => continue,
+            Some(Plant::UserFileAtJournalName) => (true, false),
+            Some(Plant::OtherUsersTemp) => (false, true),
+            Some(Plant::Both) => (true, true),
+        };
+        if journal && input.stale_journals[i].is_none() {
+            let contents = [PLANTED, b"a user's notes at ", name.as_bytes()].concat();
+            sim.write_file(target_path(&journal_name(name)), &contents)
+                .expect("setup: user's file");
+        }
+        if temp {
+            let path = target_path(&format!(".{name}.Pp7Oo6Ii.txtmp"));
+            let contents = [PLANTED, b"another user's file beside ", name.as_bytes()].concat();
+            sim.write_file(&path, &contents)
+                .expect("setup: other user's file");
+            sim.set_owner(&path, 2000, 2000).expect("setup: owner");
+        }
+    }
+    sim.create_dir_all(PROTECTED_DIR)
+        .expect("setup: protected directory");
+    for (path, contents) in PROTECTED {
+        sim.write_file(path, contents)
+            .expect("setup: protected file");
+    }
     sim
+}
+
+/// Invariant 6 outside the directory: planted journals point into the
+/// protected directory, and nothing there may change, appear or go.
+fn check_protected(sim: &SimFs, when: &str) {
+    let mut expected: Vec<&str> = PROTECTED.iter().map(|(p, _)| &p[3..]).collect();
+    expected.sort_unstable();
+    let now = sim
+        .list_dir(PROTECTED_DIR)
+        .expect("list the protected directory");
+    assert!(
+        now == expected,
+        "invariant 6 (collateral): {when}: the protected directory holds {now:?}"
+    );
+    for (path, contents) in PROTECTED {
+        let now = sim.read_file(path).expect("read a protected file");
+        assert!(
+            now.as_deref() == Some(*contents),
+            "invariant 6 (collateral): {when}: {path} is {}",
+            show(&now)
+        );
+    }
+}
+
+/// Target `x`, whose guard name is taken by a file holding data: opening it
+/// is refused, and (checked with the foreign files) `x.lock` keeps its data.
+fn check_foreign_guard(input: &Input, sim: &SimFs, when: &str) {
+    let result = options(sim, input.style())
+        .open(target_path("x"))
+        .and_then(|file| file.update(|_| Ok::<_, std::io::Error>(b"x".to_vec())));
+    assert!(
+        matches!(result, Err(Error::ForeignGuard { .. })),
+        "invariant 6 (collateral): {when}: x.lock, which holds data, was used as a guard: {result:?}"
+    );
 }
 
 /// The bytes of a stale journal under target `t`'s name.
@@ -470,10 +580,18 @@ fn stale_journal(stale: &StaleJournal, t: usize, count: usize) -> Vec<u8> {
         if pair && count > 1 {
             members.push((t + 1) % count);
         }
-        let records: Vec<(String, String, String)> = members
+        let mut records: Vec<(String, String, String)> = members
             .into_iter()
             .map(|m| (DIR.to_owned(), NAMES[m].to_owned(), staged(NAMES[m])))
             .collect();
+        // A record pointing into another directory, at a file whose
+        // temporary file is there: the protected directory has no journal
+        // of ours, so recovery must not act on it.
+        records.push((
+            PROTECTED_DIR.to_owned(),
+            "victim".to_owned(),
+            ".victim.Zz9Yy8Xx.txtmp".to_owned(),
+        ));
         encode_journal(&records)
     };
     match stale {
@@ -892,7 +1010,9 @@ fn foreign_files(input: &Input, initial: &SimFs) -> BTreeMap<String, Version> {
     let targets = &NAMES[..input.target_count()];
     snapshot(initial)
         .into_iter()
-        .filter(|(name, _)| !targets.iter().any(|t| owned_by(t, name)))
+        .filter(|(name, contents)| {
+            is_planted(contents) || !targets.iter().any(|t| owned_by(t, name))
+        })
         .collect()
 }
 
@@ -909,6 +1029,7 @@ fn check_foreign(sim: &SimFs, foreign: &BTreeMap<String, Version>, when: &str) {
             show(contents)
         );
     }
+    check_protected(sim, when);
 }
 
 /// Invariants 1 and 2 on each target right after a crash (or without one),
@@ -944,6 +1065,7 @@ fn leftovers(sim: &SimFs, count: usize) -> Vec<String> {
             NAMES[..count]
                 .iter()
                 .any(|name| *file == journal_name(name) || is_temp_of(name, file))
+                && !is_planted(&sim.read_file(target_path(file)).expect("read"))
         })
         .collect()
 }
@@ -981,6 +1103,7 @@ fn check_live(input: &Input, live: &Run, faults: &[(u64, Fault, OpKind)]) {
     let allowed: Vec<Vec<Version>> = (0..count).map(|t| live.model.allowed(t)).collect();
     let foreign = foreign_files(input, &setup(input));
     check_state(&live.sim, &allowed, false, &foreign, when);
+    check_foreign_guard(input, &live.sim, when);
     // Invariant 4: no temporary file is left, even by a failed commit,
     // unless the fault stopped the removal itself (the next transaction
     // sweeps it), or it is a batch member's staged file that a journal
@@ -1062,21 +1185,31 @@ fn recover(
 ) -> Vec<Version> {
     let count = input.target_count();
     if input.explicit_recover {
-        let journals = snapshot(sim)
-            .keys()
-            .filter(|file| {
-                NAMES[..count]
-                    .iter()
-                    .any(|name| **file == journal_name(name))
-            })
+        let names = snapshot(sim);
+        let is_journal = |file: &String| {
+            NAMES[..count]
+                .iter()
+                .any(|name| *file == journal_name(name))
+        };
+        let journals = names
+            .iter()
+            .filter(|(file, contents)| is_journal(file) && !is_planted(contents))
             .count();
-        let found = options(sim, input.style())
-            .recover(DIR)
-            .unwrap_or_else(|e| panic!("invariant 4 (recovery): {when}: recover failed: {e}"));
-        assert!(
-            found == journals,
-            "recovery: {when}: recover found {found} journals, the directory had {journals}"
-        );
+        let planted = names
+            .iter()
+            .filter(|(file, contents)| is_journal(file) && is_planted(contents))
+            .count();
+        match options(sim, input.style()).recover(DIR) {
+            Ok(found) => assert!(
+                found == journals && planted == 0,
+                "recovery: {when}: recover found {found} journals, the directory had {journals} (and {planted} planted files)"
+            ),
+            Err(Error::ForeignJournal { count, .. }) => assert!(
+                count == planted && planted > 0,
+                "recovery: {when}: recover reported {count} foreign journals, {planted} were planted"
+            ),
+            Err(e) => panic!("invariant 4 (recovery): {when}: recover failed: {e}"),
+        }
         let left: Vec<String> = leftovers(sim, count)
             .into_iter()
             .filter(|file| file.ends_with(".txjournal"))
@@ -1163,6 +1296,7 @@ fn recover(
         check_recovered(sim, input, name, &before, &Some(recovered(t)), &when);
     }
     check_foreign(sim, foreign, when);
+    check_foreign_guard(input, sim, when);
     seen
 }
 
@@ -1186,22 +1320,23 @@ fn check_recovered(
         show(&now),
         show(expected)
     );
-    for file in after.keys() {
+    for (file, contents) in &after {
         assert!(
-            !is_temp_of(name, file) && *file != journal_name(name),
+            is_planted(contents) || (!is_temp_of(name, file) && *file != journal_name(name)),
             "invariant 4 (clean): {when}: {file} survived recovery"
         );
     }
     let targets = &NAMES[..input.target_count()];
-    let journaled = before
-        .keys()
-        .any(|file| targets.iter().any(|t| *file == journal_name(t)));
+    let journaled = before.iter().any(|(file, contents)| {
+        !is_planted(contents) && targets.iter().any(|t| *file == journal_name(t))
+    });
     let others = |files: &BTreeMap<String, Version>| -> BTreeMap<String, Version> {
         files
             .iter()
             .filter(|(file, _)| {
                 let batch_member = journaled && targets.iter().any(|t| owned_by(t, file));
-                !owned_by(name, file) && !batch_member
+                is_planted(files.get(*file).unwrap_or(&None))
+                    || (!owned_by(name, file) && !batch_member)
             })
             .map(|(k, v)| (k.clone(), v.clone()))
             .collect()
@@ -1287,6 +1422,7 @@ mod tests {
                 None,
             ],
             explicit_recover: false,
+            planted: [None; 3],
             choices: vec![1; 64],
         }
     }

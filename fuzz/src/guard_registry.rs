@@ -441,8 +441,7 @@ impl World {
                         let blocking =
                             matches!(action, Action::Begin { .. }) && (h.timed || txs.is_empty());
                         let holds = txs.iter().any(|held| {
-                            *held.borrow_process() == h.process
-                                && *held.borrow_target() == h.target
+                            *held.borrow_process() == h.process && *held.borrow_target() == h.target
                         });
                         txs.extend(self.begin(h, blocking, holds));
                     }

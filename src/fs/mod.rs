@@ -31,6 +31,8 @@ pub(crate) struct Meta {
     pub(crate) dev: u64,
     pub(crate) ino: u64,
     pub(crate) size: u64,
+    /// Hard links to the inode.
+    pub(crate) nlink: u64,
     pub(crate) mtime: (i64, i64),
     pub(crate) ctime: (i64, i64),
     pub(crate) mode: u32,
@@ -57,17 +59,23 @@ impl Meta {
 pub(crate) trait Fs: Send + Sync + Debug {
     /// Identifies this filesystem in the process-wide guard registry.
     fn id(&self) -> u64;
+    /// The effective user id of this process: whose files txfile may
+    /// consider its own.
+    fn euid(&self) -> u32;
     /// `lstat`: `Ok(None)` when nothing is there.
     fn lstat(&self, path: &Utf8Path) -> io::Result<Option<Meta>>;
     /// `stat` (follows symbolic links): `Ok(None)` when nothing is there.
     fn stat(&self, path: &Utf8Path) -> io::Result<Option<Meta>>;
     /// The target of a symbolic link, as stored.
     fn read_link(&self, path: &Utf8Path) -> io::Result<Utf8PathBuf>;
-    /// Opens a file for reading; `Ok(None)` when it does not exist.
+    /// Opens a file for reading, without blocking on a FIFO or device
+    /// (`O_NONBLOCK`); `Ok(None)` when it does not exist.
     fn open_read(&self, path: &Utf8Path) -> io::Result<Option<Box<dyn ReadFile>>>;
     /// Opens or creates a guard file, close-on-exec: read-write, or
     /// read-only when this user may not write it. A guard it creates gets
     /// exactly `perms` (the umask does not apply: the guard holds no data).
+    /// It refuses a symbolic link (`O_NOFOLLOW`) and never blocks on a FIFO
+    /// or device (`O_NONBLOCK`).
     fn open_guard(&self, path: &Utf8Path, perms: GuardPerms) -> io::Result<Box<dyn GuardFile>>;
     /// Opens a directory for fsync and listing.
     fn open_dir(&self, path: &Utf8Path) -> io::Result<Box<dyn DirHandle>>;
@@ -144,11 +152,18 @@ pub(crate) trait ReadFile: Send + Sync + Debug {
     fn meta(&self) -> io::Result<Meta>;
     /// `pread`.
     fn read_at(&self, buf: &mut [u8], offset: u64) -> io::Result<usize>;
+    /// Its POSIX access ACL (`system.posix_acl_access`), as the kernel
+    /// stores it; `None` when it has none or the filesystem has no ACLs.
+    fn acl(&self) -> io::Result<Option<Vec<u8>>>;
+    /// `fsync`, through this read-only descriptor (`F_FULLFSYNC` on macOS).
+    fn sync(&self) -> io::Result<()>;
 }
 
 /// A file open for writing: a freshly created temporary file or journal,
 /// or a journal reopened by recovery.
 pub(crate) trait TempFile: Send + Sync + Debug {
+    /// `fstat`.
+    fn meta(&self) -> io::Result<Meta>;
     /// Writes at the current position and moves it; may write less than
     /// asked.
     fn write(&mut self, buf: &[u8]) -> io::Result<usize>;
@@ -158,10 +173,16 @@ pub(crate) trait TempFile: Send + Sync + Debug {
     /// `pread` of what was written.
     fn read_at(&self, buf: &mut [u8], offset: u64) -> io::Result<usize>;
     /// Gives the file this owner (`fchown`, quietly keeping ours when not
-    /// permitted) and exactly this mode (`fchmod`), calling each only when
-    /// the file does not have it already (chown clears set-id bits, so a
-    /// chown is always followed by a chmod).
-    fn set_owner_and_mode(&mut self, uid: u32, gid: u32, mode: u32) -> io::Result<()>;
+    /// permitted), this access ACL if any, and exactly this mode
+    /// (`fchmod`), calling each only when the file does not have it already
+    /// (chown clears set-id bits, so a chown is always followed by a chmod).
+    fn set_owner_and_mode(
+        &mut self,
+        uid: u32,
+        gid: u32,
+        mode: u32,
+        acl: Option<&[u8]>,
+    ) -> io::Result<()>;
     /// `fsync` (`F_FULLFSYNC` on macOS).
     fn sync(&mut self) -> io::Result<()>;
 }
@@ -179,13 +200,11 @@ pub(crate) trait DirHandle: Send + Sync + Debug {
 pub(crate) trait GuardFile: Send + Sync + Debug {
     /// `fstat`.
     fn meta(&self) -> io::Result<Meta>;
-    /// Sets or clears the "unclean" marker: the guard's size, 1 or 0. A
-    /// holder sets it before it creates a temporary file and clears it once
-    /// nothing of its transaction is left to clean up or to sync; the next
-    /// holder finds it set if a writer died (or a commit failed after its
-    /// rename) and then sweeps and syncs. Changing the size allocates nothing,
-    /// so it works on a full disk.
-    fn set_dirty(&self, dirty: bool) -> io::Result<()>;
+    /// `pread`: to check that a guard holds nothing but the marker.
+    fn read_at(&self, buf: &mut [u8], offset: u64) -> io::Result<usize>;
+    /// Sets the guard's marker: its size (see [`Marker`]). Changing the
+    /// size allocates nothing, so it works on a full disk.
+    fn set_marker(&self, marker: Marker) -> io::Result<()>;
     /// How this descriptor can be locked.
     fn locking(&self) -> Locking;
     /// Takes one kind of lock (`flock` or POSIX), shared or exclusive;
@@ -197,6 +216,37 @@ pub(crate) trait GuardFile: Send + Sync + Debug {
         shared: bool,
         wait: bool,
     ) -> io::Result<Option<Box<dyn LockHeld>>>;
+}
+
+/// What the guard's size says about the target, for the next holder. A
+/// guard holds nothing but this: zero bytes, one or two.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord)]
+pub(crate) enum Marker {
+    /// Size 0: nothing to clean up, and the current version is durable (or
+    /// nobody asked it to be).
+    Clean = 0,
+    /// Size 1, "unclean": a holder sets it before it creates a temporary
+    /// file and clears it once nothing of its transaction is left to clean
+    /// up or to sync; the next holder finds it set if a writer died (or a
+    /// commit failed after its rename) and then sweeps and syncs.
+    Unclean = 1,
+    /// Size 2, "unsynced": the current version was committed without
+    /// fsyncs (`Durability::None`). A `Durability::Full` holder that vouches
+    /// for it (a no-op commit) fsyncs the target and its directory first.
+    Unsynced = 2,
+}
+
+impl Marker {
+    /// The marker a guard of `size` bytes holds; `None` when the size is
+    /// none of them (the file holds data).
+    pub(crate) fn from_size(size: u64) -> Option<Marker> {
+        match size {
+            0 => Some(Marker::Clean),
+            1 => Some(Marker::Unclean),
+            2 => Some(Marker::Unsynced),
+            _ => None,
+        }
+    }
 }
 
 /// A held operating-system lock; dropping it unlocks.

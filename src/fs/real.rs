@@ -6,7 +6,9 @@ use std::sync::Arc;
 
 use camino::{Utf8Path, Utf8PathBuf};
 
-use super::{DirHandle, Fs, GuardFile, GuardPerms, LockHeld, Locking, Meta, ReadFile, TempFile};
+use super::{
+    DirHandle, Fs, GuardFile, GuardPerms, LockHeld, Locking, Marker, Meta, ReadFile, TempFile,
+};
 use crate::{LockStyle, sys};
 
 /// The operating system's filesystem.
@@ -35,6 +37,10 @@ impl Fs for RealFs {
         0
     }
 
+    fn euid(&self) -> u32 {
+        sys::euid()
+    }
+
     fn lstat(&self, path: &Utf8Path) -> io::Result<Option<Meta>> {
         not_found_to_none(std::fs::symlink_metadata(path)).map(|m| m.map(|m| sys::meta(&m)))
     }
@@ -48,10 +54,8 @@ impl Fs for RealFs {
     }
 
     fn open_read(&self, path: &Utf8Path) -> io::Result<Option<Box<dyn ReadFile>>> {
-        Ok(
-            not_found_to_none(File::open(path))?
-                .map(|f| Box::new(RealFile(f)) as Box<dyn ReadFile>),
-        )
+        Ok(not_found_to_none(sys::open_read(path))?
+            .map(|f| Box::new(RealFile(f)) as Box<dyn ReadFile>))
     }
 
     fn open_guard(&self, path: &Utf8Path, perms: GuardPerms) -> io::Result<Box<dyn GuardFile>> {
@@ -117,9 +121,21 @@ impl ReadFile for RealFile {
     fn read_at(&self, buf: &mut [u8], offset: u64) -> io::Result<usize> {
         sys::read_at(&self.0, buf, offset)
     }
+
+    fn acl(&self) -> io::Result<Option<Vec<u8>>> {
+        sys::acl(&self.0)
+    }
+
+    fn sync(&self) -> io::Result<()> {
+        sys::sync_file(&self.0)
+    }
 }
 
 impl TempFile for RealFile {
+    fn meta(&self) -> io::Result<Meta> {
+        ReadFile::meta(self)
+    }
+
     fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
         self.0.write(buf)
     }
@@ -132,8 +148,14 @@ impl TempFile for RealFile {
         sys::read_at(&self.0, buf, offset)
     }
 
-    fn set_owner_and_mode(&mut self, uid: u32, gid: u32, mode: u32) -> io::Result<()> {
-        sys::set_owner_and_mode(&self.0, uid, gid, mode)
+    fn set_owner_and_mode(
+        &mut self,
+        uid: u32,
+        gid: u32,
+        mode: u32,
+        acl: Option<&[u8]>,
+    ) -> io::Result<()> {
+        sys::set_owner_and_mode(&self.0, uid, gid, mode, acl)
     }
 
     fn sync(&mut self) -> io::Result<()> {
@@ -174,8 +196,12 @@ impl GuardFile for RealGuard {
         Ok(sys::meta(&self.file.metadata()?))
     }
 
-    fn set_dirty(&self, dirty: bool) -> io::Result<()> {
-        self.file.set_len(u64::from(dirty))
+    fn read_at(&self, buf: &mut [u8], offset: u64) -> io::Result<usize> {
+        sys::read_at(&self.file, buf, offset)
+    }
+
+    fn set_marker(&self, marker: Marker) -> io::Result<()> {
+        self.file.set_len(marker as u64)
     }
 
     fn locking(&self) -> Locking {

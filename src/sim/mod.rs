@@ -333,6 +333,61 @@ impl SimFs {
         Ok(())
     }
 
+    /// Sets a file's owner and group durably, without counting an
+    /// operation (setup for a test: a file of another user). Files the
+    /// simulated process creates belong to user and group 1000.
+    ///
+    /// # Errors
+    ///
+    /// When the file does not exist or is a directory.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// let sim = txfile::sim::SimFs::new();
+    /// sim.write_file("/theirs", b"")?;
+    /// sim.set_owner("/theirs", 2000, 2000)?;
+    /// assert_eq!(sim.owner("/theirs")?, Some((2000, 2000)));
+    /// # Ok::<(), std::io::Error>(())
+    /// ```
+    pub fn set_owner(&self, path: impl AsRef<Utf8Path>, uid: u32, gid: u32) -> io::Result<()> {
+        let path = path.as_ref();
+        let mut state = self.state();
+        let ino = state.disk.lookup(path)?.ok_or_else(|| not_found(path))?;
+        let file = state.disk.file_mut(ino)?;
+        for image in [&mut file.volatile, &mut file.base] {
+            image.uid = uid;
+            image.gid = gid;
+        }
+        Ok(())
+    }
+
+    /// A file's owner and group; `None` when it does not exist. Counts no
+    /// operation.
+    ///
+    /// # Errors
+    ///
+    /// When the path names a directory or a parent is missing.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// let sim = txfile::sim::SimFs::new();
+    /// sim.write_file("/mine", b"")?;
+    /// assert_eq!(sim.owner("/mine")?, Some((1000, 1000)));
+    /// # Ok::<(), std::io::Error>(())
+    /// ```
+    pub fn owner(&self, path: impl AsRef<Utf8Path>) -> io::Result<Option<(u32, u32)>> {
+        let state = self.state();
+        match state.disk.lookup(path.as_ref())? {
+            Some(ino) => {
+                let image = &state.disk.file(ino)?.volatile;
+                Ok(Some((image.uid, image.gid)))
+            }
+            None => Ok(None),
+        }
+    }
+
     /// A file's contents as running processes see them; `None` when it
     /// does not exist. Works after a crash too (showing the last volatile
     /// view) and counts no operation.

@@ -10,7 +10,7 @@ use super::state::{DataOp, Disk, EntryOp, Owner, State, Step, down};
 use super::{OpKind, SimFs};
 use crate::LockStyle;
 use crate::fs::{
-    DirHandle, Fs, GuardFile, GuardPerms, LockHeld, Locking, Meta, ReadFile, TempFile,
+    DirHandle, Fs, GuardFile, GuardPerms, LockHeld, Locking, Marker, Meta, ReadFile, TempFile,
 };
 
 impl SimFs {
@@ -44,6 +44,10 @@ impl SimFs {
 impl Fs for SimFs {
     fn id(&self) -> u64 {
         self.id
+    }
+
+    fn euid(&self) -> u32 {
+        super::state::UID
     }
 
     fn lstat(&self, path: &Utf8Path) -> io::Result<Option<Meta>> {
@@ -290,9 +294,47 @@ impl ReadFile for SimFile {
     fn read_at(&self, buf: &mut [u8], offset: u64) -> io::Result<usize> {
         self.read(buf, offset)
     }
+
+    /// The simulated filesystem has no ACLs.
+    fn acl(&self) -> io::Result<Option<Vec<u8>>> {
+        Ok(None)
+    }
+
+    fn sync(&self) -> io::Result<()> {
+        sync_file(&self.fs, self.ino, &self.path)
+    }
+}
+
+/// `fsync` of inode `ino` (opened as `path`), as the plan says.
+fn sync_file(fs: &SimFs, ino: u64, path: &Utf8Path) -> io::Result<()> {
+    let mut state = fs.state();
+    match state.step(OpKind::SyncFile, path) {
+        Ok(Step::Run) => state.disk.sync_file(ino, false),
+        Ok(Step::RunThenCrash) => {
+            let _ = state.disk.sync_file(ino, false);
+            state.crash();
+            drop(state);
+            fs.shared.freed.notify_all();
+            Err(down())
+        }
+        Ok(Step::Fail(Fault::Io)) => {
+            state.disk.sync_file(ino, true)?;
+            Err(Fault::Io.error())
+        }
+        Ok(Step::Fail(fault)) => Err(fault.error()),
+        Err(e) => {
+            drop(state);
+            fs.shared.freed.notify_all();
+            Err(e)
+        }
+    }
 }
 
 impl TempFile for SimFile {
+    fn meta(&self) -> io::Result<Meta> {
+        ReadFile::meta(self)
+    }
+
     fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
         let mut state = self.fs.state();
         let (len, crash) = match state.step(OpKind::Write, &self.path) {
@@ -333,7 +375,14 @@ impl TempFile for SimFile {
     /// As on a real system: one look at the inode (an `fstat`, not a
     /// counted operation), then `fchown` only when the owner differs and
     /// `fchmod` only when the mode differs or a `fchown` cleared set-id bits.
-    fn set_owner_and_mode(&mut self, uid: u32, gid: u32, mode: u32) -> io::Result<()> {
+    /// (The simulated filesystem has no ACLs: there is none to copy.)
+    fn set_owner_and_mode(
+        &mut self,
+        uid: u32,
+        gid: u32,
+        mode: u32,
+        _acl: Option<&[u8]>,
+    ) -> io::Result<()> {
         let mode = mode & 0o7777;
         let (owner_differs, mode_differs) = {
             let state = self.fs.state();
@@ -354,27 +403,7 @@ impl TempFile for SimFile {
     }
 
     fn sync(&mut self) -> io::Result<()> {
-        let mut state = self.fs.state();
-        match state.step(OpKind::SyncFile, &self.path) {
-            Ok(Step::Run) => state.disk.sync_file(self.ino, false),
-            Ok(Step::RunThenCrash) => {
-                let _ = state.disk.sync_file(self.ino, false);
-                state.crash();
-                drop(state);
-                self.fs.shared.freed.notify_all();
-                Err(down())
-            }
-            Ok(Step::Fail(Fault::Io)) => {
-                state.disk.sync_file(self.ino, true)?;
-                Err(Fault::Io.error())
-            }
-            Ok(Step::Fail(fault)) => Err(fault.error()),
-            Err(e) => {
-                drop(state);
-                self.fs.shared.freed.notify_all();
-                Err(e)
-            }
-        }
+        sync_file(&self.fs, self.ino, &self.path)
     }
 }
 
@@ -414,13 +443,23 @@ impl GuardFile for SimGuard {
     /// is the pessimistic choice (after a power loss txfile must find a dead
     /// writer's files without it), and it keeps the guard out of the crash
     /// enumeration.
-    fn set_dirty(&self, dirty: bool) -> io::Result<()> {
+    fn set_marker(&self, marker: Marker) -> io::Result<()> {
         self.fs.op(OpKind::SetLen, &self.path, |s| {
             s.disk
                 .file_mut(self.ino)?
                 .volatile
-                .apply(&DataOp::SetLen(u64::from(dirty)));
+                .apply(&DataOp::SetLen(marker as u64));
             Ok(())
+        })
+    }
+
+    fn read_at(&self, buf: &mut [u8], offset: u64) -> io::Result<usize> {
+        self.fs.op(OpKind::Read, &self.path, |s| {
+            let bytes = &s.disk.file(self.ino)?.volatile.bytes;
+            let start = (offset as usize).min(bytes.len());
+            let n = buf.len().min(bytes.len() - start);
+            buf[..n].copy_from_slice(&bytes[start..start + n]);
+            Ok(n)
         })
     }
 

@@ -299,11 +299,20 @@ impl Disk {
             }
             Node::Dir(dir) => (Kind::Dir, dir.volatile.len() as u64, dir.mode, UID, GID),
         };
+        let nlink = self
+            .inodes
+            .values()
+            .filter_map(|inode| match &inode.node {
+                Node::Dir(dir) => Some(dir.volatile.values().filter(|&&i| i == ino).count()),
+                Node::File(_) => None,
+            })
+            .sum::<usize>() as u64;
         Ok(Meta {
             kind,
             dev: DEV,
             ino,
             size,
+            nlink,
             mtime: (inode.mtime, 0),
             ctime: (inode.ctime, 0),
             mode,

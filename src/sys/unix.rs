@@ -11,10 +11,19 @@ use rustix::fs::FlockOperation;
 use crate::LockStyle;
 use crate::fs::{GuardPerms, Kind, Meta};
 
+/// Flags that keep an open from following a planted symbolic link or
+/// blocking on a FIFO or device (what it opened is checked with `fstat`
+/// right after).
+fn no_follow_no_block() -> i32 {
+    (rustix::fs::OFlags::NOFOLLOW | rustix::fs::OFlags::NONBLOCK | rustix::fs::OFlags::NOCTTY)
+        .bits() as i32
+}
+
 /// Opens (creating if needed) a guard file, close-on-exec (std's default):
 /// read-write, or read-only when this user may read it but not write it
 /// (`true` in the result). A guard created here gets exactly `perms`: its
 /// group (when this process may set it) and its mode, whatever the umask.
+/// Never through a symbolic link (`ELOOP`), never blocking on a FIFO.
 pub(crate) fn open_guard(path: &Utf8Path, perms: GuardPerms) -> io::Result<(File, bool)> {
     let mut create_refused = None;
     // The guard may be created or removed by others between the calls;
@@ -25,6 +34,7 @@ pub(crate) fn open_guard(path: &Utf8Path, perms: GuardPerms) -> io::Result<(File
             .write(true)
             .create_new(true)
             .mode(perms.mode)
+            .custom_flags(no_follow_no_block())
             .open(path)
         {
             Ok(file) => {
@@ -35,7 +45,12 @@ pub(crate) fn open_guard(path: &Utf8Path, perms: GuardPerms) -> io::Result<(File
             Err(e) if refused(&e) => create_refused = Some(e),
             Err(e) => return Err(e),
         }
-        match OpenOptions::new().read(true).write(true).open(path) {
+        match OpenOptions::new()
+            .read(true)
+            .write(true)
+            .custom_flags(no_follow_no_block())
+            .open(path)
+        {
             Ok(file) => return Ok((file, false)),
             Err(e) if e.kind() == io::ErrorKind::NotFound => match create_refused.take() {
                 Some(refused) => return Err(refused),
@@ -44,7 +59,11 @@ pub(crate) fn open_guard(path: &Utf8Path, perms: GuardPerms) -> io::Result<(File
             Err(e) if refused(&e) => {}
             Err(e) => return Err(e),
         }
-        match File::open(path) {
+        match OpenOptions::new()
+            .read(true)
+            .custom_flags(no_follow_no_block())
+            .open(path)
+        {
             Ok(file) => return Ok((file, true)),
             Err(e) if e.kind() == io::ErrorKind::NotFound => {}
             Err(e) if refused(&e) => return Err(not_permitted(path, e)),
@@ -122,6 +141,62 @@ pub(crate) fn locks_merged(file: &File) -> bool {
     }
 }
 
+/// Opens a target for reading without blocking on a FIFO or device (the
+/// caller checks with `fstat` that it is a regular file). Symbolic links are
+/// followed: `Symlinks::Replace` reads through one.
+pub(crate) fn open_read(path: &Utf8Path) -> io::Result<File> {
+    OpenOptions::new()
+        .read(true)
+        .custom_flags((rustix::fs::OFlags::NONBLOCK | rustix::fs::OFlags::NOCTTY).bits() as i32)
+        .open(path)
+}
+
+/// The effective user id.
+pub(crate) fn euid() -> u32 {
+    rustix::process::geteuid().as_raw()
+}
+
+/// The name of the POSIX access ACL's extended attribute.
+#[cfg(any(target_os = "linux", target_os = "android"))]
+const ACL_ACCESS: &str = "system.posix_acl_access";
+
+/// The file's POSIX access ACL, as stored; `None` when it has none (or the
+/// filesystem, or the platform, has no ACLs).
+pub(crate) fn acl(file: &File) -> io::Result<Option<Vec<u8>>> {
+    #[cfg(any(target_os = "linux", target_os = "android"))]
+    {
+        use rustix::io::Errno;
+        let mut buf = vec![0; 256];
+        loop {
+            match rustix::fs::fgetxattr(file, ACL_ACCESS, &mut buf[..]) {
+                Ok(n) => {
+                    buf.truncate(n);
+                    return Ok(Some(buf));
+                }
+                Err(Errno::NODATA | Errno::OPNOTSUPP) => return Ok(None),
+                Err(Errno::RANGE) if buf.len() < 1 << 20 => buf.resize(buf.len() * 4, 0),
+                Err(e) => return Err(e.into()),
+            }
+        }
+    }
+    #[cfg(not(any(target_os = "linux", target_os = "android")))]
+    {
+        let _ = file;
+        Ok(None)
+    }
+}
+
+#[cfg(any(target_os = "linux", target_os = "android"))]
+fn set_acl(file: &File, acl: &[u8]) -> io::Result<()> {
+    rustix::fs::fsetxattr(file, ACL_ACCESS, acl, rustix::fs::XattrFlags::empty())?;
+    Ok(())
+}
+
+#[cfg(not(any(target_os = "linux", target_os = "android")))]
+fn set_acl(_: &File, _: &[u8]) -> io::Result<()> {
+    Err(io::ErrorKind::Unsupported.into())
+}
+
 /// Opens a directory so that it can be fsynced.
 pub(crate) fn open_dir(path: &Utf8Path) -> io::Result<File> {
     OpenOptions::new()
@@ -176,9 +251,17 @@ pub(crate) fn sync_dir(dir: &File) -> io::Result<()> {
 /// owner (not root), it still keeps the group if it may (it is a member):
 /// the file then has the writer's owner and the old group, as a rewrite by
 /// that user of a shared file should. `fchown` clears set-id bits, so
-/// `fchmod` follows it.
-pub(crate) fn set_owner_and_mode(file: &File, uid: u32, gid: u32, mode: u32) -> io::Result<()> {
-    let ours = file.metadata()?;
+/// `fchmod` follows it. An ACL is set after the owner and before the mode:
+/// setting it also sets the group bits to its mask, and `fchmod` then only
+/// touches what still differs.
+pub(crate) fn set_owner_and_mode(
+    file: &File,
+    uid: u32,
+    gid: u32,
+    mode: u32,
+    acl: Option<&[u8]>,
+) -> io::Result<()> {
+    let mut ours = file.metadata()?;
     let mut chowned = false;
     if ours.uid() != uid || ours.gid() != gid {
         let (owner, group) = (
@@ -198,6 +281,10 @@ pub(crate) fn set_owner_and_mode(file: &File, uid: u32, gid: u32, mode: u32) -> 
             Err(rustix::io::Errno::PERM) => {}
             Err(e) => return Err(e.into()),
         }
+    }
+    if let Some(acl) = acl {
+        set_acl(file, acl)?;
+        ours = file.metadata()?;
     }
     if chowned || ours.mode() & 0o7777 != mode & 0o7777 {
         file.set_permissions(std::fs::Permissions::from_mode(mode & 0o7777))?;
@@ -222,6 +309,7 @@ pub(crate) fn meta(m: &Metadata) -> Meta {
         dev: m.dev(),
         ino: m.ino(),
         size: m.size(),
+        nlink: m.nlink(),
         mtime: (m.mtime(), m.mtime_nsec()),
         ctime: (m.ctime(), m.ctime_nsec()),
         mode: m.mode() & 0o7777,

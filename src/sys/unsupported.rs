@@ -38,7 +38,22 @@ pub(crate) fn sync_file(_: &File) -> io::Result<()> {
 pub(crate) fn sync_dir(_: &File) -> io::Result<()> {
     Err(unsupported())
 }
-pub(crate) fn set_owner_and_mode(_: &File, _: u32, _: u32, _: u32) -> io::Result<()> {
+pub(crate) fn set_owner_and_mode(
+    _: &File,
+    _: u32,
+    _: u32,
+    _: u32,
+    _: Option<&[u8]>,
+) -> io::Result<()> {
+    Err(unsupported())
+}
+pub(crate) fn open_read(_: &Utf8Path) -> io::Result<File> {
+    Err(unsupported())
+}
+pub(crate) fn euid() -> u32 {
+    0
+}
+pub(crate) fn acl(_: &File) -> io::Result<Option<Vec<u8>>> {
     Err(unsupported())
 }
 pub(crate) fn meta(m: &Metadata) -> Meta {
@@ -53,6 +68,7 @@ pub(crate) fn meta(m: &Metadata) -> Meta {
         dev: 0,
         ino: 0,
         size: m.len(),
+        nlink: 1,
         mtime: (0, 0),
         ctime: (0, 0),
         mode: 0,

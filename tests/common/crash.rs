@@ -25,7 +25,7 @@ use std::sync::{Arc, Mutex};
 
 use camino::{Utf8Path, Utf8PathBuf};
 use txfile::sim::{Fault, OpKind, Operation, SimFs};
-use txfile::{Error, Mutant, Options, TxFile};
+use txfile::{Durability, Error, Mutant, Options, TxFile};
 
 use harness::Report;
 use harness::{
@@ -48,6 +48,9 @@ type Run = harness::Run<Version>;
 pub(crate) enum Step {
     /// begin, write these contents, commit.
     Commit(Vec<u8>),
+    /// The same with `Durability::None`: its `Ok` promises nothing about
+    /// power loss, so it acknowledges nothing.
+    CommitUnsynced(Vec<u8>),
     /// begin, write these contents, roll back.
     Abort(Vec<u8>),
 }
@@ -100,6 +103,14 @@ pub(crate) fn scenarios() -> Vec<Scenario> {
             Some(b"old"),
             vec![Step::Commit(b"v1".to_vec()), Step::Commit(b"v2".to_vec())],
         ),
+        plain(
+            "a durable no-op after a commit without fsyncs",
+            Some(b"v1"),
+            vec![
+                Step::CommitUnsynced(b"v2".to_vec()),
+                Step::Commit(b"v2".to_vec()),
+            ],
+        ),
         Scenario {
             fault: Some((OpKind::SyncFile, Fault::Io)),
             ..plain(
@@ -130,10 +141,27 @@ pub(crate) fn scenarios() -> Vec<Scenario> {
     ]
 }
 
+/// Files at the target's own derived names that txfile did not create and
+/// must leave alone: a user's file at its journal name, another user's
+/// file named like its temporary file (owner, contents).
+pub(crate) const PLANTED: &[(&str, u32, &[u8])] = &[
+    (".a.txjournal", 1000, b"a user's notes, not a journal"),
+    (".a.Zz9Zz9Zz.txtmp", 2000, b"another user's file"),
+];
+
+fn plant(sim: &SimFs, dir: &str) {
+    for (name, owner, contents) in PLANTED {
+        let path = format!("{dir}/{name}");
+        sim.write_file(&path, contents).expect("plant");
+        sim.set_owner(&path, *owner, *owner).expect("plant owner");
+    }
+}
+
 fn setup(initial: &Version) -> SimFs {
     let sim = SimFs::new();
     sim.create_dir_all(DIR).expect("setup dir");
     harness::write_foreign(&sim, DIR);
+    plant(&sim, DIR);
     if let Some(bytes) = initial {
         sim.write_file(TARGET, bytes).expect("setup target");
         sim.set_mode(TARGET, 0o640).expect("setup mode");
@@ -153,7 +181,7 @@ fn abort_step(file: &TxFile, contents: &[u8]) -> Result<(), Error> {
 pub(crate) fn temps_of_target(names: &[String]) -> Vec<String> {
     names
         .iter()
-        .filter(|n| is_temp_of(n, NAME))
+        .filter(|n| is_temp_of(n, NAME) && !PLANTED.iter().any(|(p, _, _)| p == n))
         .cloned()
         .collect()
 }
@@ -162,6 +190,14 @@ pub(crate) fn temps_of_target(names: &[String]) -> Vec<String> {
 fn check_foreign(sim: &SimFs, report: &mut Report, when: &str) {
     for (name, got) in changed_foreign(sim, DIR) {
         report.violate(6, format!("{when}: foreign file {name} is {}", show(&got)));
+    }
+    for (name, _, contents) in PLANTED {
+        let got = sim
+            .read_file(format!("{DIR}/{name}"))
+            .expect("read planted");
+        if got.as_deref() != Some(*contents) {
+            report.violate(6, format!("{when}: planted file {name} is {}", show(&got)));
+        }
     }
 }
 
@@ -177,7 +213,9 @@ fn check_target(
     when: &str,
 ) -> Version {
     let got = sim.read_file(TARGET).expect("read target");
-    if !allowed.contains(&got) {
+    // (Nothing is promised after a commit without fsyncs until a durable
+    // commit acknowledges a version.)
+    if !allowed.is_empty() && !allowed.contains(&got) {
         let inv = if history.contains(&got) { 2 } else { 1 };
         report.violate(
             inv,
@@ -310,6 +348,14 @@ impl harness::Scenario for Scenario {
                     let start = sim.op_count();
                     if commit(&file, contents).is_ok() {
                         run.acknowledge(start);
+                    }
+                }
+                Step::CommitUnsynced(contents) => {
+                    run.attempted.push(Some(contents.clone()));
+                    run.unsynced = true;
+                    let unsynced = options(&sim, mutant).durability(Durability::None);
+                    if let Ok(file) = unsynced.open(TARGET) {
+                        let _ = commit(&file, contents);
                     }
                 }
                 Step::Abort(contents) => {
@@ -540,9 +586,12 @@ pub(crate) fn check_differential(sc: &Scenario, mutant: Mutant, report: &mut Rep
 type View = BTreeMap<String, (Vec<u8>, Option<u32>)>;
 
 fn sim_snapshot(sim: &SimFs) -> View {
+    let root_user = rustix::process::geteuid().is_root();
     sim.list_dir(DIR)
         .expect("list")
         .into_iter()
+        // Another user's file is planted in the real run only as root.
+        .filter(|n| root_user || !PLANTED.iter().any(|(p, owner, _)| p == n && *owner != 1000))
         .map(|n| {
             let path = format!("{DIR}/{n}");
             let bytes = sim.read_file(&path).expect("read").unwrap_or_default();
@@ -561,6 +610,16 @@ fn real_run(sc: &Scenario, mutant: Mutant) -> View {
     for (name, contents) in FOREIGN {
         std::fs::write(root.join(name), contents).expect("write foreign");
     }
+    let root_user = rustix::process::geteuid().is_root();
+    for (name, owner, contents) in PLANTED {
+        if *owner != 1000 && !root_user {
+            continue; // cannot plant another user's file; see `sim_snapshot`
+        }
+        std::fs::write(root.join(name), contents).expect("write planted");
+        if *owner != 1000 {
+            std::os::unix::fs::lchown(root.join(name), Some(*owner), Some(*owner)).expect("chown");
+        }
+    }
     let target = root.join(NAME);
     if let Some(bytes) = &sc.initial {
         std::fs::write(&target, bytes).expect("write target");
@@ -574,6 +633,11 @@ fn real_run(sc: &Scenario, mutant: Mutant) -> View {
             .expect("open real");
         let _ = match step {
             Step::Commit(c) => commit(&file, c),
+            Step::CommitUnsynced(c) => Options::new()
+                .mutant(mutant)
+                .durability(Durability::None)
+                .open(&target)
+                .and_then(|f| commit(&f, c)),
             Step::Abort(c) => abort_step(&file, c),
         };
     }
@@ -590,6 +654,122 @@ fn real_run(sc: &Scenario, mutant: Mutant) -> View {
     view
 }
 
+/// Invariant 6 beside another target, `x`, whose guard name `x.lock` is
+/// taken by a file holding data (a `Gemfile.lock`): txfile refuses to open
+/// `x`, and nothing changes, however often it is asked.
+pub(crate) fn check_foreign_guard(mutant: Mutant, report: &mut Report) {
+    let sim = setup(&Some(b"v0".to_vec()));
+    let lock: &[u8] = b"GEM\n  specs:\n";
+    sim.write_file("/d/x.lock", lock).expect("plant x.lock");
+    sim.write_file("/d/x", b"x's contents").expect("write x");
+    for round in 0..2 {
+        let result = options(&sim, mutant)
+            .open("/d/x")
+            .and_then(|f| commit(&f, format!("x, round {round}").as_bytes()));
+        let got = sim.read_file("/d/x.lock").expect("read x.lock");
+        if got.as_deref() != Some(lock) {
+            report.violate(
+                6,
+                format!(
+                    "foreign guard with {mutant:?}, round {round}: x.lock is {}",
+                    show(&got)
+                ),
+            );
+        }
+        if !matches!(result, Err(Error::ForeignGuard { .. })) {
+            report.violate(
+                6,
+                format!("foreign guard with {mutant:?}: x.lock used as a guard"),
+            );
+        }
+    }
+}
+
+/// A journal planted in `/d` (by this user, with valid checksums) whose
+/// records also point into `/p`, where a killed writer left a temporary
+/// file of `/p/victim`: recovery from `/d/a`, crashed at every operation and
+/// recovered again from every post-crash state, never changes, creates or
+/// removes anything in `/p`.
+pub(crate) fn check_planted_journal(mutant: Mutant, report: &mut Report) {
+    const PROTECTED: &[(&str, &[u8])] = &[
+        ("/p/victim", b"the victim's contents"),
+        (
+            "/p/.victim.QwErTy12.txtmp",
+            b"a killed writer's half-written file",
+        ),
+        ("/p/.victim.txjournal", b"a user's file"),
+        ("/p/other.lock", b""),
+    ];
+    let setup = || {
+        let sim = setup(&Some(b"v0".to_vec()));
+        sim.create_dir_all("/p").expect("mkdir /p");
+        for (path, contents) in PROTECTED {
+            sim.write_file(path, contents).expect("protected file");
+        }
+        sim.write_file("/d/.a.AbCdEf12.txtmp", b"staged for a")
+            .expect("staged");
+        let journal = txfile::sim::encode_journal(&[
+            ("/d".into(), "a".into(), ".a.AbCdEf12.txtmp".into()),
+            (
+                "/p".into(),
+                "victim".into(),
+                ".victim.QwErTy12.txtmp".into(),
+            ),
+            ("/p".into(), "other".into(), ".other.ZxCvBn34.txtmp".into()),
+        ]);
+        // Replaces the user's notes planted at the journal name.
+        sim.write_file("/d/.a.txjournal", &journal)
+            .expect("journal");
+        sim.set_mode("/d/.a.txjournal", 0o600)
+            .expect("journal mode");
+        sim
+    };
+    let recover = |sim: &SimFs| {
+        if let Ok(file) = options(sim, mutant).open(TARGET) {
+            if let Ok(tx) = file.begin() {
+                tx.rollback();
+            }
+        }
+    };
+    let check = |sim: &SimFs, report: &mut Report, when: &str| {
+        let mut names: Vec<String> = PROTECTED.iter().map(|(p, _)| p[3..].to_string()).collect();
+        names.sort();
+        let now = sim.list_dir("/p").expect("list /p");
+        if now != names {
+            report.violate(6, format!("{when}: /p now holds {now:?}"));
+        }
+        for (path, contents) in PROTECTED {
+            let got = sim.read_file(path).expect("read protected");
+            if got.as_deref() != Some(*contents) {
+                report.violate(6, format!("{when}: {path} is {}", show(&got)));
+            }
+        }
+    };
+    let probe = setup();
+    recover(&probe);
+    check(
+        &probe,
+        report,
+        &format!("planted journal with {mutant:?} (no crash)"),
+    );
+    for i in 0..=probe.op_count() {
+        report.crash_points += 1;
+        let sim = setup();
+        sim.crash_at(i);
+        recover(&sim);
+        if !sim.is_crashed() {
+            sim.crash_now();
+        }
+        for (j, state) in sim.crash_states(&bound()).expect("bound").enumerate() {
+            report.crash_states += 1;
+            let when = format!("planted journal with {mutant:?}, crash before op {i}, state {j}");
+            check(&state, report, &when);
+            recover(&state);
+            check(&state, report, &format!("{when}, after recovery"));
+        }
+    }
+}
+
 /// The whole suite for one protocol.
 pub(crate) fn check_all(mutant: Mutant) -> Report {
     let mut report = Report::default();
@@ -601,5 +781,7 @@ pub(crate) fn check_all(mutant: Mutant) -> Report {
     }
     check_crash_during_recovery(mutant, &mut report);
     check_competitor(mutant, &mut report);
+    check_foreign_guard(mutant, &mut report);
+    check_planted_journal(mutant, &mut report);
     report
 }

@@ -176,6 +176,10 @@ pub(crate) struct Run<V> {
     pub(crate) acked: usize,
     /// Operation ranges of the commits that returned Ok.
     pub(crate) ok_commits: Vec<(u64, u64)>,
+    /// A commit without fsyncs (`Durability::None`) ran and no durable
+    /// commit acknowledged anything since: after power loss the target may
+    /// hold anything, as documented, until one does.
+    pub(crate) unsynced: bool,
 }
 
 impl<V> Run<V> {
@@ -199,6 +203,7 @@ impl<V> Run<V> {
             attempted: vec![initial],
             acked: 0,
             ok_commits: Vec::new(),
+            unsynced: false,
         }
     }
 
@@ -207,6 +212,7 @@ impl<V> Run<V> {
     pub(crate) fn acknowledge(&mut self, start: u64) {
         self.acked = self.attempted.len() - 1;
         self.ok_commits.push((start, self.sim.op_count()));
+        self.unsynced = false;
     }
 
     /// Ends the run: a crash point after the last operation crashes now.
@@ -220,8 +226,11 @@ impl<V> Run<V> {
     }
 
     /// The versions the target may hold: the acknowledged one or a later
-    /// attempt.
+    /// attempt. Empty when it may hold anything (see `unsynced`).
     pub(crate) fn allowed(&self) -> &[V] {
+        if self.unsynced {
+            return &[];
+        }
         &self.attempted[self.acked..]
     }
 

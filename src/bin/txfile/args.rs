@@ -154,6 +154,11 @@ pub(crate) struct Locking {
     /// flock(1) and lockf(3) users are excluded either way.
     #[arg(long, value_enum, value_name = "STYLE", default_value_t = LockStyleArg::Flock)]
     pub(crate) lock_style: LockStyleArg,
+    /// Lock PATH instead of FILE.lock (for example when FILE.lock is a file
+    /// of your own, like Gemfile.lock). Every program updating FILE must
+    /// use the same.
+    #[arg(long, value_name = "PATH")]
+    pub(crate) guard: Option<Utf8PathBuf>,
 }
 
 #[derive(Debug, Args)]
@@ -217,6 +222,9 @@ pub(crate) fn options(target: &Target, locking: &Locking, writing: Option<&Writi
     if let Some(timeout) = locking.timeout {
         options = options.timeout(timeout);
     }
+    if let Some(guard) = &locking.guard {
+        options = options.guard_path(guard);
+    }
     if let Some(writing) = writing {
         if writing.no_sync {
             options = options.durability(Durability::None);
@@ -233,7 +241,11 @@ fn parse_seconds(text: &str) -> Result<Duration, String> {
     let seconds: f64 = text
         .parse()
         .map_err(|_| format!("`{text}` is not a number of seconds"))?;
-    Duration::try_from_secs_f64(seconds).map_err(|_| format!("`{text}` is not a usable timeout"))
+    if seconds.is_nan() || seconds < 0.0 {
+        return Err(format!("`{text}` is not a usable timeout"));
+    }
+    // Longer than the clock can count is as good as forever.
+    Ok(Duration::try_from_secs_f64(seconds).unwrap_or(Duration::MAX))
 }
 
 #[cfg(unix)]
@@ -260,6 +272,9 @@ mod tests {
     fn timeouts_parse() {
         assert_eq!(parse_seconds("1.5"), Ok(Duration::from_millis(1500)));
         assert!(parse_seconds("-1").is_err());
+        assert!(parse_seconds("NaN").is_err());
+        assert_eq!(parse_seconds("1e300"), Ok(Duration::MAX));
+        assert_eq!(parse_seconds("inf"), Ok(Duration::MAX));
         assert!(parse_seconds("soon").is_err());
     }
 
