@@ -173,7 +173,7 @@ impl Batch {
         &self.members
     }
 
-    fn wait(&self) -> Wait {
+    pub(crate) fn wait(&self) -> Wait {
         match self
             .members
             .iter()
@@ -185,7 +185,7 @@ impl Batch {
         }
     }
 
-    fn timeout_error(&self) -> Error {
+    pub(crate) fn timeout_error(&self) -> Error {
         Error::Timeout {
             path: self.members[0].path().to_owned(),
             timeout: self
@@ -249,19 +249,25 @@ impl Batch {
         let Some(locks) = self.lock_recovered(Mode::Exclusive, wait)? else {
             return Ok(None);
         };
+        self.prepare(locks).map(Some)
+    }
+
+    /// With every member's lock held and no journal pending: each member's
+    /// transaction.
+    pub(crate) fn prepare(&self, locks: Vec<Locked>) -> Result<BatchTransaction<'_>, Error> {
         let txs = self
             .members
             .iter()
             .zip(locks)
             .map(|(member, locked)| member.prepare(locked))
             .collect::<Result<Vec<_>, _>>()?;
-        Ok(Some(BatchTransaction { txs }))
+        Ok(BatchTransaction { txs })
     }
 
     /// Every member's lock (in member order) with no batch journal left
     /// under any member: a journal found is recovered, without the locks,
     /// and the locks taken again. `Ok(None)` when `wait` ran out.
-    fn lock_recovered(&self, mode: Mode, wait: Wait) -> Result<Option<Vec<Locked>>, Error> {
+    pub(crate) fn lock_recovered(&self, mode: Mode, wait: Wait) -> Result<Option<Vec<Locked>>, Error> {
         loop {
             let Some(locks) = lock_all(&self.members, mode, wait)? else {
                 return Ok(None);
@@ -315,6 +321,16 @@ impl Batch {
         E: Into<BoxError>,
     {
         let mut tx = self.begin()?;
+        self.apply(&mut tx, f)?;
+        tx.commit()
+    }
+
+    /// The part of [`Batch::update`] under the locks, before the commit.
+    pub(crate) fn apply<F, E>(&self, tx: &mut BatchTransaction<'_>, f: F) -> Result<(), Error>
+    where
+        F: FnOnce(&[Option<&[u8]>]) -> Result<Vec<Vec<u8>>, E>,
+        E: Into<BoxError>,
+    {
         for member in &mut tx.txs {
             member.old_bytes()?;
         }
@@ -346,7 +362,7 @@ impl Batch {
         for (member, contents) in tx.txs.iter_mut().zip(new) {
             member.set_contents(contents)?;
         }
-        tx.commit()
+        Ok(())
     }
 
     /// Reads every member (`None` for a file that does not exist) under
@@ -372,6 +388,11 @@ impl Batch {
         let Some(_locks) = self.lock_recovered(Mode::Shared, self.wait())? else {
             return Err(self.timeout_error());
         };
+        self.read_locked()
+    }
+
+    /// Every member's contents, with the (shared) locks held.
+    pub(crate) fn read_locked(&self) -> Result<Vec<Option<Vec<u8>>>, Error> {
         self.members
             .iter()
             .map(|member| match OldFile::open(member)? {
@@ -422,7 +443,7 @@ pub(crate) fn lock_all(
 /// ```
 #[must_use = "a batch transaction changes nothing until it is committed; dropping it rolls back"]
 pub struct BatchTransaction<'a> {
-    txs: Vec<Transaction<'a>>,
+    pub(crate) txs: Vec<Transaction<'a>>,
 }
 
 impl fmt::Debug for BatchTransaction<'_> {
@@ -502,6 +523,12 @@ impl<'a> BatchTransaction<'a> {
     /// # Ok::<(), Box<dyn std::error::Error>>(())
     /// ```
     pub fn commit(mut self) -> Result<(), Error> {
+        self.commit_in_place()
+    }
+
+    /// [`commit`](Self::commit) for a transaction that cannot be moved (the
+    /// async one); it rolls back on drop whatever this returns.
+    pub(crate) fn commit_in_place(&mut self) -> Result<(), Error> {
         let mut changed = Vec::new();
         for (i, tx) in self.txs.iter_mut().enumerate() {
             if commit::check(tx)? {

@@ -285,6 +285,7 @@ impl TxFile {
     /// the path names now.
     pub(crate) fn lock(&self, mode: Mode, wait: Wait) -> Result<Option<Locked>, Error> {
         let inner = &*self.inner;
+        let _wait = crate::trace::step!("lock_wait", inner.path);
         let fs = inner.fs.as_ref();
         loop {
             let guard = inner
