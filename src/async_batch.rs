@@ -3,14 +3,17 @@
 use std::fmt;
 use std::io;
 use std::pin::Pin;
+use std::sync::Arc;
 use std::sync::atomic::Ordering;
-use std::sync::{Arc, OnceLock};
 use std::task::{Context, Poll};
 use std::time::Instant;
 
 use camino::{Utf8Path, Utf8PathBuf};
+use tokio::sync::OnceCell;
 
-use crate::async_lock::{self, DropFlag, Held, Patience, Pipe, Queue, Sink, Target, Turn, blocking};
+use crate::async_lock::{
+    self, DropFlag, Held, Patience, Pipe, Queue, Sink, Target, Turn, blocking,
+};
 use crate::error::{BoxError, Op};
 use crate::guard::{Locked, Mode, Wait};
 use crate::{Batch, BatchTransaction, Error, TxFile};
@@ -45,7 +48,7 @@ pub struct AsyncBatch {
     batch: Batch,
     /// The async queues of the members' guards, in locking order; found on
     /// first use.
-    queues: Arc<OnceLock<Vec<Queue>>>,
+    queues: Arc<OnceCell<Vec<Queue>>>,
 }
 
 impl fmt::Debug for AsyncBatch {
@@ -69,7 +72,7 @@ impl From<Batch> for AsyncBatch {
     fn from(batch: Batch) -> AsyncBatch {
         AsyncBatch {
             batch,
-            queues: Arc::new(OnceLock::new()),
+            queues: Arc::new(OnceCell::new()),
         }
     }
 }
@@ -121,15 +124,15 @@ impl AsyncBatch {
     }
 
     async fn queues(&self) -> Result<Vec<Queue>, Error> {
-        if let Some(queues) = self.queues.get() {
-            return Ok(queues.clone());
-        }
-        let batch = self.batch.clone();
-        let keys = blocking(self.batch.path(), move || batch.keys()).await??;
-        Ok(self
+        let queues = self
             .queues
-            .get_or_init(|| keys.into_iter().map(async_lock::queue).collect())
-            .clone())
+            .get_or_try_init(|| async {
+                let batch = self.batch.clone();
+                let keys = blocking(self.batch.path(), move || batch.keys()).await??;
+                Ok::<_, Error>(keys.into_iter().map(async_lock::queue).collect())
+            })
+            .await?;
+        Ok(queues.clone())
     }
 
     /// Replaces every member's contents with what `f` returns for their

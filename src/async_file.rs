@@ -3,14 +3,17 @@
 use std::fmt;
 use std::io;
 use std::pin::Pin;
+use std::sync::Arc;
 use std::sync::atomic::Ordering;
-use std::sync::{Arc, OnceLock};
 use std::task::{Context, Poll};
 use std::time::Instant;
 
 use camino::{Utf8Path, Utf8PathBuf};
+use tokio::sync::OnceCell;
 
-use crate::async_lock::{self, DropFlag, Held, Patience, Pipe, Queue, Sink, Target, Turn, blocking};
+use crate::async_lock::{
+    self, DropFlag, Held, Patience, Pipe, Queue, Sink, Target, Turn, blocking,
+};
 use crate::error::{BoxError, Op};
 use crate::guard::{Locked, Mode, Wait};
 use crate::{Error, Transaction, TxFile, commit};
@@ -80,8 +83,8 @@ use crate::{Error, Transaction, TxFile, commit};
 pub struct AsyncTxFile {
     file: TxFile,
     /// The async queue of the target's guard, found on first use (finding
-    /// it may touch the disk).
-    queue: Arc<OnceLock<Queue>>,
+    /// it may touch the disk, so it is done once, on the blocking pool).
+    queue: Arc<OnceCell<Vec<Queue>>>,
 }
 
 impl fmt::Debug for AsyncTxFile {
@@ -110,7 +113,7 @@ impl From<TxFile> for AsyncTxFile {
     fn from(file: TxFile) -> AsyncTxFile {
         AsyncTxFile {
             file,
-            queue: Arc::new(OnceLock::new()),
+            queue: Arc::new(OnceCell::new()),
         }
     }
 }
@@ -173,16 +176,16 @@ impl AsyncTxFile {
         &self.file
     }
 
-    async fn queues(&self) -> Result<[Queue; 1], Error> {
-        if let Some(queue) = self.queue.get() {
-            return Ok([Arc::clone(queue)]);
-        }
-        let file = self.file.clone();
-        let key = blocking(self.path(), move || file.keys()).await??;
+    async fn queues(&self) -> Result<Vec<Queue>, Error> {
         let queue = self
             .queue
-            .get_or_init(|| async_lock::queue(key.first().copied().unwrap_or_default()));
-        Ok([Arc::clone(queue)])
+            .get_or_try_init(|| async {
+                let file = self.file.clone();
+                let keys = blocking(self.path(), move || file.keys()).await??;
+                Ok::<_, Error>(keys.into_iter().map(async_lock::queue).collect())
+            })
+            .await?;
+        Ok(queue.clone())
     }
 
     /// Replaces the contents with what `f` returns for the current contents
@@ -534,9 +537,10 @@ impl AsyncTransaction {
                 })
                 .await?;
         }
-        let held = self.pipe.get().ok_or_else(|| {
-            Error::io(Op::Read, &self.path, io::Error::other("transaction lost"))
-        })?;
+        let held = self
+            .pipe
+            .get()
+            .ok_or_else(|| Error::io(Op::Read, &self.path, io::Error::other("transaction lost")))?;
         Ok(held
             .tx
             .borrow_tx()
@@ -572,7 +576,7 @@ impl AsyncTransaction {
     /// ```
     pub async fn commit(self) -> Result<(), Error> {
         self.pipe
-            .finish(|mut held| held.tx.with_tx_mut(|tx| commit::commit(tx)))
+            .finish(|mut held| held.tx.with_tx_mut(commit::commit))
             .await
     }
 

@@ -163,11 +163,9 @@ enum Attempt<R, J> {
 async fn until<F: Future>(deadline: Option<Instant>, future: F) -> Option<F::Output> {
     match deadline {
         None => Some(future.await),
-        Some(deadline) => {
-            tokio::time::timeout_at(tokio::time::Instant::from_std(deadline), future)
-                .await
-                .ok()
-        }
+        Some(deadline) => tokio::time::timeout_at(tokio::time::Instant::from_std(deadline), future)
+            .await
+            .ok(),
     }
 }
 
@@ -187,7 +185,10 @@ async fn wait_in_kernel<T: Target>(
     let spawned = std::thread::Builder::new()
         .name("txfile-async-lock".into())
         .spawn(move || {
-            let turns = thread_slot.lock().unwrap_or_else(PoisonError::into_inner).take();
+            let turns = thread_slot
+                .lock()
+                .unwrap_or_else(PoisonError::into_inner)
+                .take();
             let locks = waiter.wait_lock();
             // Dropped in this order when nobody listens any more.
             let _ = send.send((locks, turns.unwrap_or_default()));
@@ -383,7 +384,9 @@ impl<T: Sink> Pipe<T> {
         let path = self.path.clone();
         self.start(move |held| {
             let _write = step!("write", path);
-            held.tx.write(member, &data).map_err(|e| unwrap_io(e, &path))
+            held.tx
+                .write(member, &data)
+                .map_err(|e| unwrap_io(e, &path))
         });
     }
 

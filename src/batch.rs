@@ -267,7 +267,11 @@ impl Batch {
     /// Every member's lock (in member order) with no batch journal left
     /// under any member: a journal found is recovered, without the locks,
     /// and the locks taken again. `Ok(None)` when `wait` ran out.
-    pub(crate) fn lock_recovered(&self, mode: Mode, wait: Wait) -> Result<Option<Vec<Locked>>, Error> {
+    pub(crate) fn lock_recovered(
+        &self,
+        mode: Mode,
+        wait: Wait,
+    ) -> Result<Option<Vec<Locked>>, Error> {
         loop {
             let Some(locks) = lock_all(&self.members, mode, wait)? else {
                 return Ok(None);
