@@ -28,7 +28,7 @@ macro_rules! step {
 /// A span for the time an async task waits for the lock, which crosses
 /// `.await` points: it is never entered (an entered span must not be held
 /// across them), and records `elapsed_us` when dropped.
-#[cfg(feature = "tracing")]
+#[cfg(all(feature = "tracing", feature = "tokio"))]
 macro_rules! wait_span {
     ($path:expr) => {
         $crate::trace::Step::waiting(tracing::debug_span!(
@@ -40,14 +40,16 @@ macro_rules! wait_span {
     };
 }
 
-#[cfg(not(feature = "tracing"))]
+#[cfg(all(not(feature = "tracing"), feature = "tokio"))]
 macro_rules! wait_span {
     ($path:expr) => {
         ()
     };
 }
 
-pub(crate) use {step, wait_span};
+pub(crate) use step;
+#[cfg(feature = "tokio")]
+pub(crate) use wait_span;
 
 /// An entered span that records its own duration when dropped.
 #[cfg(feature = "tracing")]
