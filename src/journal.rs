@@ -237,7 +237,8 @@ fn decode_entry(bytes: &[u8], check_crc: bool) -> Result<(Option<Vec<Record>>, u
 }
 
 /// Decodes exactly one commit entry and nothing after it: the journal as a
-/// batch commit writes it.
+/// batch commit writes it. Only the simulator's codec and the tests need it.
+#[cfg(any(test, feature = "sim"))]
 pub(crate) fn decode(bytes: &[u8], check_crc: bool) -> Result<Vec<Record>, Torn> {
     let (records, len) = decode_entry(bytes, check_crc)?;
     if check_crc && len != bytes.len() {

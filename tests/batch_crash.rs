@@ -2,7 +2,7 @@
 //! batches with every member in one directory and with members in two
 //! directories; a power loss before and after every filesystem operation
 //! and in the middle of every write; every post-crash state the model of
-//! `CRASH_MODEL.md` admits; recovery from every member in turn and through
+//! `docs/crash-model.md` admits; recovery from every member in turn and through
 //! `Options::recover`; and a crash in the middle of recovery.
 //!
 //! Bound: at most `MAX_STATES_PER_CRASH` post-crash states per crash point,
@@ -11,7 +11,7 @@
 //! truncate: more states fail the test. Run with `--nocapture` for the
 //! counts.
 //!
-//! Invariants (numbered as in `CRASH_MODEL.md`), checked after recovery:
+//! Invariants (numbered as in `docs/crash-model.md`), checked after recovery:
 //! 1. every member old or every member new, never a mix, never a torn file;
 //! 2. once `BatchTransaction::commit` returned Ok its versions survive;
 //! 3. a commit whose fsync or rename failed never returns Ok;

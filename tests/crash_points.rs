@@ -1,6 +1,6 @@
 //! Exhaustive crash points: every scenario of issue 3, a power loss before
 //! and after every filesystem operation and in the middle of every write,
-//! every post-crash state the model of `CRASH_MODEL.md` admits (bound:
+//! every post-crash state the model of `docs/crash-model.md` admits (bound:
 //! `MAX_STATES_PER_CRASH` per crash point, half-done renames off), recovery
 //! on each, and invariants 1-7. Run with `--nocapture` to see the count.
 #![cfg(feature = "sim")]

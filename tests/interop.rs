@@ -190,11 +190,13 @@ fn holder_entry() {
     let env = |k: &str| std::env::var(k).unwrap_or_else(|_| panic!("{k}"));
     let dir = Utf8PathBuf::from(env("DIR"));
     let me = env("NAME");
-    let mut options = Options::new();
+    let options = Options::new();
     #[cfg(feature = "sim")]
-    if std::env::var_os("MUTANT").is_some() {
-        options = options.mutant(txfile::Mutant::NoGuardIdentityCheck);
-    }
+    let options = if std::env::var_os("MUTANT").is_some() {
+        options.mutant(txfile::Mutant::NoGuardIdentityCheck)
+    } else {
+        options
+    };
     let file = options.open(dir.join("counter")).unwrap();
     let mut out = std::io::stdout();
     writeln!(out, "OPENED {me}").unwrap();

@@ -2,7 +2,7 @@
 //! one directory of the simulated filesystem, an optional injected fault, a
 //! power loss at any operation (or in the middle of a write), a post-crash
 //! state picked by the fuzzer's bytes, recovery (optionally crashing again in
-//! the middle of it), and the invariants of `CRASH_MODEL.md` against a model
+//! the middle of it), and the invariants of `docs/crash-model.md` against a model
 //! of what each target may hold.
 //!
 //! Steps include batches: one `Batch` commit over two or three of the

@@ -3,7 +3,7 @@
 //! below and the scenarios can be read on their own.
 //!
 //! The checks are self-contained: a fuzz crate cannot use the library's
-//! test code, and the invariants are those of `CRASH_MODEL.md`, restated
+//! test code, and the invariants are those of `docs/crash-model.md`, restated
 //! where they are checked.
 //!
 //! Setting `TXFILE_FUZZ_MUTANT` to the name of a `txfile::Mutant` (for

@@ -1,7 +1,7 @@
 //! An in-memory filesystem that loses power on request (feature `sim`).
 //!
 //! [`SimFs`] implements the persistence model the crate is tested against
-//! (`CRASH_MODEL.md` in the repository), which is more pessimistic than any
+//! (`docs/crash-model.md` in the repository), which is more pessimistic than any
 //! real filesystem:
 //!
 //! - every file has a *volatile* view (what running processes see) and a

@@ -3,7 +3,7 @@
 //! Every scenario runs once to learn its seam operations, then again with a
 //! power loss before every operation, after the last one, and in the middle
 //! of every write. For each crash, every post-crash state the model admits
-//! is built (`SimFs::crash_states`), the invariants of `CRASH_MODEL.md` are
+//! is built (`SimFs::crash_states`), the invariants of `docs/crash-model.md` are
 //! checked on it, recovery runs on it (open + begin + rollback, then a
 //! commit), and the invariants are checked again.
 //!
