@@ -787,3 +787,82 @@ fn random_drops_leave_old_or_new_and_no_trace() {
         "the delays should hit both sides"
     );
 }
+
+/// `examples/worker.rs`, three processes at once on one JSON state file,
+/// while the state is read (and, with the `cli` feature, `txfile cat` reads
+/// it): every read is one complete JSON document, and every job is done
+/// exactly once.
+#[test]
+fn worker_example_runs_as_several_processes() {
+    let _heavy = common::heavy();
+    let exe = std::env::current_exe().expect("test binary");
+    let example = exe
+        .parent()
+        .and_then(|deps| deps.parent())
+        .map(|profile| profile.join("examples").join("worker"))
+        .expect("target directory");
+    if !example.exists() {
+        // `cargo test` builds the examples, `cargo test --test async_api` not.
+        let status = std::process::Command::new(std::env::var("CARGO").unwrap_or("cargo".into()))
+            .args(["build", "--example", "worker", "--features", "tokio"])
+            .current_dir(env!("CARGO_MANIFEST_DIR"))
+            .status()
+            .expect("run cargo build");
+        assert!(
+            status.success() && example.exists(),
+            "build {}",
+            example.display()
+        );
+    }
+    let (_dir, dir) = tempdir();
+    let state = dir.join("state.json");
+    let workers: Vec<Child> = ["a", "b", "c"]
+        .iter()
+        .map(|name| {
+            std::process::Command::new(&example)
+                .args([state.as_str(), "--jobs", "30", "--name", name])
+                .stdout(Stdio::piped())
+                .spawn()
+                .expect("start a worker")
+        })
+        .collect();
+    let reader = TxFile::open(&state).unwrap();
+    let mut reads = 0;
+    while reads < 10_000
+        && !std::fs::read(&state).is_ok_and(|b| b.windows(10).any(|w| w == b"\"done\": 30"))
+    {
+        if let Some(bytes) = reader.read().unwrap() {
+            serde_json::from_slice::<serde_json::Value>(&bytes).expect("a complete document");
+            reads += 1;
+        }
+        #[cfg(feature = "cli")]
+        if reads % 50 == 1 {
+            let out = std::process::Command::new(env!("CARGO_BIN_EXE_txfile"))
+                .args(["cat", state.as_str()])
+                .output()
+                .expect("run txfile cat");
+            assert!(out.status.success());
+            serde_json::from_slice::<serde_json::Value>(&out.stdout)
+                .expect("txfile cat: one document");
+        }
+        std::thread::sleep(Duration::from_millis(2));
+    }
+    let mut total = 0;
+    for worker in workers {
+        let out = check(worker.wait_with_output().unwrap(), "worker");
+        total += out
+            .split_whitespace()
+            .nth(1)
+            .and_then(|n| n.parse::<u64>().ok())
+            .expect("the worker's count");
+    }
+    assert_eq!(total, 30, "jobs done by the three workers");
+    let doc: serde_json::Value = serde_json::from_slice(&std::fs::read(&state).unwrap()).unwrap();
+    assert_eq!(doc["done"], 30);
+    for job in doc["jobs"].as_array().unwrap() {
+        assert_eq!(job["state"], "done", "{job}");
+        assert_eq!(job["progress"], 5, "{job}");
+    }
+    eprintln!("worker example: {reads} consistent reads while it ran");
+    verify_no_leftovers(&dir);
+}
