@@ -19,9 +19,9 @@ use crate::guard::{Locked, Mode, Wait};
 use crate::{Batch, BatchTransaction, Error, TxFile};
 
 /// A [`Batch`] for async code on tokio: all-or-nothing updates of several
-/// files, without ever blocking a runtime thread; see [`AsyncTxFile`]
-/// (crate::AsyncTxFile) for how waiting and cancellation work, which is the
-/// same here with every member's lock.
+/// files, without ever blocking a runtime thread; see
+/// [`AsyncTxFile`](crate::AsyncTxFile) for how waiting and cancellation
+/// work, which is the same here with every member's lock.
 ///
 /// # Examples
 ///

@@ -10,9 +10,11 @@ use tracing::field::{Field, Visit};
 use tracing::span::{Attributes, Id, Record};
 use tracing_subscriber::layer::{Context, Layer, SubscriberExt};
 
-/// Spans seen: name, path field, and whether `elapsed_us` was recorded.
+/// A span seen: name, path field, whether `elapsed_us` was recorded, id.
+type Span = (String, String, bool, u64);
+
 #[derive(Clone, Default)]
-struct Seen(Arc<Mutex<Vec<(String, String, bool, u64)>>>);
+struct Seen(Arc<Mutex<Vec<Span>>>);
 
 struct Fields<'a>(&'a mut String, &'a mut bool);
 
@@ -36,7 +38,12 @@ impl<S: tracing::Subscriber + for<'a> tracing_subscriber::registry::LookupSpan<'
         let (mut path, mut timed) = (String::new(), false);
         attrs.record(&mut Fields(&mut path, &mut timed));
         let mut seen = self.0.lock().unwrap();
-        seen.push((attrs.metadata().name().to_owned(), path, timed, id.into_u64()));
+        seen.push((
+            attrs.metadata().name().to_owned(),
+            path,
+            timed,
+            id.into_u64(),
+        ));
     }
     fn on_record(&self, id: &Id, values: &Record<'_>, _: Context<'_, S>) {
         let (mut path, mut timed) = (String::new(), false);
@@ -59,7 +66,8 @@ fn a_commit_shows_each_step_with_path_and_duration() {
     let subscriber = tracing_subscriber::registry().with(seen.clone());
     tracing::subscriber::with_default(subscriber, || {
         let file = txfile::TxFile::open(&path).unwrap();
-        file.update(|_| Ok::<_, txfile::Error>(vec![b'x'; 100_000])).unwrap();
+        file.update(|_| Ok::<_, txfile::Error>(vec![b'x'; 100_000]))
+            .unwrap();
         file.update(|old| Ok::<_, txfile::Error>(old.unwrap()[1..].to_vec()))
             .unwrap();
     });
@@ -76,7 +84,10 @@ fn a_commit_shows_each_step_with_path_and_duration() {
             .iter()
             .find(|(name, ..)| name == step)
             .unwrap_or_else(|| panic!("no {step} span in {seen:?}"));
-        assert!(span.1.contains("traced"), "{step} names the target: {span:?}");
+        assert!(
+            span.1.contains("traced"),
+            "{step} names the target: {span:?}"
+        );
         assert!(span.2, "{step} recorded its duration: {span:?}");
     }
 }
