@@ -319,7 +319,7 @@ impl Batch {
     fn locks(&self, mode: Mode, wait: Wait) -> Result<Option<Vec<Locked>>, Error> {
         // Without recording a thread as the owner: async transactions begin
         // on one thread and end on another.
-        self.lock_recovered(mode, wait)
+        self.lock_recovered(mode, wait, None)
     }
 }
 

@@ -391,7 +391,7 @@ impl TxFile {
     /// transactions begin on one thread and end on another.
     fn lock_ready(&self, wait: Wait) -> Result<Option<Locked>, Error> {
         loop {
-            let Some(locked) = self.lock(Mode::Exclusive, wait)? else {
+            let Some(locked) = self.lock_for(Mode::Exclusive, wait, None)? else {
                 return Ok(None);
             };
             if !self.journal_pending()? {

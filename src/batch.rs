@@ -2,6 +2,7 @@
 
 use std::fmt;
 use std::io;
+use std::thread::ThreadId;
 use std::time::Instant;
 
 use camino::{Utf8Path, Utf8PathBuf};
@@ -97,8 +98,10 @@ impl Batch {
     /// # Errors
     ///
     /// [`Error::InvalidPath`] when there is no member, when a target appears
-    /// twice, or when members are on different filesystems (a batch commit
-    /// links one journal beside every member, which needs one filesystem).
+    /// twice (however it is spelled: members are compared by their
+    /// directory's identity and name, not by path), or when members are on
+    /// different filesystems (a batch commit links one journal beside every
+    /// member, which needs one filesystem).
     ///
     /// # Examples
     ///
@@ -126,7 +129,11 @@ impl Batch {
                 reason: "a batch has at most 4096 members",
             });
         }
-        let device = |file: &TxFile| -> Result<u64, Error> {
+        // Where each member's guard sits: its directory's inode and its
+        // name. Two spellings of one file (`x/../x/f`, a symbolic link to
+        // the directory) have the same; comparing strings would miss them,
+        // and a batch holding one guard twice would wait for itself.
+        fn place(file: &TxFile) -> Result<(u64, u64, &str), Error> {
             let dir = &file.inner.dir_path;
             let meta = file
                 .inner
@@ -135,24 +142,27 @@ impl Batch {
                 .map_err(|e| Error::io(Op::Stat, dir, e))?;
             let meta =
                 meta.ok_or_else(|| Error::io(Op::Stat, dir, io::ErrorKind::NotFound.into()))?;
-            Ok(meta.dev)
-        };
-        let first_device = device(first)?;
+            Ok((
+                meta.dev,
+                meta.ino,
+                file.guard_path().file_name().unwrap_or_default(),
+            ))
+        }
+        let places = members.iter().map(place).collect::<Result<Vec<_>, _>>()?;
         for (i, member) in members.iter().enumerate() {
             let invalid = |reason| Error::InvalidPath {
                 path: member.path().to_owned(),
                 reason,
             };
-            if member.inner.fs.id() != first.inner.fs.id() || device(member)? != first_device {
+            if member.inner.fs.id() != first.inner.fs.id() || places[i].0 != places[0].0 {
                 return Err(invalid(
                     "it is on another filesystem than the batch's first member",
                 ));
             }
-            if members[..i]
-                .iter()
-                .any(|other| other.path() == member.path())
-            {
-                return Err(invalid("it appears twice in the batch"));
+            if places[..i].contains(&places[i]) {
+                return Err(invalid(
+                    "it appears twice in the batch (perhaps spelled another way)",
+                ));
             }
         }
         Ok(Batch { members })
@@ -202,8 +212,9 @@ impl Batch {
     ///
     /// # Errors
     ///
-    /// [`Error::Timeout`] when a lock was not free in time; as for
-    /// [`TxFile::begin`] otherwise.
+    /// [`Error::Timeout`] when a lock was not free in time;
+    /// [`Error::HeldByThisThread`] at once when this thread holds a member's
+    /// lock itself; as for [`TxFile::begin`] otherwise.
     ///
     /// # Examples
     ///
@@ -246,7 +257,8 @@ impl Batch {
     }
 
     fn start(&self, wait: Wait) -> Result<Option<BatchTransaction<'_>>, Error> {
-        let Some(locks) = self.lock_recovered(Mode::Exclusive, wait)? else {
+        let Some(locks) = self.lock_recovered(Mode::Exclusive, wait, Some(current_thread()))?
+        else {
             return Ok(None);
         };
         self.prepare(locks).map(Some)
@@ -266,14 +278,16 @@ impl Batch {
 
     /// Every member's lock (in member order) with no batch journal left
     /// under any member: a journal found is recovered, without the locks,
-    /// and the locks taken again. `Ok(None)` when `wait` ran out.
+    /// and the locks taken again. `Ok(None)` when `wait` ran out. The locks
+    /// are `thread`'s, or no thread's (see [`TxFile::lock_for`]).
     pub(crate) fn lock_recovered(
         &self,
         mode: Mode,
         wait: Wait,
+        thread: Option<ThreadId>,
     ) -> Result<Option<Vec<Locked>>, Error> {
         loop {
-            let Some(locks) = lock_all(&self.members, mode, wait)? else {
+            let Some(locks) = lock_all(&self.members, mode, wait, thread)? else {
                 return Ok(None);
             };
             let mut pending = None;
@@ -389,7 +403,9 @@ impl Batch {
     /// # Ok::<(), Box<dyn std::error::Error>>(())
     /// ```
     pub fn read(&self) -> Result<Vec<Option<Vec<u8>>>, Error> {
-        let Some(_locks) = self.lock_recovered(Mode::Shared, self.wait())? else {
+        let Some(_locks) =
+            self.lock_recovered(Mode::Shared, self.wait(), Some(current_thread()))?
+        else {
             return Err(self.timeout_error());
         };
         self.read_locked()
@@ -407,18 +423,23 @@ impl Batch {
     }
 }
 
+fn current_thread() -> ThreadId {
+    std::thread::current().id()
+}
+
 /// Locks every member in the batch order (device and inode of the guard),
 /// returning the locks in member order; `Ok(None)` when `wait` ran out.
 pub(crate) fn lock_all(
     members: &[TxFile],
     mode: Mode,
     wait: Wait,
+    thread: Option<ThreadId>,
 ) -> Result<Option<Vec<Locked>>, Error> {
     let mut order: Vec<usize> = (0..members.len()).collect();
     order.sort_by_key(|&i| members[i].order_key());
     let mut locks: Vec<Option<Locked>> = (0..members.len()).map(|_| None).collect();
     for i in order {
-        match members[i].lock(mode, wait)? {
+        match members[i].lock_for(mode, wait, thread)? {
             Some(locked) => locks[i] = Some(locked),
             None => return Ok(None),
         }
@@ -531,8 +552,11 @@ impl<'a> BatchTransaction<'a> {
     }
 
     /// [`commit`](Self::commit) for a transaction that cannot be moved (the
-    /// async one); it rolls back on drop whatever this returns.
+    /// async one); the caller drops it afterwards, as `commit` does.
     pub(crate) fn commit_in_place(&mut self) -> Result<(), Error> {
+        for tx in &mut self.txs {
+            tx.check_process()?;
+        }
         let mut changed = Vec::new();
         for (i, tx) in self.txs.iter_mut().enumerate() {
             if commit::check(tx)? {

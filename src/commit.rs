@@ -56,6 +56,12 @@ pub enum Mutant {
     /// that decision durable (wrong when an earlier fsync of the journal
     /// failed: the records read may exist only in the page cache).
     BatchRecoveryTrustsCache,
+    /// Take only the lock kind of the chosen `LockStyle` (`flock` or POSIX),
+    /// as txfile once did: users of the other style are not excluded.
+    OneLockKind,
+    /// A handle used in a forked child keeps using the parent's guard
+    /// descriptor and in-process state.
+    NoForkCheck,
 }
 
 #[cfg(feature = "sim")]

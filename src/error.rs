@@ -79,6 +79,18 @@ pub enum Error {
         #[source]
         source: BoxError,
     },
+    /// The calling thread asked for a lock it holds itself (a transaction
+    /// it has open on this target, through any handle, clone or batch), so
+    /// waiting would wait forever. Nothing was changed; end the open
+    /// transaction first.
+    #[error(
+        "this thread already holds the lock on `{path}` (it has a transaction open on it); \
+         asking for it again would wait forever"
+    )]
+    HeldByThisThread {
+        /// The target whose lock was asked for.
+        path: Utf8PathBuf,
+    },
     /// The path cannot name a target file.
     #[error("cannot use `{path}` as a target: {reason}")]
     InvalidPath {
@@ -102,7 +114,8 @@ impl Error {
     /// [`TimedOut`](io::ErrorKind::TimedOut), [`Error::Conflict`] is
     /// [`AlreadyExists`](io::ErrorKind::AlreadyExists), [`Error::InvalidPath`] and
     /// [`Error::Symlink`] are [`InvalidInput`](io::ErrorKind::InvalidInput) and
-    /// [`Error::Aborted`] is [`Other`](io::ErrorKind::Other).
+    /// [`Error::Aborted`] is [`Other`](io::ErrorKind::Other) and
+    /// [`Error::HeldByThisThread`] is [`Deadlock`](io::ErrorKind::Deadlock).
     ///
     /// # Examples
     ///
@@ -117,6 +130,7 @@ impl Error {
             Error::Conflict { .. } => io::ErrorKind::AlreadyExists,
             Error::InvalidPath { .. } | Error::Symlink { .. } => io::ErrorKind::InvalidInput,
             Error::Aborted { .. } => io::ErrorKind::Other,
+            Error::HeldByThisThread { .. } => io::ErrorKind::Deadlock,
         }
     }
 

@@ -8,18 +8,35 @@
 //! path again while that path's inode is registered. Closing happens under
 //! the registry lock, so no other thread can open and lock a second
 //! descriptor of the same inode while the first is being closed.
+//!
+//! Which OS locks a holder takes ([`plan`]): where `flock` and POSIX locks
+//! are independent (local Linux filesystems), both, `flock` first, so that
+//! every txfile user excludes every other whatever its `LockStyle`, and
+//! `flock(1)` and `lockf` users alike; where the filesystem makes them one
+//! lock (NFS), only the chosen style's, since taking both would wait for
+//! itself.
+//!
+//! A forked child inherits the registry, the descriptors and with them,
+//! for `flock`, the parent's lock. So every entry records the process that
+//! opened it: a child never locks or unlocks through an inherited entry,
+//! opens its own descriptor instead, and keeps the inherited ones open for
+//! as long as it lives (closing one would drop its own POSIX locks).
+//!
+//! The exclusive turn records the thread that holds it (on the blocking
+//! path), so that a thread asking again for a lock it holds gets an error
+//! at once instead of waiting for itself.
 
 use std::collections::BTreeMap;
 use std::io;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Condvar, Mutex, MutexGuard, PoisonError};
-use std::thread;
+use std::thread::{self, ThreadId};
 use std::time::{Duration, Instant};
 
 use camino::Utf8Path;
 
 use crate::LockStyle;
-use crate::fs::{Fs, GuardFile, LockHeld, Meta};
+use crate::fs::{Fs, GuardFile, GuardPerms, LockHeld, Locking, Meta};
 
 /// (filesystem id, device, inode).
 type Key = (u64, u64, u64);
@@ -31,7 +48,7 @@ struct Entry {
     turn: Mutex<Turn>,
     turn_free: Condvar,
     /// The OS shared lock, held for as long as `Turn::readers` is not zero.
-    shared_os: Mutex<Option<Box<dyn LockHeld>>>,
+    shared_os: Mutex<Option<OsLocks>>,
     /// Whether a holder in this process has swept the directory yet: the
     /// first one always does, for temporary files a power loss left behind
     /// (the guard's marker is not durable).
@@ -58,6 +75,9 @@ struct Turn {
     /// Threads waiting for the turn: releases wake them only when there are
     /// some (a wake-up is a syscall).
     waiting: usize,
+    /// The thread holding the exclusive turn, when it was taken for one
+    /// (see [`GuardRef::lock`]).
+    owner: Option<ThreadId>,
 }
 
 /// Exclusive for transactions, shared for consistent reads of a batch.
@@ -67,7 +87,14 @@ pub(crate) enum Mode {
     Shared,
 }
 
-static REGISTRY: Mutex<BTreeMap<Key, Slot>> = Mutex::new(BTreeMap::new());
+/// Keyed by the process that registered the entry, then the guard: a
+/// forked child finds none of its parent's entries.
+static REGISTRY: Mutex<BTreeMap<(u32, Key), Slot>> = Mutex::new(BTreeMap::new());
+
+/// Entries a forked child inherited and no longer uses. Their descriptors
+/// stay open for the child's life: closing a descriptor of a guard would
+/// drop the POSIX locks the child holds on it through its own.
+static INHERITED: Mutex<Vec<Arc<Entry>>> = Mutex::new(Vec::new());
 
 fn lock<T>(mutex: &Mutex<T>) -> MutexGuard<'_, T> {
     // No code that can panic runs while these mutexes are held, but a
@@ -82,6 +109,8 @@ fn key_of(fs: &dyn Fs, meta: &Meta) -> Key {
 /// A counted reference to a registered guard descriptor.
 #[derive(Debug)]
 pub(crate) struct GuardRef {
+    /// The process that registered the entry.
+    pid: u32,
     key: Key,
     /// `None` only inside `drop`, which must release the entry while holding
     /// the registry lock.
@@ -89,28 +118,35 @@ pub(crate) struct GuardRef {
 }
 
 impl GuardRef {
-    /// Finds the registered descriptor for the guard at `path`, or opens
-    /// (creating if needed) and registers it.
-    pub(crate) fn open(fs: &dyn Fs, path: &Utf8Path) -> io::Result<GuardRef> {
+    /// Finds this process's registered descriptor for the guard at `path`,
+    /// or opens (creating it with `perms` if needed) and registers it.
+    pub(crate) fn open(
+        fs: &dyn Fs,
+        path: &Utf8Path,
+        perms: impl FnOnce() -> io::Result<GuardPerms>,
+    ) -> io::Result<GuardRef> {
+        let pid = std::process::id();
         let mut registry = lock(&REGISTRY);
         if let Some(meta) = fs.lstat(path)? {
             let key = key_of(fs, &meta);
-            if let Some(slot) = registry.get_mut(&key) {
+            if let Some(slot) = registry.get_mut(&(pid, key)) {
                 slot.refs += 1;
                 return Ok(GuardRef {
+                    pid,
                     key,
                     entry: Some(Arc::clone(&slot.entry)),
                 });
             }
         }
-        let file = fs.open_guard(path)?;
+        let file = fs.open_guard(path, perms()?)?;
         let key = key_of(fs, &file.meta()?);
-        if let Some(slot) = registry.get_mut(&key) {
+        if let Some(slot) = registry.get_mut(&(pid, key)) {
             // The path was replaced by a registered inode between lstat and
             // open: keep the extra descriptor open as long as the entry.
             lock(&slot.entry.spare).push(file);
             slot.refs += 1;
             return Ok(GuardRef {
+                pid,
                 key,
                 entry: Some(Arc::clone(&slot.entry)),
             });
@@ -124,16 +160,27 @@ impl GuardRef {
             spare: Mutex::new(Vec::new()),
         });
         registry.insert(
-            key,
+            (pid, key),
             Slot {
                 entry: Arc::clone(&entry),
                 refs: 1,
             },
         );
         Ok(GuardRef {
+            pid,
             key,
             entry: Some(entry),
         })
+    }
+
+    /// Whether process `pid` (this one) registered the descriptor: false
+    /// in a child forked after it was opened, which must open its own.
+    pub(crate) fn registered_by(&self, pid: u32) -> bool {
+        self.pid == pid
+    }
+
+    fn in_this_process(&self) -> bool {
+        self.registered_by(std::process::id())
     }
 
     fn entry(&self) -> &Entry {
@@ -148,7 +195,7 @@ impl GuardRef {
     }
 
     pub(crate) fn same_guard(&self, other: &GuardRef) -> bool {
-        self.key == other.key
+        self.pid == other.pid && self.key == other.key
     }
 
     /// The key that orders guards for batches: device, then inode.
@@ -156,19 +203,28 @@ impl GuardRef {
         self.key
     }
 
-    /// Takes this process's turn, then the OS lock. `Ok(None)` when `wait`
-    /// ran out first.
+    /// Takes this process's turn, then the OS locks [`plan`] names.
+    /// `Ok(Got::Busy)` when `wait` ran out first.
     ///
     /// Threads of one process share one descriptor, and OS locks on it
     /// cannot tell them apart, so they are serialised here first: an
     /// exclusive holder excludes everyone; shared holders share one OS shared
     /// lock, taken by the first and released by the last.
+    ///
+    /// `holder.thread` is the thread that will hold the turn, recorded so
+    /// that it gets `Got::HeldByThisThread` at once if it asks again while
+    /// it holds it (instead of waiting for itself). A lock that is taken on
+    /// one thread and used and released on others (an async task) passes
+    /// `None`: no thread owns it, and no request is taken for re-entry.
     pub(crate) fn lock(
         &self,
         style: LockStyle,
         mode: Mode,
         wait: Wait,
-    ) -> io::Result<Option<Locked>> {
+        holder: Holder,
+        one_kind: bool,
+    ) -> io::Result<Got> {
+        let owner = holder.thread;
         let entry = self.entry();
         {
             let mut turn = lock(&entry.turn);
@@ -181,12 +237,15 @@ impl GuardRef {
                     break;
                 }
                 let left = match wait {
-                    Wait::No => return Ok(None),
+                    Wait::No => return Ok(Got::Busy),
+                    _ if turn.busy && owner.is_some() && turn.owner == owner => {
+                        return Ok(Got::HeldByThisThread);
+                    }
                     Wait::Forever => None,
                     Wait::Until(deadline) => {
                         let left = deadline.saturating_duration_since(Instant::now());
                         if left.is_zero() {
-                            return Ok(None);
+                            return Ok(Got::Busy);
                         }
                         Some(left)
                     }
@@ -210,20 +269,26 @@ impl GuardRef {
             if mode == Mode::Shared && turn.readers > 0 {
                 // The OS shared lock is already held for this process.
                 turn.readers += 1;
-                return Ok(Some(Locked::new(self.clone(), Release::Reader)));
+                return Ok(Got::Locked(Locked::new(
+                    self.clone(),
+                    holder.pid,
+                    Release::Reader,
+                )));
             }
             turn.busy = true;
+            turn.owner = owner;
         }
         // From here on the turn is ours; `Locked::drop` gives it back.
-        let mut locked = Locked::new(self.clone(), Release::Turn);
+        let mut locked = Locked::new(self.clone(), holder.pid, Release::Turn);
         let shared = mode == Mode::Shared;
         let file = entry.file.as_ref();
+        let plan = plan(file.locking(), style, shared, one_kind);
         locked.os = match wait {
-            Wait::No => try_os_lock(file, style, shared)?,
-            Wait::Forever => Some(blocking_os_lock(file, style, shared)?),
-            Wait::Until(deadline) => match try_os_lock(file, style, shared)? {
+            Wait::No => try_os_lock(file, plan)?,
+            Wait::Forever => Some(blocking_os_lock(file, plan)?),
+            Wait::Until(deadline) => match try_os_lock(file, plan)? {
                 Some(held) => Some(held),
-                None => match timed_os_lock(self, style, shared, deadline)? {
+                None => match timed_os_lock(self, plan, deadline)? {
                     Timed::Got(held) => Some(held),
                     Timed::GaveUp => None,
                     Timed::TurnHandedOver => {
@@ -240,13 +305,17 @@ impl GuardRef {
                 *lock(&entry.shared_os) = Some(held);
                 let mut turn = lock(&entry.turn);
                 turn.busy = false;
+                turn.owner = None;
                 turn.readers = 1;
                 wake(entry, &turn);
                 locked.release = Release::Reader;
-                return Ok(Some(locked));
+                return Ok(Got::Locked(locked));
             }
         }
-        Ok(locked.os.is_some().then_some(locked))
+        Ok(match locked.os.is_some() {
+            true => Got::Locked(locked),
+            false => Got::Busy,
+        })
     }
 
     /// Ends this process's exclusive turn (or OS lock acquisition) and wakes
@@ -255,6 +324,7 @@ impl GuardRef {
         let entry = self.entry();
         let mut turn = lock(&entry.turn);
         turn.busy = false;
+        turn.owner = None;
         wake(entry, &turn);
     }
 
@@ -277,42 +347,125 @@ fn wake(entry: &Entry, turn: &Turn) {
     }
 }
 
-/// One non-blocking attempt (retried only on `EINTR`).
-fn try_os_lock(
-    file: &dyn GuardFile,
-    style: LockStyle,
-    shared: bool,
-) -> io::Result<Option<Box<dyn LockHeld>>> {
-    loop {
-        match file.lock(style, shared, false) {
-            Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
-            Err(e) if e.raw_os_error() == Some(EDEADLK) => return Ok(None),
-            other => return other,
+/// Who asks for a lock: the process (`std::process::id()`, taken once by
+/// the caller) and the thread that will hold it, if one will.
+#[derive(Clone, Copy, Debug)]
+pub(crate) struct Holder {
+    pub(crate) pid: u32,
+    pub(crate) thread: Option<ThreadId>,
+}
+
+/// What [`GuardRef::lock`] got.
+#[derive(Debug)]
+pub(crate) enum Got {
+    Locked(Locked),
+    /// Someone else holds it (and `wait` ran out, or was `Wait::No`).
+    Busy,
+    /// The asking thread holds the exclusive turn itself.
+    HeldByThisThread,
+}
+
+/// One OS lock to take: its kind and whether it is shared.
+type Step = (LockStyle, bool);
+
+/// The OS locks a holder takes, in the one order every process uses (so
+/// that two holders taking both never wait for each other crosswise):
+/// `flock`, then the POSIX lock; only the chosen style's where the
+/// filesystem makes them one lock, or with `one_kind` (a mutant).
+///
+/// On a read-only descriptor the POSIX lock is a shared one, since a POSIX
+/// write lock needs a writable descriptor: txfile users still exclude each
+/// other through the exclusive `flock`, and a `lockf` user, who takes a
+/// write lock, is kept out by the shared one.
+fn plan(locking: Locking, style: LockStyle, shared: bool, one_kind: bool) -> &'static [Step] {
+    use LockStyle::{Flock, Posix};
+    match (locking.merged || one_kind, style, shared) {
+        (true, Flock, false) => &[(Flock, false)],
+        (true, Flock, true) => &[(Flock, true)],
+        (true, Posix, false) => &[(Posix, false)],
+        (true, Posix, true) => &[(Posix, true)],
+        (false, _, true) => &[(Flock, true), (Posix, true)],
+        (false, _, false) if locking.read_only => &[(Flock, false), (Posix, true)],
+        (false, _, false) => &[(Flock, false), (Posix, false)],
+    }
+}
+
+/// The OS locks of one holder; dropping it releases them in reverse order.
+#[derive(Debug)]
+pub(crate) struct OsLocks(Vec<Box<dyn LockHeld>>);
+
+impl Drop for OsLocks {
+    fn drop(&mut self) {
+        while let Some(held) = self.0.pop() {
+            drop(held);
         }
     }
 }
 
-/// Blocks until the lock is ours, retrying on `EINTR` and on `EDEADLK` (a
-/// POSIX lock deadlock reported by the kernel resolves once the other side
-/// moves).
-fn blocking_os_lock(
-    file: &dyn GuardFile,
-    style: LockStyle,
-    shared: bool,
-) -> io::Result<Box<dyn LockHeld>> {
-    loop {
-        match file.lock(style, shared, true) {
-            Ok(Some(held)) => return Ok(held),
-            Ok(None) => {}
-            Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
-            Err(e) if e.raw_os_error() == Some(EDEADLK) => thread::sleep(Duration::from_millis(1)),
-            Err(e) => return Err(e),
+/// One non-blocking attempt at every step (each retried only on `EINTR`);
+/// what was taken is released again if a later step is busy.
+fn try_os_lock(file: &dyn GuardFile, plan: &[Step]) -> io::Result<Option<OsLocks>> {
+    let mut held = OsLocks(Vec::with_capacity(plan.len()));
+    for &(kind, shared) in plan {
+        let got = loop {
+            match file.lock(kind, shared, false) {
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+                Err(e) if e.raw_os_error() == Some(EDEADLK) => break None,
+                Err(e) => return Err(explain(file, e)),
+                Ok(got) => break got,
+            }
+        };
+        match got {
+            Some(one) => held.0.push(one),
+            None => return Ok(None),
         }
+    }
+    Ok(Some(held))
+}
+
+/// Blocks until every step is taken, retrying on `EINTR` and on `EDEADLK`
+/// (a POSIX lock deadlock reported by the kernel resolves once the other
+/// side moves).
+fn blocking_os_lock(file: &dyn GuardFile, plan: &[Step]) -> io::Result<OsLocks> {
+    let mut held = OsLocks(Vec::with_capacity(plan.len()));
+    for &(kind, shared) in plan {
+        loop {
+            match file.lock(kind, shared, true) {
+                Ok(Some(one)) => {
+                    held.0.push(one);
+                    break;
+                }
+                Ok(None) => {}
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+                Err(e) if e.raw_os_error() == Some(EDEADLK) => {
+                    thread::sleep(Duration::from_millis(1));
+                }
+                Err(e) => return Err(explain(file, e)),
+            }
+        }
+    }
+    Ok(held)
+}
+
+/// A lock refused because the descriptor is read-only (`EBADF`: on a
+/// filesystem where an exclusive lock needs write access) says so.
+fn explain(file: &dyn GuardFile, e: io::Error) -> io::Error {
+    match e.raw_os_error() {
+        Some(EBADF) if file.locking().read_only => io::Error::new(
+            io::ErrorKind::PermissionDenied,
+            format!(
+                "{e}: this process may only read the lock file, and an exclusive lock \
+                     on this filesystem needs write access to it; its owner or root can \
+                     let everyone who may write the target write it (`chmod g+w`, and \
+                     `chgrp` to the target's group)"
+            ),
+        ),
+        _ => e,
     }
 }
 
 enum Timed {
-    Got(Box<dyn LockHeld>),
+    Got(OsLocks),
     GaveUp,
     /// A helper thread is still blocked in the kernel on our behalf; it owns
     /// this process's turn now and gives it back once it gets (and at once
@@ -331,7 +484,7 @@ struct Handoff {
 enum HandoffState {
     #[default]
     Waiting,
-    Done(io::Result<Box<dyn LockHeld>>),
+    Done(io::Result<OsLocks>),
     Abandoned,
 }
 
@@ -344,19 +497,14 @@ enum HandoffState {
 /// that outlives its waiter keeps the in-process turn until the lock comes,
 /// then releases both: no other thread of the process may lock the same
 /// descriptor meanwhile, because the lock the helper gets would be theirs too.
-fn timed_os_lock(
-    guard: &GuardRef,
-    style: LockStyle,
-    shared: bool,
-    deadline: Instant,
-) -> io::Result<Timed> {
+fn timed_os_lock(guard: &GuardRef, plan: &'static [Step], deadline: Instant) -> io::Result<Timed> {
     let handoff = Arc::new(Handoff::default());
     let helper_handoff = Arc::clone(&handoff);
     let helper_guard = guard.clone();
     let spawned = thread::Builder::new()
         .name("txfile-lock-wait".into())
         .spawn(move || {
-            let result = blocking_os_lock(helper_guard.entry().file.as_ref(), style, shared);
+            let result = blocking_os_lock(helper_guard.entry().file.as_ref(), plan);
             let mut state = lock(&helper_handoff.state);
             if matches!(*state, HandoffState::Abandoned) {
                 drop(result);
@@ -368,7 +516,7 @@ fn timed_os_lock(
             }
         });
     if spawned.is_err() {
-        return poll_os_lock(guard.entry().file.as_ref(), style, shared, deadline);
+        return poll_os_lock(guard.entry().file.as_ref(), plan, deadline);
     }
     let mut state = lock(&handoff.state);
     loop {
@@ -378,6 +526,9 @@ fn timed_os_lock(
         }
         let left = deadline.saturating_duration_since(Instant::now());
         if left.is_zero() {
+            // The helper holds the turn from now on, for no thread of the
+            // caller's (cleared before the helper can give the turn back).
+            lock(&guard.entry().turn).owner = None;
             *state = HandoffState::Abandoned;
             return Ok(Timed::TurnHandedOver);
         }
@@ -390,15 +541,10 @@ fn timed_os_lock(
 }
 
 /// Fallback when no thread can be spawned: try-locks with backoff.
-fn poll_os_lock(
-    file: &dyn GuardFile,
-    style: LockStyle,
-    shared: bool,
-    deadline: Instant,
-) -> io::Result<Timed> {
+fn poll_os_lock(file: &dyn GuardFile, plan: &[Step], deadline: Instant) -> io::Result<Timed> {
     let mut pause = Duration::from_micros(500);
     loop {
-        if let Some(held) = try_os_lock(file, style, shared)? {
+        if let Some(held) = try_os_lock(file, plan)? {
             return Ok(Timed::Got(held));
         }
         let left = deadline.saturating_duration_since(Instant::now());
@@ -414,14 +560,19 @@ fn poll_os_lock(
 const EDEADLK: i32 = rustix::io::Errno::DEADLK.raw_os_error();
 #[cfg(not(unix))]
 const EDEADLK: i32 = -1;
+#[cfg(unix)]
+const EBADF: i32 = rustix::io::Errno::BADF.raw_os_error();
+#[cfg(not(unix))]
+const EBADF: i32 = -2;
 
 impl Clone for GuardRef {
     fn clone(&self) -> Self {
         let mut registry = lock(&REGISTRY);
-        if let Some(slot) = registry.get_mut(&self.key) {
+        if let Some(slot) = registry.get_mut(&(self.pid, self.key)) {
             slot.refs += 1;
         }
         GuardRef {
+            pid: self.pid,
             key: self.key,
             entry: self.entry.clone(),
         }
@@ -431,18 +582,21 @@ impl Clone for GuardRef {
 impl Drop for GuardRef {
     fn drop(&mut self) {
         let mut registry = lock(&REGISTRY);
-        let last = match registry.get_mut(&self.key) {
+        let at = (self.pid, self.key);
+        let last = match registry.get_mut(&at) {
             Some(slot) => {
                 slot.refs -= 1;
                 slot.refs == 0
             }
             None => false,
         };
-        let removed = if last {
-            registry.remove(&self.key)
-        } else {
-            None
-        };
+        let mut removed = if last { registry.remove(&at) } else { None };
+        if removed.is_some() && !self.in_this_process() {
+            // Inherited through fork: never closed in this process.
+            if let Some(slot) = removed.take() {
+                lock(&INHERITED).push(slot.entry);
+            }
+        }
         // Both the slot's reference and ours go while the registry is locked,
         // so the descriptor closes before anyone can register the inode anew.
         drop(removed);
@@ -463,8 +617,14 @@ pub(crate) enum Wait {
 /// OS lock first, then hands the turn to the next thread.
 #[derive(Debug)]
 pub(crate) struct Locked {
-    /// The OS lock of an exclusive holder (a shared one lives in the entry).
-    os: Option<Box<dyn LockHeld>>,
+    /// The OS locks of an exclusive holder (a shared one lives in the entry).
+    os: Option<OsLocks>,
+    /// The process that took the lock.
+    pid: u32,
+    /// `pid` was found to be this process's, at the end of the
+    /// transaction (commit or drop), after which no copy of it can be made
+    /// by a fork: so one `getpid` per transaction is enough.
+    verified: bool,
     guard: GuardRef,
     release: Release,
     /// The guard's "unclean" marker is set (found set, or set by us).
@@ -477,9 +637,11 @@ pub(crate) struct Locked {
 }
 
 impl Locked {
-    fn new(guard: GuardRef, release: Release) -> Locked {
+    fn new(guard: GuardRef, pid: u32, release: Release) -> Locked {
         Locked {
             os: None,
+            pid,
+            verified: false,
             guard,
             release,
             marked: false,
@@ -492,9 +654,17 @@ impl Locked {
     /// and whether this is the first holder of this process.
     pub(crate) fn note_marker(&mut self, marked: bool) {
         let first = !self.guard.entry().swept.load(Ordering::Relaxed);
+        // A read-only descriptor cannot set the marker, so this holder
+        // cannot tell others what it leaves; nor can it trust that a
+        // holder like it told it: it sweeps and syncs every time.
+        let unknown = self.read_only();
         self.marked = marked;
-        self.owe_sync = marked;
-        self.sweep = marked || first;
+        self.owe_sync = marked || unknown;
+        self.sweep = marked || first || unknown;
+    }
+
+    fn read_only(&self) -> bool {
+        self.guard.entry().file.locking().read_only
     }
 
     pub(crate) fn needs_sweep(&self) -> bool {
@@ -516,9 +686,19 @@ impl Locked {
         self.owe_sync = false;
     }
 
+    /// Whether this lock was taken by this process: false for a transaction
+    /// a forked child inherited, which it must neither commit nor clean up.
+    /// Called only where the transaction ends (commit, drop).
+    pub(crate) fn in_this_process(&mut self) -> bool {
+        if !self.verified {
+            self.verified = self.pid == std::process::id();
+        }
+        self.verified
+    }
+
     /// Sets the marker before a temporary file is created.
     pub(crate) fn mark(&mut self) -> io::Result<()> {
-        if !self.marked {
+        if !self.marked && !self.read_only() {
             self.guard.entry().file.set_dirty(true)?;
             self.marked = true;
         }
@@ -548,11 +728,85 @@ enum Release {
 
 impl Drop for Locked {
     fn drop(&mut self) {
+        if !self.in_this_process() {
+            // A forked child's copy of its parent's lock: unlocking the
+            // `flock` would unlock the parent's (one open file description),
+            // and the parent's in-process turn is none of the child's business.
+            std::mem::forget(self.os.take());
+            return;
+        }
         drop(self.os.take());
         match self.release {
             Release::Turn => self.guard.release_turn(),
             Release::Reader => self.guard.release_reader(),
             Release::Nothing => {}
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use camino::Utf8PathBuf;
+
+    use super::*;
+    use crate::fs::real::RealFs;
+
+    fn holder(thread: Option<ThreadId>) -> Holder {
+        Holder {
+            pid: std::process::id(),
+            thread,
+        }
+    }
+
+    fn take(guard: &GuardRef, wait: Wait, thread: Option<ThreadId>) -> Got {
+        guard
+            .lock(
+                LockStyle::Flock,
+                Mode::Exclusive,
+                wait,
+                holder(thread),
+                false,
+            )
+            .expect("lock")
+    }
+
+    /// A lock taken for no thread (as the async API takes it, to be used
+    /// and released on other threads) is never mistaken for re-entry: the
+    /// thread that took it waits like anyone else. One taken for a thread
+    /// makes that thread, and only that one, fail at once.
+    #[test]
+    fn only_the_owning_thread_is_told_it_holds_the_lock() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let path = Utf8PathBuf::from_path_buf(dir.path().join("a.lock")).expect("UTF-8");
+        let perms = || {
+            Ok(GuardPerms {
+                mode: 0o644,
+                gid: 0,
+            })
+        };
+        let guard = GuardRef::open(&RealFs, &path, perms).expect("open");
+        let me = Some(thread::current().id());
+        let soon = || Wait::Until(Instant::now() + Duration::from_millis(50));
+
+        let Got::Locked(unowned) = take(&guard, Wait::No, None) else {
+            panic!("free")
+        };
+        assert!(matches!(take(&guard, soon(), me), Got::Busy));
+        drop(unowned);
+
+        let Got::Locked(owned) = take(&guard, Wait::No, me) else {
+            panic!("free")
+        };
+        assert!(matches!(take(&guard, soon(), me), Got::HeldByThisThread));
+        // try-lock: busy, whoever holds it.
+        assert!(matches!(take(&guard, Wait::No, me), Got::Busy));
+        thread::scope(|s| {
+            s.spawn(|| {
+                let other = Some(thread::current().id());
+                assert!(matches!(take(&guard, soon(), other), Got::Busy));
+            });
+        });
+        drop(owned);
+        assert!(matches!(take(&guard, Wait::No, me), Got::Locked(_)));
     }
 }

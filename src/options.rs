@@ -30,7 +30,17 @@ pub enum Durability {
     None,
 }
 
-/// Which kind of operating-system lock is taken on the guard file.
+/// Which operating-system lock txfile takes on the guard file where it can
+/// take only one.
+///
+/// Every txfile user excludes every other, whatever style each chose: on
+/// filesystems where `flock` locks and POSIX record locks are independent
+/// (local Linux filesystems: ext4, xfs, btrfs, tmpfs), txfile takes both,
+/// `flock` first, so that `flock(1)` users and `lockf`/`fcntl` users are
+/// excluded too. Where the filesystem makes them one lock (NFS, SMB and AFS
+/// on Linux; the BSDs, macOS and illumos everywhere), taking both would wait
+/// for itself, so only the kind this chooses is taken; there it excludes
+/// users of either kind anyway.
 ///
 /// Both are taken on the guard file `<name>.lock`, which the process opens once
 /// and never closes while a lock is held, so neither can be lost by an
@@ -46,13 +56,14 @@ pub enum Durability {
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash)]
 #[non_exhaustive]
 pub enum LockStyle {
-    /// `flock(2)` through the `fd-lock` crate: the lock belongs to the open file
-    /// description. Interoperates with `flock(1)`.
+    /// `flock(2)` through the `fd-lock` crate, where only one kind is taken.
+    /// Interoperates with `flock(1)`.
     #[default]
     Flock,
-    /// POSIX record locks (`fcntl(F_SETLKW)` on the whole file): the lock belongs
-    /// to the process. Interoperates with `lockf(3)`, `fcntl` users and Python's
-    /// `fcntl.lockf`, and is what `flock` becomes on Solaris, illumos and Linux NFS.
+    /// POSIX record locks (`fcntl(F_SETLKW)` on the whole file), where only one
+    /// kind is taken. Interoperates with `lockf(3)`, `fcntl` users and Python's
+    /// `fcntl.lockf`; on Solaris, illumos and Linux NFS `flock` is one with
+    /// it anyway.
     Posix,
 }
 
@@ -165,7 +176,8 @@ impl Options {
         self
     }
 
-    /// Which OS lock guards the file. By default [`LockStyle::Flock`].
+    /// Which OS lock guards the file where only one kind can be taken (see
+    /// [`LockStyle`]: elsewhere both are). By default [`LockStyle::Flock`].
     ///
     /// # Examples
     ///

@@ -183,7 +183,9 @@ impl<'a> Transaction<'a> {
     /// # Errors
     ///
     /// [`Error::Conflict`] when a program not using txfile changed the target
-    /// since [`begin`](TxFile::begin) (its version is kept); [`Error::Io`] or
+    /// since [`begin`](TxFile::begin) (its version is kept); [`Error::Io`]
+    /// with [`Op::Lock`] in a forked child that inherited the transaction
+    /// (it is the parent's); [`Error::Io`] or
     /// [`Error::Rename`] when a step fails. After any error before the rename
     /// the target has its old contents; an error of [`Op::SyncDir`] comes
     /// after the rename, when the new contents are in place but may not
@@ -203,7 +205,30 @@ impl<'a> Transaction<'a> {
     /// # Ok::<(), Box<dyn std::error::Error>>(())
     /// ```
     pub fn commit(mut self) -> Result<(), Error> {
+        self.check_process()?;
         commit::commit(&mut self)
+    }
+
+    /// Whether this process began the transaction (not a forked child that
+    /// inherited it).
+    fn in_this_process(&mut self) -> bool {
+        self.locked.as_mut().is_none_or(Locked::in_this_process)
+    }
+
+    /// Refuses a transaction a forked child inherited: its lock and its
+    /// temporary file are the parent's.
+    pub(crate) fn check_process(&mut self) -> Result<(), Error> {
+        if self.in_this_process() {
+            return Ok(());
+        }
+        Err(Error::io(
+            Op::Lock,
+            &self.file.inner.guard_path,
+            io::Error::other(
+                "the transaction was begun by the parent of this forked process; \
+                 only that process can commit it (begin a new one here)",
+            ),
+        ))
     }
 
     /// Abandons the transaction: the target is untouched, the temporary file
@@ -227,6 +252,11 @@ impl<'a> Transaction<'a> {
 
 impl Drop for Transaction<'_> {
     fn drop(&mut self) {
+        if !self.in_this_process() {
+            // A forked child's copy: the temporary file is the parent's.
+            drop(self.new.temp.take());
+            return;
+        }
         // Cleanup errors are ignored: the target is untouched either way, and
         // a temporary file that could not be removed is swept by the next
         // transaction on this target.

@@ -7,8 +7,8 @@ use std::time::Instant;
 use camino::{Utf8Component, Utf8Path, Utf8PathBuf};
 
 use crate::error::{BoxError, Op};
-use crate::fs::{DirHandle, Fs, Kind, real::RealFs};
-use crate::guard::{GuardRef, Locked, Mode, Wait};
+use crate::fs::{DirHandle, Fs, GuardPerms, Kind, real::RealFs};
+use crate::guard::{Got, GuardRef, Holder, Locked, Mode, Wait};
 use crate::transaction::{OldFile, Transaction};
 use crate::{Error, Options, Symlinks, journal, names};
 
@@ -78,7 +78,17 @@ impl TxFile {
     /// Opens a handle on `path` with default [`Options`].
     ///
     /// The target need not exist; its directory must. The guard file
-    /// `<name>.lock` is created beside it if missing.
+    /// `<name>.lock` is created beside it if missing, so that everyone who
+    /// may write the target may lock it: read and write for the owner and
+    /// for every class (group, others) with write permission on the target
+    /// (on the directory, while the target does not exist), read for every
+    /// class that may read it, and the target's (directory's) group when
+    /// this process may set it. The umask does not apply: the guard holds
+    /// no data. A user who may read an existing guard but not write it
+    /// opens it read-only, which still gives exclusion on local Linux
+    /// filesystems (an exclusive `flock` and a shared POSIX lock); where
+    /// that is not enough (NFS), or where the guard cannot be opened at all,
+    /// the error names its owner and mode and how to fix them.
     ///
     /// # Errors
     ///
@@ -127,8 +137,10 @@ impl TxFile {
             .open_dir(&dir_path)
             .map_err(|e| Error::io(Op::OpenDir, &dir_path, e))?;
         let guard_path = dir_path.join(names::guard_name(&name));
-        let guard = GuardRef::open(fs.as_ref(), &guard_path)
-            .map_err(|e| Error::io(Op::OpenGuard, &guard_path, e))?;
+        let guard = GuardRef::open(fs.as_ref(), &guard_path, || {
+            guard_perms(fs.as_ref(), &path, &dir_path)
+        })
+        .map_err(|e| Error::io(Op::OpenGuard, &guard_path, e))?;
         Ok(TxFile {
             inner: Arc::new(Inner {
                 fs,
@@ -190,10 +202,25 @@ impl TxFile {
     /// Taking the lock also removes temporary files that a crashed writer of
     /// this target left behind.
     ///
+    /// The lock is not re-entrant. A thread that already holds this target's
+    /// lock (a transaction open on it through this handle, a clone, another
+    /// handle on the same file, an enclosing [`update`](TxFile::update) or a
+    /// [`Batch`](crate::Batch) transaction) gets [`Error::HeldByThisThread`]
+    /// at once: waiting would wait for itself. Other threads wait as usual.
+    /// ([`try_begin`](TxFile::try_begin) returns `Ok(None)` then, as for any
+    /// holder.)
+    ///
+    /// A handle opened before `fork` works in the child: the child opens its
+    /// own guard descriptor at its first transaction and excludes its
+    /// parent and siblings. A transaction the child inherited belongs to the
+    /// parent: dropping it in the child does nothing, committing it fails.
+    ///
     /// # Errors
     ///
-    /// [`Error::Timeout`] when the timeout passed first; [`Error::Io`] when the
-    /// lock, the directory listing or reading the target fails.
+    /// [`Error::Timeout`] when the timeout passed first;
+    /// [`Error::HeldByThisThread`] when this thread holds the lock itself;
+    /// [`Error::Io`] when the lock, the directory listing or reading the
+    /// target fails.
     ///
     /// # Examples
     ///
@@ -220,7 +247,7 @@ impl TxFile {
     }
 
     /// Starts a transaction if the lock is free right now, else returns
-    /// `Ok(None)` at once.
+    /// `Ok(None)` at once, also when this thread is the holder.
     ///
     /// # Errors
     ///
@@ -279,31 +306,64 @@ impl TxFile {
         Ok(Transaction::new(self, locked, old))
     }
 
-    /// Takes the lock, then checks that the guard path still names the locked
-    /// inode: if someone deleted or replaced the guard file, the lock is on a
-    /// file nobody else will find, so it is dropped and taken again on the file
-    /// the path names now.
+    /// Takes the lock for this thread, then checks that the guard path still
+    /// names the locked inode: if someone deleted or replaced the guard
+    /// file, the lock is on a file nobody else will find, so it is dropped
+    /// and taken again on the file the path names now. In a child forked
+    /// after the guard was opened, the child first opens its own.
+    ///
+    /// `Ok(None)` when `wait` ran out; [`Error::HeldByThisThread`] when this
+    /// thread holds the lock already. (A lock that will be used and released
+    /// by other threads than the one taking it calls [`GuardRef::lock`]
+    /// with no owner instead.)
     pub(crate) fn lock(&self, mode: Mode, wait: Wait) -> Result<Option<Locked>, Error> {
+        self.lock_for(mode, wait, Some(std::thread::current().id()))
+    }
+
+    /// [`TxFile::lock`] for `thread`, or with no owner (`None`) for a lock
+    /// that moves between threads (the async API), which is then never
+    /// taken for re-entry.
+    pub(crate) fn lock_for(
+        &self,
+        mode: Mode,
+        wait: Wait,
+        thread: Option<std::thread::ThreadId>,
+    ) -> Result<Option<Locked>, Error> {
         let inner = &*self.inner;
         let _wait = crate::trace::step!("lock_wait", inner.path);
         let fs = inner.fs.as_ref();
+        let mutant = crate::commit::mutant(self);
+        let holder = Holder {
+            pid: std::process::id(),
+            thread,
+        };
         loop {
             let guard = inner
                 .guard
                 .lock()
                 .unwrap_or_else(PoisonError::into_inner)
                 .clone();
-            let Some(locked) = guard
-                .lock(inner.options.lock_style, mode, wait)
-                .map_err(|e| Error::io(Op::Lock, &inner.guard_path, e))?
-            else {
-                return Ok(None);
+            if !guard.registered_by(holder.pid) && mutant != crate::commit::Mutant::NoForkCheck {
+                self.reopen_guard(&guard)?;
+                continue;
+            }
+            let one_kind = mutant == crate::commit::Mutant::OneLockKind;
+            let got = guard
+                .lock(inner.options.lock_style, mode, wait, holder, one_kind)
+                .map_err(|e| Error::io(Op::Lock, &inner.guard_path, e))?;
+            let locked = match got {
+                Got::Locked(locked) => locked,
+                Got::Busy => return Ok(None),
+                Got::HeldByThisThread => {
+                    return Err(Error::HeldByThisThread {
+                        path: inner.path.clone(),
+                    });
+                }
             };
             let now = fs
                 .lstat(&inner.guard_path)
                 .map_err(|e| Error::io(Op::Stat, &inner.guard_path, e))?;
-            let trusted =
-                crate::commit::mutant(self) == crate::commit::Mutant::NoGuardIdentityCheck;
+            let trusted = mutant == crate::commit::Mutant::NoGuardIdentityCheck;
             if trusted || now.is_some_and(|meta| guard.is_inode(fs, &meta)) {
                 let mut locked = locked;
                 if mode == Mode::Exclusive {
@@ -312,13 +372,25 @@ impl TxFile {
                 return Ok(Some(locked));
             }
             drop(locked);
-            let fresh = GuardRef::open(fs, &inner.guard_path)
-                .map_err(|e| Error::io(Op::OpenGuard, &inner.guard_path, e))?;
-            let mut current = inner.guard.lock().unwrap_or_else(PoisonError::into_inner);
-            if current.same_guard(&guard) {
-                *current = fresh;
-            }
+            self.reopen_guard(&guard)?;
         }
+    }
+
+    /// Replaces `stale` (a guard whose path names another inode now, or one
+    /// a forked child inherited) with this process's descriptor of the
+    /// guard the path names.
+    fn reopen_guard(&self, stale: &GuardRef) -> Result<(), Error> {
+        let inner = &*self.inner;
+        let fs = inner.fs.as_ref();
+        let fresh = GuardRef::open(fs, &inner.guard_path, || {
+            guard_perms(fs, &inner.path, &inner.dir_path)
+        })
+        .map_err(|e| Error::io(Op::OpenGuard, &inner.guard_path, e))?;
+        let mut current = inner.guard.lock().unwrap_or_else(PoisonError::into_inner);
+        if current.same_guard(stale) {
+            *current = fresh;
+        }
+        Ok(())
     }
 
     /// Removes temporary files of this target left by a writer that died
@@ -435,6 +507,18 @@ where
     E: Into<BoxError>,
 {
     TxFile::open(path)?.update(f)
+}
+
+/// The permissions a new guard gets: see [`GuardPerms::like`]; from the
+/// target, or from its directory while it does not exist.
+fn guard_perms(fs: &dyn Fs, path: &Utf8Path, dir: &Utf8Path) -> std::io::Result<GuardPerms> {
+    match fs.stat(path)? {
+        Some(meta) => Ok(GuardPerms::like(&meta)),
+        None => fs
+            .stat(dir)?
+            .map(|meta| GuardPerms::like(&meta))
+            .ok_or_else(|| std::io::ErrorKind::NotFound.into()),
+    }
 }
 
 fn absolute(path: &Utf8Path) -> Result<Utf8PathBuf, Error> {

@@ -866,3 +866,33 @@ fn worker_example_runs_as_several_processes() {
     eprintln!("worker example: {reads} consistent reads while it ran");
     verify_no_leftovers(&dir);
 }
+
+/// An async transaction belongs to no thread: a sync user on the blocking
+/// thread that took the lock for it waits (here: until its timeout) instead
+/// of being told it holds the lock itself.
+#[test]
+fn async_lock_is_not_mistaken_for_reentry() {
+    let (_dir, dir) = tempdir();
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(1)
+        .max_blocking_threads(1)
+        .enable_all()
+        .build()
+        .unwrap();
+    rt.block_on(async {
+        let file = AsyncTxFile::open(dir.join("a")).await.unwrap();
+        let tx = file.begin().await.unwrap();
+        let sync = Options::new()
+            .timeout(Duration::from_millis(100))
+            .open(dir.join("a"))
+            .unwrap();
+        let waited = tokio::task::spawn_blocking(move || sync.begin().map(drop))
+            .await
+            .unwrap();
+        assert!(
+            matches!(waited, Err(Error::Timeout { .. })),
+            "the lock is busy, not re-entered: {waited:?}"
+        );
+        tx.rollback().await;
+    });
+}

@@ -56,6 +56,41 @@ fn modes_and_owners() {
         assert_eq!(std::fs::read(&path).unwrap(), b"x+");
     }
 
+    // Guards: everyone who may write the target may lock it; the umask
+    // does not narrow them (they hold no data).
+    rustix::process::umask(rustix::fs::Mode::from_raw_mode(0o077));
+    for (target_mode, guard_mode) in [
+        (0o664, 0o664),
+        (0o644, 0o644),
+        (0o600, 0o600),
+        (0o640, 0o640),
+        (0o666, 0o666),
+        (0o444, 0o644),
+        (0o620, 0o660),
+    ] {
+        let path = dir.join(format!("g{target_mode:o}"));
+        std::fs::write(&path, "x").unwrap();
+        std::fs::set_permissions(&path, std::fs::Permissions::from_mode(target_mode)).unwrap();
+        rewrite(&TxFile::open(&path).unwrap());
+        let guard = dir.join(format!("g{target_mode:o}.lock"));
+        assert_eq!(mode(&guard), guard_mode, "target {target_mode:o}");
+        assert_eq!(mode(&path), target_mode, "target {target_mode:o}");
+    }
+    // A new target: the directory's bits decide.
+    for (dir_mode, guard_mode) in [
+        (0o775, 0o664),
+        (0o2775, 0o664),
+        (0o700, 0o600),
+        (0o1777, 0o666),
+    ] {
+        let sub = dir.join(format!("d{dir_mode:o}"));
+        std::fs::create_dir(&sub).unwrap();
+        std::fs::set_permissions(&sub, std::fs::Permissions::from_mode(dir_mode)).unwrap();
+        TxFile::open(sub.join("new")).unwrap();
+        assert_eq!(mode(&sub.join("new.lock")), guard_mode, "dir {dir_mode:o}");
+    }
+    rustix::process::umask(rustix::fs::Mode::from_raw_mode(0o022));
+
     // Owner and group are kept when permitted (root).
     if is_root() {
         let path = dir.join("owned");

@@ -42,7 +42,9 @@ pub struct Input {
     pub processes: u8,
     /// 1 + `targets % 3` targets.
     pub targets: u8,
-    /// Per target: POSIX record locks instead of `flock`.
+    /// Per target: POSIX record locks instead of `flock` in the first
+    /// process; the second process uses the other style, so that two
+    /// processes always mix styles (which must exclude each other too).
     pub posix: [bool; 3],
     /// One program per thread (2 to 4 threads).
     pub threads: Vec<Vec<Action>>,
@@ -67,6 +69,8 @@ pub enum Action {
     },
     /// `begin`; a thread that already holds a transaction and whose handle
     /// has no timeout uses `try_begin` instead (it must not wait forever).
+    /// A thread that holds a transaction on the same target in the same
+    /// process must get `Error::HeldByThisThread` at once.
     Begin {
         handle: u8,
     },
@@ -109,7 +113,8 @@ struct World {
     sim: SimFs,
     processes: Vec<SimFs>,
     targets: usize,
-    styles: [LockStyle; 3],
+    /// `styles[process][target]`.
+    styles: Vec<[LockStyle; 3]>,
     /// Transactions in progress, per target (across all processes).
     in_progress: [AtomicUsize; 3],
     /// Commits started (and, as no fault is injected, completed) per target.
@@ -181,7 +186,9 @@ impl World {
             processes,
             sim,
             targets: 1 + usize::from(input.targets % 3),
-            styles: input.posix.map(style),
+            styles: (0..count)
+                .map(|p| input.posix.map(|posix| style(posix != (p == 1))))
+                .collect(),
             in_progress: Default::default(),
             commits: Default::default(),
             open_lock: Mutex::new(()),
@@ -209,7 +216,7 @@ impl World {
         let before = self.guard_opens(target);
         let mut options = Options::new()
             .filesystem(&self.processes[process])
-            .lock_style(self.styles[target])
+            .lock_style(self.styles[process][target])
             .mutant(mutant());
         if let Some(ms) = timeout_ms {
             options = options.timeout(Duration::from_millis(u64::from(ms % 4)));
@@ -272,7 +279,9 @@ impl World {
 
     /// `begin` (`blocking`) or `try_begin` on a clone of `h`; on success,
     /// checks mutual exclusion and that the old version is the last commit.
-    fn begin(&self, h: &Handle, blocking: bool) -> Option<Held> {
+    /// `holds`: this thread holds a transaction on the same target in the
+    /// same process.
+    fn begin(&self, h: &Handle, blocking: bool, holds: bool) -> Option<Held> {
         let Handle {
             process,
             target,
@@ -300,16 +309,23 @@ impl World {
             },
         }
         .build();
+        let name = NAMES[target];
         match error {
+            Some(Error::HeldByThisThread { .. }) if holds && blocking => {}
+            Some(e @ Error::HeldByThisThread { .. }) => {
+                panic!("{name}: re-entry reported, but this thread holds no lock on it: {e}")
+            }
+            _ if holds && blocking => {
+                panic!("{name}: a thread asked again for the lock it holds, and was not told")
+            }
             None | Some(Error::Timeout { .. }) => {}
-            Some(e) => panic!("begin on {} failed: {e}", NAMES[target]),
+            Some(e) => panic!("begin on {name} failed: {e}"),
         }
         if held.with_tx(|tx| tx.is_none()) {
             let file = held.into_heads().file;
             self.drop_file(process, target, file);
             return None;
         }
-        let name = NAMES[target];
         let others = self.in_progress[target].fetch_add(1, SeqCst);
         assert!(
             others == 0,
@@ -408,7 +424,11 @@ impl World {
                         let h = &handles[i];
                         let blocking =
                             matches!(action, Action::Begin { .. }) && (h.timed || txs.is_empty());
-                        txs.extend(self.begin(h, blocking));
+                        let holds = txs.iter().any(|held| {
+                            *held.borrow_process() == h.process
+                                && *held.borrow_target() == h.target
+                        });
+                        txs.extend(self.begin(h, blocking, holds));
                     }
                 }
                 Action::Commit { tx } => {
@@ -453,7 +473,7 @@ impl World {
                 let name = NAMES[target];
                 let file = Options::new()
                     .filesystem(&self.processes[process])
-                    .lock_style(self.styles[target])
+                    .lock_style(self.styles[process][target])
                     .timeout(STUCK)
                     .open(target_path(name))
                     .unwrap_or_else(|e| panic!("open {name} failed: {e}"));

@@ -80,6 +80,8 @@ pub fn mutant() -> Mutant {
         Ok("BatchRenameBeforeJournal") => Mutant::BatchRenameBeforeJournal,
         Ok("BatchIgnoreJournalChecksum") => Mutant::BatchIgnoreJournalChecksum,
         Ok("BatchRecoveryTrustsCache") => Mutant::BatchRecoveryTrustsCache,
+        Ok("OneLockKind") => Mutant::OneLockKind,
+        Ok("NoForkCheck") => Mutant::NoForkCheck,
         Ok(other) => panic!("TXFILE_FUZZ_MUTANT={other}: not a txfile::Mutant"),
     })
 }

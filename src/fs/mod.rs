@@ -65,8 +65,10 @@ pub(crate) trait Fs: Send + Sync + Debug {
     fn read_link(&self, path: &Utf8Path) -> io::Result<Utf8PathBuf>;
     /// Opens a file for reading; `Ok(None)` when it does not exist.
     fn open_read(&self, path: &Utf8Path) -> io::Result<Option<Box<dyn ReadFile>>>;
-    /// Opens or creates a guard file (read-write, close-on-exec, 0666 - umask).
-    fn open_guard(&self, path: &Utf8Path) -> io::Result<Box<dyn GuardFile>>;
+    /// Opens or creates a guard file, close-on-exec: read-write, or
+    /// read-only when this user may not write it. A guard it creates gets
+    /// exactly `perms` (the umask does not apply: the guard holds no data).
+    fn open_guard(&self, path: &Utf8Path, perms: GuardPerms) -> io::Result<Box<dyn GuardFile>>;
     /// Opens a directory for fsync and listing.
     fn open_dir(&self, path: &Utf8Path) -> io::Result<Box<dyn DirHandle>>;
     /// Creates `<prefix><random><suffix>` in `dir` with `O_EXCL` and `mode`
@@ -100,6 +102,40 @@ pub(crate) fn remove_if_present(fs: &dyn Fs, path: &Utf8Path) -> Result<(), Erro
         Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(()),
         Err(e) => Err(Error::io(Op::Remove, path, e)),
     }
+}
+
+/// The permission bits and group a new guard file gets: everyone who may
+/// write the target may lock it.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) struct GuardPerms {
+    pub(crate) mode: u32,
+    pub(crate) gid: u32,
+}
+
+impl GuardPerms {
+    /// The rule, from the target's metadata (the directory's for a target
+    /// that does not exist yet): read and write for the owner and for every
+    /// class that may write it, read for every class that may read it. The
+    /// group is its group.
+    pub(crate) fn like(meta: &Meta) -> GuardPerms {
+        let write = meta.mode & 0o222;
+        GuardPerms {
+            mode: 0o600 | (meta.mode & 0o444) | write | (write << 1),
+            gid: meta.gid,
+        }
+    }
+}
+
+/// How a guard descriptor can be locked.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) struct Locking {
+    /// `flock` and POSIX locks are one lock here (NFS and SMB on Linux,
+    /// the BSDs, macOS, illumos): a process taking both would wait for
+    /// itself.
+    pub(crate) merged: bool,
+    /// The descriptor is open read-only (this user may not write the
+    /// guard): POSIX write locks and the marker need a writable one.
+    pub(crate) read_only: bool,
 }
 
 /// A file opened for reading at fixed offsets.
@@ -150,11 +186,14 @@ pub(crate) trait GuardFile: Send + Sync + Debug {
     /// rename) and then sweeps and syncs. Changing the size allocates nothing,
     /// so it works on a full disk.
     fn set_dirty(&self, dirty: bool) -> io::Result<()>;
-    /// Takes the lock, shared or exclusive; `Ok(None)` when `wait` is false
-    /// and a conflicting holder has it. Dropping the returned value unlocks.
+    /// How this descriptor can be locked.
+    fn locking(&self) -> Locking;
+    /// Takes one kind of lock (`flock` or POSIX), shared or exclusive;
+    /// `Ok(None)` when `wait` is false and a conflicting holder has it.
+    /// Dropping the returned value unlocks.
     fn lock(
         &self,
-        style: LockStyle,
+        kind: LockStyle,
         shared: bool,
         wait: bool,
     ) -> io::Result<Option<Box<dyn LockHeld>>>;

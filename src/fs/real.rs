@@ -6,7 +6,7 @@ use std::sync::Arc;
 
 use camino::{Utf8Path, Utf8PathBuf};
 
-use super::{DirHandle, Fs, GuardFile, LockHeld, Meta, ReadFile, TempFile};
+use super::{DirHandle, Fs, GuardFile, GuardPerms, LockHeld, Locking, Meta, ReadFile, TempFile};
 use crate::{LockStyle, sys};
 
 /// The operating system's filesystem.
@@ -54,8 +54,16 @@ impl Fs for RealFs {
         )
     }
 
-    fn open_guard(&self, path: &Utf8Path) -> io::Result<Box<dyn GuardFile>> {
-        Ok(Box::new(RealGuard(Arc::new(sys::open_guard(path)?))))
+    fn open_guard(&self, path: &Utf8Path, perms: GuardPerms) -> io::Result<Box<dyn GuardFile>> {
+        let (file, read_only) = sys::open_guard(path, perms)?;
+        let locking = Locking {
+            merged: sys::locks_merged(&file),
+            read_only,
+        };
+        Ok(Box::new(RealGuard {
+            file: Arc::new(file),
+            locking,
+        }))
     }
 
     fn open_dir(&self, path: &Utf8Path) -> io::Result<Box<dyn DirHandle>> {
@@ -156,27 +164,32 @@ impl DirHandle for RealDir {
 }
 
 #[derive(Debug)]
-struct RealGuard(Arc<File>);
+struct RealGuard {
+    file: Arc<File>,
+    locking: Locking,
+}
 
 impl GuardFile for RealGuard {
     fn meta(&self) -> io::Result<Meta> {
-        Ok(sys::meta(&self.0.metadata()?))
+        Ok(sys::meta(&self.file.metadata()?))
     }
 
     fn set_dirty(&self, dirty: bool) -> io::Result<()> {
-        self.0.set_len(u64::from(dirty))
+        self.file.set_len(u64::from(dirty))
+    }
+
+    fn locking(&self) -> Locking {
+        self.locking
     }
 
     fn lock(
         &self,
-        style: LockStyle,
+        kind: LockStyle,
         shared: bool,
         wait: bool,
     ) -> io::Result<Option<Box<dyn LockHeld>>> {
-        Ok(
-            sys::lock(&self.0, style, shared, wait)?
-                .map(|held| Box::new(held) as Box<dyn LockHeld>),
-        )
+        Ok(sys::lock(&self.file, kind, shared, wait)?
+            .map(|held| Box::new(held) as Box<dyn LockHeld>))
     }
 }
 

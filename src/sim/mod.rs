@@ -18,7 +18,10 @@
 //!   file clean, so a retried fsync succeeds without writing anything
 //!   ("fsyncgate");
 //! - locks live only while the machine runs, and so does the guard file's
-//!   "unclean" marker (its size): txfile must not need it after a crash.
+//!   "unclean" marker (its size): txfile must not need it after a crash;
+//! - `flock` locks (owned by the open file) and POSIX locks (owned by the
+//!   process) are independent, as on local Linux filesystems, unless
+//!   [`SimFs::set_merged_locks`] makes them one lock, as on NFS.
 //!
 //! Paths are absolute UTF-8 paths. There are no symbolic links, and renames
 //! work only within one directory. Every call the crate makes through its
@@ -501,9 +504,9 @@ impl SimFs {
         self.state().crashed
     }
 
-    /// Runs `hook` once, right after the next lock on this machine is
-    /// released (before the releasing thread goes on), unless the machine
-    /// has crashed by then. Tests use it to let a competing process in at
+    /// Runs `hook` once, right after the next release on this machine that
+    /// leaves a guard with no holder (before the releasing thread goes on),
+    /// unless the machine has crashed by then. Tests use it to let a competing process in at
     /// exactly that moment.
     ///
     /// # Examples
@@ -521,6 +524,31 @@ impl SimFs {
     /// ```
     pub fn on_unlock(&self, hook: impl FnOnce() + Send + 'static) {
         self.state().unlock_hook = Some(Box::new(hook));
+    }
+
+    /// Makes `flock` and POSIX locks one lock on this machine, as Linux does
+    /// on NFS: a lock of either kind then conflicts with every other
+    /// owner's lock of either kind. By default they are independent, as on
+    /// local Linux filesystems. txfile takes only one kind where they are
+    /// one lock; taking both would wait for itself.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use txfile::{LockStyle, Options};
+    /// let sim = txfile::sim::SimFs::new();
+    /// sim.set_merged_locks(true);
+    /// let other = sim.process();
+    /// let mine = Options::new().filesystem(&sim).lock_style(LockStyle::Flock).open("/a")?;
+    /// let theirs = Options::new().filesystem(&other).lock_style(LockStyle::Posix).open("/a")?;
+    /// let tx = mine.begin()?;
+    /// assert!(theirs.try_begin()?.is_none());
+    /// tx.rollback();
+    /// assert!(theirs.try_begin()?.is_some());
+    /// # Ok::<(), txfile::Error>(())
+    /// ```
+    pub fn set_merged_locks(&self, merged: bool) {
+        self.state().merged_locks = merged;
     }
 
     /// Every state a power loss now (or at the crash, if the machine is

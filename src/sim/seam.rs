@@ -9,7 +9,9 @@ use super::fault::Fault;
 use super::state::{DataOp, Disk, EntryOp, Owner, State, Step, down};
 use super::{OpKind, SimFs};
 use crate::LockStyle;
-use crate::fs::{DirHandle, Fs, GuardFile, LockHeld, Meta, ReadFile, TempFile};
+use crate::fs::{
+    DirHandle, Fs, GuardFile, GuardPerms, LockHeld, Locking, Meta, ReadFile, TempFile,
+};
 
 impl SimFs {
     /// Runs one counted operation on the disk, as the plan says.
@@ -79,7 +81,7 @@ impl Fs for SimFs {
         })
     }
 
-    fn open_guard(&self, path: &Utf8Path) -> io::Result<Box<dyn GuardFile>> {
+    fn open_guard(&self, path: &Utf8Path, perms: GuardPerms) -> io::Result<Box<dyn GuardFile>> {
         self.op(OpKind::OpenGuard, path, |s| {
             let ino = match s.disk.lookup(path)? {
                 Some(ino) => {
@@ -88,7 +90,7 @@ impl Fs for SimFs {
                 }
                 None => {
                     let (dir, name) = s.disk.parent(path)?;
-                    s.disk.create_file(dir, &name, 0o666)?
+                    s.disk.create_file(dir, &name, perms.mode)?
                 }
             };
             Ok(Box::new(SimGuard {
@@ -427,13 +429,20 @@ impl GuardFile for SimGuard {
             .op(OpKind::Fstat, &self.path, |s| s.disk.meta(self.ino))
     }
 
+    fn locking(&self) -> Locking {
+        Locking {
+            merged: self.fs.state().merged_locks,
+            read_only: false,
+        }
+    }
+
     fn lock(
         &self,
-        style: LockStyle,
+        kind: LockStyle,
         shared: bool,
         wait: bool,
     ) -> io::Result<Option<Box<dyn LockHeld>>> {
-        let owner = match style {
+        let owner = match kind {
             LockStyle::Flock => Owner::File(self.handle),
             LockStyle::Posix => Owner::Process(self.fs.id),
         };
@@ -443,12 +452,14 @@ impl GuardFile for SimGuard {
             if state.crashed {
                 return Err(down());
             }
+            let merged = state.merged_locks;
             let holders = state.locks.entry(self.ino).or_default();
-            // A lock conflicts with other owners' locks unless both are shared;
-            // the same owner's new request converts its lock.
-            let conflict = holders
-                .iter()
-                .any(|&(holder, holder_shared)| holder != owner && !(shared && holder_shared));
+            // A lock conflicts with other owners' locks of its kind (of
+            // either kind where the kinds are one lock) unless both are
+            // shared; the same owner's new request converts its lock.
+            let conflict = holders.iter().any(|&(holder, holder_shared)| {
+                holder != owner && (merged || holder.same_kind(owner)) && !(shared && holder_shared)
+            });
             if !conflict {
                 holders.retain(|&(holder, _)| holder != owner);
                 holders.push((owner, shared));
@@ -480,13 +491,22 @@ impl Drop for SimLock {
     fn drop(&mut self) {
         let (hook, crashed) = {
             let mut state = self.fs.state();
+            let mut freed = false;
             if let Some(holders) = state.locks.get_mut(&self.ino) {
                 holders.retain(|&(holder, _)| holder != self.owner);
                 if holders.is_empty() {
                     state.locks.remove(&self.ino);
+                    freed = true;
                 }
             }
-            (state.unlock_hook.take(), state.crashed)
+            // Only a release that frees the guard (the last of a holder's
+            // two kinds) lets a competitor in.
+            let hook = if freed {
+                state.unlock_hook.take()
+            } else {
+                None
+            };
+            (hook, state.crashed)
         };
         self.fs.shared.freed.notify_all();
         if let Some(hook) = hook {

@@ -429,6 +429,9 @@ pub(super) struct State {
     /// Guard inode -> holder.
     /// Per guard inode, its holders and whether each holds it shared.
     pub(super) locks: BTreeMap<u64, Vec<(Owner, bool)>>,
+    /// `flock` and POSIX locks are one lock, as on NFS; by default they
+    /// are independent, as on local Linux filesystems.
+    pub(super) merged_locks: bool,
     pub(super) next_handle: u64,
     pub(super) unlock_hook: Option<Box<dyn FnOnce() + Send>>,
 }
@@ -450,6 +453,16 @@ pub(super) enum Owner {
     Process(u64),
 }
 
+impl Owner {
+    /// Both `flock` locks, or both POSIX locks.
+    pub(super) fn same_kind(self, other: Owner) -> bool {
+        matches!(
+            (self, other),
+            (Owner::File(_), Owner::File(_)) | (Owner::Process(_), Owner::Process(_))
+        )
+    }
+}
+
 /// What the operation that was just counted should do.
 #[derive(Debug)]
 pub(super) enum Step {
@@ -468,6 +481,7 @@ impl State {
             plan: BTreeMap::new(),
             crashed: false,
             locks: BTreeMap::new(),
+            merged_locks: false,
             next_handle: 1,
             unlock_hook: None,
         }

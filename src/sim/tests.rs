@@ -21,6 +21,11 @@ fn targets(sim: &SimFs, path: &str) -> BTreeSet<Option<Vec<u8>>> {
         .collect()
 }
 
+const PERMS: crate::fs::GuardPerms = crate::fs::GuardPerms {
+    mode: 0o644,
+    gid: 0,
+};
+
 #[test]
 fn file_fsync_does_not_make_the_name_durable() {
     let sim = machine();
@@ -144,13 +149,17 @@ fn a_crash_in_the_middle_of_a_write_puts_down_half() {
 #[test]
 fn locks_vanish_at_a_crash() {
     let sim = machine();
-    let guard = sim.open_guard(Utf8Path::new("/d/a.lock")).expect("guard");
+    let guard = sim
+        .open_guard(Utf8Path::new("/d/a.lock"), PERMS)
+        .expect("guard");
     let held = guard
         .lock(LockStyle::Posix, false, false)
         .expect("lock")
         .expect("free");
     let other = sim.process();
-    let theirs = other.open_guard(Utf8Path::new("/d/a.lock")).expect("guard");
+    let theirs = other
+        .open_guard(Utf8Path::new("/d/a.lock"), PERMS)
+        .expect("guard");
     assert!(
         theirs
             .lock(LockStyle::Posix, false, false)
@@ -160,7 +169,9 @@ fn locks_vanish_at_a_crash() {
     sim.crash_now();
     for after in sim.crash_states(&Enumeration::new()).expect("bound") {
         assert_ne!(after.id(), sim.id());
-        let guard = after.open_guard(Utf8Path::new("/d/a.lock")).expect("guard");
+        let guard = after
+            .open_guard(Utf8Path::new("/d/a.lock"), PERMS)
+            .expect("guard");
         assert!(
             guard
                 .lock(LockStyle::Posix, false, false)

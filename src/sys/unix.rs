@@ -9,18 +9,117 @@ use camino::Utf8Path;
 use rustix::fs::FlockOperation;
 
 use crate::LockStyle;
-use crate::fs::{Kind, Meta};
+use crate::fs::{GuardPerms, Kind, Meta};
 
-/// Opens (creating if needed) a guard file: read-write, close-on-exec (std's
-/// default), mode 0666 minus the umask.
-pub(crate) fn open_guard(path: &Utf8Path) -> io::Result<File> {
-    OpenOptions::new()
-        .read(true)
-        .write(true)
-        .create(true)
-        .truncate(false)
-        .mode(0o666)
-        .open(path)
+/// Opens (creating if needed) a guard file, close-on-exec (std's default):
+/// read-write, or read-only when this user may read it but not write it
+/// (`true` in the result). A guard created here gets exactly `perms`: its
+/// group (when this process may set it) and its mode, whatever the umask.
+pub(crate) fn open_guard(path: &Utf8Path, perms: GuardPerms) -> io::Result<(File, bool)> {
+    let mut create_refused = None;
+    // The guard may be created or removed by others between the calls;
+    // each round sees a new state, and three rounds are plenty.
+    for _ in 0..3 {
+        match OpenOptions::new()
+            .read(true)
+            .write(true)
+            .create_new(true)
+            .mode(perms.mode)
+            .open(path)
+        {
+            Ok(file) => {
+                share(&file, perms)?;
+                return Ok((file, false));
+            }
+            Err(e) if e.kind() == io::ErrorKind::AlreadyExists => {}
+            Err(e) if refused(&e) => create_refused = Some(e),
+            Err(e) => return Err(e),
+        }
+        match OpenOptions::new().read(true).write(true).open(path) {
+            Ok(file) => return Ok((file, false)),
+            Err(e) if e.kind() == io::ErrorKind::NotFound => match create_refused.take() {
+                Some(refused) => return Err(refused),
+                None => continue,
+            },
+            Err(e) if refused(&e) => {}
+            Err(e) => return Err(e),
+        }
+        match File::open(path) {
+            Ok(file) => return Ok((file, true)),
+            Err(e) if e.kind() == io::ErrorKind::NotFound => {}
+            Err(e) if refused(&e) => return Err(not_permitted(path, e)),
+            Err(e) => return Err(e),
+        }
+    }
+    Err(io::Error::new(
+        io::ErrorKind::NotFound,
+        "the lock file kept appearing and disappearing while it was opened",
+    ))
+}
+
+/// No permission. (A read-only filesystem is an error of its own: nothing
+/// could be committed there anyway.)
+fn refused(e: &io::Error) -> bool {
+    e.kind() == io::ErrorKind::PermissionDenied
+}
+
+/// Gives a guard just created its group and exact mode. A group this
+/// process may not set (it is not a member) is left as created.
+fn share(file: &File, perms: GuardPerms) -> io::Result<()> {
+    if file.metadata()?.gid() != perms.gid {
+        match rustix::fs::fchown(file, None, Some(rustix::fs::Gid::from_raw(perms.gid))) {
+            Ok(()) | Err(rustix::io::Errno::PERM) => {}
+            Err(e) => return Err(e.into()),
+        }
+    }
+    file.set_permissions(std::fs::Permissions::from_mode(perms.mode))
+}
+
+/// Says whose guard it is and how to fix it.
+fn not_permitted(path: &Utf8Path, e: io::Error) -> io::Error {
+    let Ok(meta) = std::fs::metadata(path) else {
+        return e;
+    };
+    io::Error::new(
+        e.kind(),
+        format!(
+            "{e}: the lock file belongs to uid {} gid {} with mode {:o}, which does not let \
+             this process (uid {}) open it; its owner or root can let everyone who may write \
+             the target lock it, e.g. `chgrp <the target's group> {path}` and `chmod g+rw {path}`",
+            meta.uid(),
+            meta.gid(),
+            meta.mode() & 0o7777,
+            rustix::process::geteuid().as_raw(),
+        ),
+    )
+}
+
+/// Whether `flock` and POSIX locks are one lock on the guard's filesystem,
+/// so that a process must take only one of them. On local Linux
+/// filesystems they are independent; Linux emulates `flock` with POSIX
+/// locks on NFS (and SMB and AFS do the same on the server), and the BSDs,
+/// macOS and illumos make them one lock everywhere.
+pub(crate) fn locks_merged(file: &File) -> bool {
+    #[cfg(any(target_os = "linux", target_os = "android"))]
+    {
+        const NFS: u32 = 0x6969;
+        const SMB: u32 = 0x517b;
+        const CIFS: u32 = 0xff53_4d42;
+        const SMB2: u32 = 0xfe53_4d42;
+        const AFS: u32 = 0x5346_414f;
+        // An unknown answer keeps both: a wrong "independent" costs a
+        // deadlock, which shows at once; a wrong "merged" would let lockers
+        // of the other kind in silently.
+        match rustix::fs::fstatfs(file) {
+            Ok(fs) => matches!(fs.f_type as u32, NFS | SMB | CIFS | SMB2 | AFS),
+            Err(_) => false,
+        }
+    }
+    #[cfg(not(any(target_os = "linux", target_os = "android")))]
+    {
+        let _ = file;
+        true
+    }
 }
 
 /// Opens a directory so that it can be fsynced.
@@ -73,19 +172,29 @@ pub(crate) fn sync_dir(dir: &File) -> io::Result<()> {
 }
 
 /// Copies owner, group and exact mode, with one `fstat` and only the calls
-/// that change something. `EPERM` on `fchown` (not root) is not an error:
-/// the file then keeps the writer's ownership, as any rewrite by that user
-/// would. `fchown` clears set-id bits, so `fchmod` follows it.
+/// that change something. When the process may not give the file the
+/// owner (not root), it still keeps the group if it may (it is a member):
+/// the file then has the writer's owner and the old group, as a rewrite by
+/// that user of a shared file should. `fchown` clears set-id bits, so
+/// `fchmod` follows it.
 pub(crate) fn set_owner_and_mode(file: &File, uid: u32, gid: u32, mode: u32) -> io::Result<()> {
     let ours = file.metadata()?;
     let mut chowned = false;
     if ours.uid() != uid || ours.gid() != gid {
-        match rustix::fs::fchown(
-            file,
-            Some(rustix::fs::Uid::from_raw(uid)),
-            Some(rustix::fs::Gid::from_raw(gid)),
-        ) {
+        let (owner, group) = (
+            rustix::fs::Uid::from_raw(uid),
+            rustix::fs::Gid::from_raw(gid),
+        );
+        match rustix::fs::fchown(file, Some(owner), Some(group)) {
             Ok(()) => chowned = true,
+            // Not root: keep at least the group, if this process is a member.
+            Err(rustix::io::Errno::PERM) if ours.gid() != gid => {
+                match rustix::fs::fchown(file, None, Some(group)) {
+                    Ok(()) => chowned = true,
+                    Err(rustix::io::Errno::PERM) => {}
+                    Err(e) => return Err(e.into()),
+                }
+            }
             Err(rustix::io::Errno::PERM) => {}
             Err(e) => return Err(e.into()),
         }
@@ -204,16 +313,16 @@ mod flock {
     }
 }
 
-/// Takes a shared or exclusive lock on `file`. With `wait` false, returns
+/// Takes a shared or exclusive lock of one kind on `file`. With `wait` false, returns
 /// `Ok(None)` at once when a conflicting holder has it; with `wait` true,
 /// blocks until it is free.
 pub(crate) fn lock(
     file: &Arc<File>,
-    style: LockStyle,
+    kind: LockStyle,
     shared: bool,
     wait: bool,
 ) -> io::Result<Option<OsLock>> {
-    let result = match style {
+    let result = match kind {
         LockStyle::Flock if shared => flock::lock_shared(Arc::clone(file), wait)
             .map(|guard| Held::FlockShared { _guard: guard }),
         LockStyle::Flock => {

@@ -8,14 +8,17 @@ use std::sync::Arc;
 use camino::Utf8Path;
 
 use crate::LockStyle;
-use crate::fs::{Kind, Meta};
+use crate::fs::{GuardPerms, Kind, Meta};
 
 fn unsupported() -> io::Error {
     io::Error::new(io::ErrorKind::Unsupported, "txfile supports Unix only")
 }
 
-pub(crate) fn open_guard(_: &Utf8Path) -> io::Result<File> {
+pub(crate) fn open_guard(_: &Utf8Path, _: GuardPerms) -> io::Result<(File, bool)> {
     Err(unsupported())
+}
+pub(crate) fn locks_merged(_: &File) -> bool {
+    true
 }
 pub(crate) fn open_dir(_: &Utf8Path) -> io::Result<File> {
     Err(unsupported())

@@ -119,7 +119,9 @@ pub(crate) struct Locking {
     /// Give up (exit 75) at once when the lock is held.
     #[arg(long)]
     pub(crate) no_wait: bool,
-    /// Which OS lock to take on FILE.lock.
+    /// Which OS lock to take on FILE.lock where only one kind can be taken
+    /// (NFS, BSDs, macOS). On local Linux filesystems both are taken, so
+    /// flock(1) and lockf(3) users are excluded either way.
     #[arg(long, value_enum, value_name = "STYLE", default_value_t = LockStyleArg::Flock)]
     pub(crate) lock_style: LockStyleArg,
 }
