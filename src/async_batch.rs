@@ -98,11 +98,14 @@ impl AsyncBatch {
     /// # Ok(())
     /// # }
     /// ```
-    pub async fn open<P: AsRef<Utf8Path>>(
+    pub async fn open<P: AsRef<std::path::Path>>(
         paths: impl IntoIterator<Item = P>,
     ) -> Result<AsyncBatch, Error> {
-        let paths: Vec<Utf8PathBuf> = paths.into_iter().map(|p| p.as_ref().to_owned()).collect();
-        let first = paths.first().cloned().unwrap_or_default();
+        let paths: Vec<std::path::PathBuf> =
+            paths.into_iter().map(|p| p.as_ref().to_owned()).collect();
+        let first = paths.first().map_or_else(Utf8PathBuf::new, |p| {
+            Utf8PathBuf::from(p.to_string_lossy().into_owned())
+        });
         blocking(first, move || Batch::open(paths))
             .await?
             .map(AsyncBatch::from)
@@ -176,7 +179,7 @@ impl AsyncBatch {
                 return Ok(());
             }
             let mut tx = batch.prepare(locks)?;
-            batch.apply(&mut tx, f)?;
+            batch.apply(&mut tx, |old| f(old).map(|new| (new, ())))?;
             if flag.load(Ordering::Acquire) {
                 return Ok(());
             }
@@ -303,7 +306,11 @@ impl Batch {
     }
 
     fn keys(&self) -> Result<Vec<(u64, u64, u64)>, Error> {
-        let mut keys: Vec<_> = self.members().iter().map(TxFile::order_key).collect();
+        let mut keys = self
+            .members()
+            .iter()
+            .map(TxFile::order_key)
+            .collect::<Result<Vec<_>, _>>()?;
         keys.sort_unstable();
         keys.dedup();
         Ok(keys)

@@ -139,9 +139,10 @@ impl AsyncTxFile {
     /// # Ok(())
     /// # }
     /// ```
-    pub async fn open(path: impl AsRef<Utf8Path>) -> Result<AsyncTxFile, Error> {
+    pub async fn open(path: impl AsRef<std::path::Path>) -> Result<AsyncTxFile, Error> {
         let path = path.as_ref().to_owned();
-        blocking(path.clone(), move || TxFile::open(path))
+        let shown = Utf8PathBuf::from(path.to_string_lossy().into_owned());
+        blocking(shown, move || TxFile::open(path))
             .await?
             .map(AsyncTxFile::from)
     }
@@ -355,7 +356,7 @@ impl Target for TxFile {
     type Locks = Locked;
 
     fn keys(&self) -> Result<Vec<(u64, u64, u64)>, Error> {
-        Ok(vec![self.order_key()])
+        Ok(vec![self.order_key()?])
     }
 
     fn try_lock(&self) -> Result<Option<Locked>, Error> {

@@ -2,6 +2,7 @@
 
 use std::fmt;
 use std::io;
+use std::path::Path;
 use std::thread::ThreadId;
 use std::time::Instant;
 
@@ -81,7 +82,7 @@ impl Batch {
     /// assert_eq!(batch.members().len(), 2);
     /// # Ok::<(), Box<dyn std::error::Error>>(())
     /// ```
-    pub fn open<P: AsRef<Utf8Path>>(paths: impl IntoIterator<Item = P>) -> Result<Batch, Error> {
+    pub fn open<P: AsRef<Path>>(paths: impl IntoIterator<Item = P>) -> Result<Batch, Error> {
         Batch::new(
             paths
                 .into_iter()
@@ -338,15 +339,46 @@ impl Batch {
         F: FnOnce(&[Option<&[u8]>]) -> Result<Vec<Vec<u8>>, E>,
         E: Into<BoxError>,
     {
-        let mut tx = self.begin()?;
-        self.apply(&mut tx, f)?;
-        tx.commit()
+        self.update_returning(|old| f(old).map(|new| (new, ())))
     }
 
-    /// The part of [`Batch::update`] under the locks, before the commit.
-    pub(crate) fn apply<F, E>(&self, tx: &mut BatchTransaction<'_>, f: F) -> Result<(), Error>
+    /// [`update`](Batch::update) for a closure that also computes a value:
+    /// `f` returns every member's new contents and the value, and the value
+    /// is returned once the batch is committed.
+    ///
+    /// # Errors
+    ///
+    /// As for [`Batch::update`]; the value is only returned with a commit.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// # let dir = tempfile::tempdir()?;
+    /// let batch = txfile::Batch::open([dir.path().join("log"), dir.path().join("count")])?;
+    /// let lines = batch.update_returning(|old| {
+    ///     let log = [old[0].unwrap_or_default(), b"entry\n"].concat();
+    ///     let lines = log.iter().filter(|&&b| b == b'\n').count();
+    ///     Ok::<_, std::io::Error>((vec![log, lines.to_string().into_bytes()], lines))
+    /// })?;
+    /// assert_eq!(lines, 1);
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
+    pub fn update_returning<F, T, E>(&self, f: F) -> Result<T, Error>
     where
-        F: FnOnce(&[Option<&[u8]>]) -> Result<Vec<Vec<u8>>, E>,
+        F: FnOnce(&[Option<&[u8]>]) -> Result<(Vec<Vec<u8>>, T), E>,
+        E: Into<BoxError>,
+    {
+        let mut tx = self.begin()?;
+        let value = self.apply(&mut tx, f)?;
+        tx.commit()?;
+        Ok(value)
+    }
+
+    /// The part of [`Batch::update_returning`] under the locks, before the
+    /// commit.
+    pub(crate) fn apply<F, T, E>(&self, tx: &mut BatchTransaction<'_>, f: F) -> Result<T, Error>
+    where
+        F: FnOnce(&[Option<&[u8]>]) -> Result<(Vec<Vec<u8>>, T), E>,
         E: Into<BoxError>,
     {
         for member in &mut tx.txs {
@@ -366,7 +398,7 @@ impl Batch {
             path: self.members[0].path().to_owned(),
             source,
         };
-        let new = f(&old).map_err(|e| aborted(e.into()))?;
+        let (new, value) = f(&old).map_err(|e| aborted(e.into()))?;
         if new.len() != self.members.len() {
             return Err(aborted(
                 format!(
@@ -380,7 +412,7 @@ impl Batch {
         for (member, contents) in tx.txs.iter_mut().zip(new) {
             member.set_contents(contents)?;
         }
-        Ok(())
+        Ok(value)
     }
 
     /// Reads every member (`None` for a file that does not exist) under
@@ -435,8 +467,12 @@ pub(crate) fn lock_all(
     wait: Wait,
     thread: Option<ThreadId>,
 ) -> Result<Option<Vec<Locked>>, Error> {
+    let keys = members
+        .iter()
+        .map(TxFile::order_key)
+        .collect::<Result<Vec<_>, _>>()?;
     let mut order: Vec<usize> = (0..members.len()).collect();
-    order.sort_by_key(|&i| members[i].order_key());
+    order.sort_by_key(|&i| keys[i]);
     let mut locks: Vec<Option<Locked>> = (0..members.len()).map(|_| None).collect();
     for i in order {
         match members[i].lock_for(mode, wait, thread)? {
@@ -752,7 +788,7 @@ fn rename_all(txs: &mut [&mut Transaction<'_>], records: &[Record]) -> Result<()
 /// assert_eq!(txfile::recover(dir)?, 0);
 /// # Ok::<(), Box<dyn std::error::Error>>(())
 /// ```
-pub fn recover(dir: impl AsRef<Utf8Path>) -> Result<usize, Error> {
+pub fn recover(dir: impl AsRef<Path>) -> Result<usize, Error> {
     Options::new().recover(dir)
 }
 
@@ -772,8 +808,8 @@ impl Options {
     /// assert_eq!(found, 0);
     /// # Ok::<(), Box<dyn std::error::Error>>(())
     /// ```
-    pub fn recover(&self, dir: impl AsRef<Utf8Path>) -> Result<usize, Error> {
-        let dir = dir.as_ref();
+    pub fn recover(&self, dir: impl AsRef<Path>) -> Result<usize, Error> {
+        let dir = crate::txfile::utf8_path(dir.as_ref())?;
         let fs = self
             .fs
             .clone()

@@ -11,10 +11,20 @@ pub type BoxError = Box<dyn std::error::Error + Send + Sync + 'static>;
 
 /// Everything that can go wrong in txfile.
 ///
-/// Every filesystem variant names the operation and the path in its message and
-/// keeps the underlying [`io::Error`] as its [`source`](std::error::Error::source),
-/// so the cause is printed once by error reporters that walk the chain.
-/// [`Error::kind`] gives the [`io::ErrorKind`] of the cause.
+/// Its message says, on one line, what failed, on which path, and why:
+///
+/// ```text
+/// failed to open directory `/srv/app/missing`: No such file or directory (os error 2)
+/// ```
+///
+/// so printing it with `{}` is enough (`eprintln!("{err}")`, or `?` into a
+/// `Box<dyn Error>` that `main` returns). The cause written after the colon
+/// (the [`io::Error`], or the update closure's error) is kept in the
+/// variant's `source` field and is *not* returned again by
+/// [`source`](std::error::Error::source), which goes on with the cause's own
+/// source, if any. So reporters that walk the chain (anyhow's `{:#}`, eyre,
+/// the `txfile` command) print each cause once. [`Error::kind`] gives the
+/// [`io::ErrorKind`] of the cause.
 ///
 /// Whatever the variant, a failed operation leaves the target file with either
 /// its old contents or (only for [`Error::Io`] with [`Op::SyncDir`], after the
@@ -24,39 +34,39 @@ pub type BoxError = Box<dyn std::error::Error + Send + Sync + 'static>;
 ///
 /// ```
 /// # let dir = tempfile::tempdir()?;
-/// # let path = camino::Utf8Path::from_path(dir.path()).unwrap().join("missing/counter");
+/// let path = dir.path().join("missing/counter");
 /// let err = txfile::TxFile::open(&path).unwrap_err();
-/// assert!(err.to_string().contains("missing"));
 /// assert_eq!(err.kind(), std::io::ErrorKind::NotFound);
+/// // What failed, where, and why, on one line:
+/// let message = err.to_string();
+/// assert!(message.starts_with("failed to open directory `"), "{message}");
+/// assert!(message.contains("missing`: "), "{message}");
+/// // The cause is in the message, not repeated by `source()`.
+/// assert!(std::error::Error::source(&err).is_none());
 /// # Ok::<(), Box<dyn std::error::Error>>(())
 /// ```
-#[derive(Debug, thiserror::Error)]
+#[derive(Debug)]
 #[non_exhaustive]
 pub enum Error {
     /// A filesystem operation failed.
-    #[error("failed to {op} `{path}`")]
     Io {
         /// What was being done.
         op: Op,
         /// The path it was done to.
         path: Utf8PathBuf,
-        /// The cause.
-        #[source]
+        /// The cause (written in the message).
         source: io::Error,
     },
     /// Renaming the temporary file over the target failed; the target is unchanged.
-    #[error("failed to rename `{from}` to `{to}`")]
     Rename {
         /// The temporary file.
         from: Utf8PathBuf,
         /// The target.
         to: Utf8PathBuf,
-        /// The cause.
-        #[source]
+        /// The cause (written in the message).
         source: io::Error,
     },
     /// The lock was not acquired within the configured timeout.
-    #[error("timed out after {timeout:?} waiting for the lock on `{path}`")]
     Timeout {
         /// The target whose lock was wanted.
         path: Utf8PathBuf,
@@ -65,46 +75,95 @@ pub enum Error {
     },
     /// The target was changed by a program not using txfile since the
     /// transaction began. Its version was kept and the new contents discarded.
-    #[error("`{path}` was changed by another program during the transaction; its version was kept")]
     Conflict {
         /// The target.
         path: Utf8PathBuf,
     },
     /// The update closure returned an error; nothing was changed.
-    #[error("update of `{path}` was aborted")]
+    ///
+    /// The closure's error is in the message and in `source` (match the
+    /// variant to downcast it to your own type).
     Aborted {
         /// The target.
         path: Utf8PathBuf,
-        /// The closure's error.
-        #[source]
+        /// The closure's error (written in the message).
         source: BoxError,
     },
     /// The calling thread asked for a lock it holds itself (a transaction
     /// it has open on this target, through any handle, clone or batch), so
     /// waiting would wait forever. Nothing was changed; end the open
     /// transaction first.
-    #[error(
-        "this thread already holds the lock on `{path}` (it has a transaction open on it); \
-         asking for it again would wait forever"
-    )]
     HeldByThisThread {
         /// The target whose lock was asked for.
         path: Utf8PathBuf,
     },
     /// The path cannot name a target file.
-    #[error("cannot use `{path}` as a target: {reason}")]
     InvalidPath {
-        /// The offending path.
+        /// The offending path (lossily converted if it is not UTF-8).
         path: Utf8PathBuf,
         /// Why it cannot be used.
         reason: &'static str,
     },
     /// The target is a symbolic link and [`Symlinks::Reject`](crate::Symlinks::Reject) is set.
-    #[error("`{path}` is a symbolic link, which the handle was told to reject")]
     Symlink {
         /// The link.
         path: Utf8PathBuf,
     },
+}
+
+// Display and source are written by hand, not derived with thiserror: a
+// derive returns the field named `source` from `source()`, and the cause,
+// which the message already ends with, would be printed twice by every
+// reporter that walks the chain.
+impl fmt::Display for Error {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Error::Io { op, path, source } => write!(f, "failed to {op} `{path}`: {source}"),
+            Error::Rename { from, to, source } => {
+                write!(f, "failed to rename `{from}` to `{to}`: {source}")
+            }
+            Error::Timeout { path, timeout } => {
+                write!(
+                    f,
+                    "timed out after {timeout:?} waiting for the lock on `{path}`"
+                )
+            }
+            Error::Conflict { path } => write!(
+                f,
+                "`{path}` was changed by another program during the transaction; its version was kept"
+            ),
+            Error::Aborted { path, source } => {
+                write!(f, "update of `{path}` was aborted: {source}")
+            }
+            Error::HeldByThisThread { path } => write!(
+                f,
+                "this thread already holds the lock on `{path}` (it has a transaction open on it); \
+                 asking for it again would wait forever"
+            ),
+            Error::InvalidPath { path, reason } => {
+                write!(f, "cannot use `{path}` as a target: {reason}")
+            }
+            Error::Symlink { path } => write!(
+                f,
+                "`{path}` is a symbolic link, which the handle was told to reject"
+            ),
+        }
+    }
+}
+
+impl std::error::Error for Error {
+    /// The cause's own source: the cause itself is already in the message.
+    fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
+        match self {
+            Error::Io { source, .. } | Error::Rename { source, .. } => source.source(),
+            Error::Aborted { source, .. } => source.source(),
+            Error::Timeout { .. }
+            | Error::Conflict { .. }
+            | Error::HeldByThisThread { .. }
+            | Error::InvalidPath { .. }
+            | Error::Symlink { .. } => None,
+        }
+    }
 }
 
 impl Error {

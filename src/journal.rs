@@ -421,7 +421,7 @@ pub(crate) fn recover(file: &TxFile) -> Result<(), Error> {
     options.fs = Some(std::sync::Arc::clone(&inner.fs));
     let members = records
         .iter()
-        .map(|record| TxFile::with_options(&record.target_path(), options.clone()))
+        .map(|record| TxFile::with_options(record.target_path().as_std_path(), options.clone()))
         .collect::<Result<Vec<_>, _>>()?;
     let _locks = crate::batch::lock_all(
         &members,

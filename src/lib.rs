@@ -29,6 +29,9 @@ pub use async_batch::{AsyncBatch, AsyncBatchTransaction, AsyncMember};
 #[cfg(feature = "tokio")]
 pub use async_file::{AsyncTransaction, AsyncTxFile};
 pub use batch::{Batch, BatchTransaction, recover};
+/// The UTF-8 path types txfile reports paths in ([`TxFile::path`],
+/// [`Error`]'s fields), re-exported so that users need not depend on camino.
+pub use camino;
 #[cfg(feature = "sim")]
 pub use commit::Mutant;
 pub use error::{BoxError, Error, Op};

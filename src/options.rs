@@ -1,9 +1,8 @@
 //! The `Options` builder and the policy enums it takes.
 
+use std::path::Path;
 use std::sync::Arc;
 use std::time::Duration;
-
-use camino::Utf8Path;
 
 use crate::fs::Fs;
 use crate::{Error, TxFile};
@@ -235,7 +234,7 @@ impl Options {
     /// assert_eq!(file.read()?, None);
     /// # Ok::<(), Box<dyn std::error::Error>>(())
     /// ```
-    pub fn open(&self, path: impl AsRef<Utf8Path>) -> Result<TxFile, Error> {
+    pub fn open(&self, path: impl AsRef<Path>) -> Result<TxFile, Error> {
         TxFile::with_options(path.as_ref(), self.clone())
     }
 

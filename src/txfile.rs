@@ -1,6 +1,7 @@
 //! `TxFile`: a long-lived handle on one target file.
 
 use std::fmt;
+use std::path::Path;
 use std::sync::{Arc, Mutex, PoisonError};
 use std::time::Instant;
 
@@ -18,10 +19,11 @@ const MAX_SYMLINKS: usize = 40;
 
 /// A handle on one target file, for locked, atomic, durable updates.
 ///
-/// Open it once and keep it for the life of a worker: it holds the process's
-/// one descriptor of the guard file `<name>.lock` and the target's directory.
-/// It is cheap to clone, and clones (and handles opened separately on the same
-/// target) share that descriptor and exclude each other.
+/// Open it once and keep it for the life of a worker: it holds the target's
+/// directory and, from its first transaction on, the process's one
+/// descriptor of the guard file `<name>.lock`. It is cheap to clone, and
+/// clones (and handles opened separately on the same target) share that
+/// descriptor and exclude each other.
 ///
 /// # Examples
 ///
@@ -59,9 +61,10 @@ pub(crate) struct Inner {
     pub(crate) temp_prefix: String,
     /// Where a batch commit that includes this target leaves its journal.
     pub(crate) journal_path: Utf8PathBuf,
-    /// The registered guard descriptor; replaced when the guard path turns
-    /// out to name another inode.
-    guard: Mutex<GuardRef>,
+    /// The registered guard descriptor, opened by the first transaction (see
+    /// [`TxFile::guard`]); replaced when the guard path turns out to name
+    /// another inode.
+    guard: Mutex<Option<GuardRef>>,
 }
 
 impl fmt::Debug for TxFile {
@@ -77,8 +80,17 @@ impl fmt::Debug for TxFile {
 impl TxFile {
     /// Opens a handle on `path` with default [`Options`].
     ///
-    /// The target need not exist; its directory must. The guard file
-    /// `<name>.lock` is created beside it if missing, so that everyone who
+    /// `path` may be anything that converts to a [`Path`]: `&str`, `String`,
+    /// [`Path`], [`PathBuf`](std::path::PathBuf), or camino's `Utf8Path` and
+    /// `Utf8PathBuf`. It must be valid UTF-8 (txfile names its guard and
+    /// temporary files from it, and reports paths as text); a relative path
+    /// is taken from the current directory, once, here.
+    ///
+    /// The target need not exist; its directory must. Opening creates
+    /// nothing: the guard file `<name>.lock` is opened by the first
+    /// transaction, so a user who may read the target but not write its
+    /// directory can still [`read`](TxFile::read) it. That transaction
+    /// creates the guard beside the target if missing, so that everyone who
     /// may write the target may lock it: read and write for the owner and
     /// for every class (group, others) with write permission on the target
     /// (on the directory, while the target does not exist), read for every
@@ -92,28 +104,28 @@ impl TxFile {
     ///
     /// # Errors
     ///
-    /// [`Error::InvalidPath`] when the path has no file name or names a
-    /// directory; [`Error::Symlink`] under [`Symlinks::Reject`]; [`Error::Io`]
-    /// when the directory cannot be opened or the guard cannot be opened or
-    /// created (missing directory, no permission, guard path is a directory).
-    /// Nothing on disk changes on error.
+    /// [`Error::InvalidPath`] when the path is not UTF-8, has no file name or
+    /// names a directory; [`Error::Symlink`] under [`Symlinks::Reject`];
+    /// [`Error::Io`] when the directory cannot be opened (missing, no
+    /// permission). Nothing on disk changes on error.
     ///
     /// # Examples
     ///
     /// ```
+    /// use std::path::PathBuf;
     /// # let dir = tempfile::tempdir()?;
-    /// # let path = camino::Utf8Path::from_path(dir.path()).unwrap().join("state.json");
+    /// let path: PathBuf = dir.path().join("state.json");
     /// let file = txfile::TxFile::open(&path)?;
-    /// assert_eq!(file.path(), path);
+    /// assert_eq!(file.path().as_std_path(), path);
     /// # Ok::<(), Box<dyn std::error::Error>>(())
     /// ```
-    pub fn open(path: impl AsRef<Utf8Path>) -> Result<TxFile, Error> {
+    pub fn open(path: impl AsRef<Path>) -> Result<TxFile, Error> {
         TxFile::with_options(path.as_ref(), Options::new())
     }
 
-    pub(crate) fn with_options(path: &Utf8Path, mut options: Options) -> Result<TxFile, Error> {
+    pub(crate) fn with_options(path: &Path, mut options: Options) -> Result<TxFile, Error> {
         let fs: Arc<dyn Fs> = options.fs.take().unwrap_or_else(|| Arc::new(RealFs));
-        let path = absolute(path)?;
+        let path = absolute(utf8_path(path)?)?;
         let path = match options.symlinks {
             Symlinks::Follow => resolve_links(fs.as_ref(), &path)?,
             Symlinks::Reject => {
@@ -137,10 +149,6 @@ impl TxFile {
             .open_dir(&dir_path)
             .map_err(|e| Error::io(Op::OpenDir, &dir_path, e))?;
         let guard_path = dir_path.join(names::guard_name(&name));
-        let guard = GuardRef::open(fs.as_ref(), &guard_path, || {
-            guard_perms(fs.as_ref(), &path, &dir_path)
-        })
-        .map_err(|e| Error::io(Op::OpenGuard, &guard_path, e))?;
         Ok(TxFile {
             inner: Arc::new(Inner {
                 fs,
@@ -151,7 +159,7 @@ impl TxFile {
                 dir_path,
                 dir,
                 guard_path,
-                guard: Mutex::new(guard),
+                guard: Mutex::new(None),
             }),
         })
     }
@@ -172,13 +180,36 @@ impl TxFile {
         &self.inner.path
     }
 
-    /// Where this target's guard stands in the order batches lock in.
-    pub(crate) fn order_key(&self) -> (u64, u64, u64) {
-        self.inner
-            .guard
-            .lock()
-            .unwrap_or_else(PoisonError::into_inner)
-            .order_key()
+    /// Where this target's guard stands in the order batches lock in
+    /// (opening the guard if no transaction has yet).
+    pub(crate) fn order_key(&self) -> Result<(u64, u64, u64), Error> {
+        Ok(self.guard()?.order_key())
+    }
+
+    /// This process's registered descriptor of the guard, opened (and the
+    /// guard file created if missing) at the first call, which is the first
+    /// transaction's: only writers need the guard, so a handle that only
+    /// reads never creates or opens it. Later calls share the descriptor,
+    /// through the registry, like every other handle on the same guard.
+    fn guard(&self) -> Result<GuardRef, Error> {
+        let inner = &*self.inner;
+        let mut slot = inner.guard.lock().unwrap_or_else(PoisonError::into_inner);
+        if let Some(guard) = slot.as_ref() {
+            return Ok(guard.clone());
+        }
+        let guard = self.open_guard()?;
+        *slot = Some(guard.clone());
+        Ok(guard)
+    }
+
+    /// Opens (creating if missing) and registers the guard at its path.
+    fn open_guard(&self) -> Result<GuardRef, Error> {
+        let inner = &*self.inner;
+        let fs = inner.fs.as_ref();
+        GuardRef::open(fs, &inner.guard_path, || {
+            guard_perms(fs, &inner.path, &inner.dir_path)
+        })
+        .map_err(|e| Error::io(Op::OpenGuard, &inner.guard_path, e))
     }
 
     /// The guard file whose lock serialises transactions on this target.
@@ -202,6 +233,9 @@ impl TxFile {
     /// Taking the lock also removes temporary files that a crashed writer of
     /// this target left behind.
     ///
+    /// The first transaction of a process on this target opens the guard
+    /// file `<name>.lock`, creating it if missing (see [`TxFile::open`]).
+    ///
     /// The lock is not re-entrant. A thread that already holds this target's
     /// lock (a transaction open on it through this handle, a clone, another
     /// handle on the same file, an enclosing [`update`](TxFile::update) or a
@@ -220,7 +254,11 @@ impl TxFile {
     /// [`Error::Timeout`] when the timeout passed first;
     /// [`Error::HeldByThisThread`] when this thread holds the lock itself;
     /// [`Error::Io`] when the lock, the directory listing or reading the
-    /// target fails.
+    /// target fails, or with [`Op::OpenGuard`] when the guard cannot be
+    /// opened or created (kind
+    /// [`PermissionDenied`](std::io::ErrorKind::PermissionDenied) for a user
+    /// who may read the target but not write its directory, when no guard
+    /// exists yet).
     ///
     /// # Examples
     ///
@@ -338,11 +376,7 @@ impl TxFile {
             thread,
         };
         loop {
-            let guard = inner
-                .guard
-                .lock()
-                .unwrap_or_else(PoisonError::into_inner)
-                .clone();
+            let guard = self.guard()?;
             if !guard.registered_by(holder.pid) && mutant != crate::commit::Mutant::NoForkCheck {
                 self.reopen_guard(&guard)?;
                 continue;
@@ -380,15 +414,17 @@ impl TxFile {
     /// a forked child inherited) with this process's descriptor of the
     /// guard the path names.
     fn reopen_guard(&self, stale: &GuardRef) -> Result<(), Error> {
-        let inner = &*self.inner;
-        let fs = inner.fs.as_ref();
-        let fresh = GuardRef::open(fs, &inner.guard_path, || {
-            guard_perms(fs, &inner.path, &inner.dir_path)
-        })
-        .map_err(|e| Error::io(Op::OpenGuard, &inner.guard_path, e))?;
-        let mut current = inner.guard.lock().unwrap_or_else(PoisonError::into_inner);
-        if current.same_guard(stale) {
-            *current = fresh;
+        let fresh = self.open_guard()?;
+        let mut current = self
+            .inner
+            .guard
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner);
+        if current
+            .as_ref()
+            .is_none_or(|current| current.same_guard(stale))
+        {
+            *current = Some(fresh);
         }
         Ok(())
     }
@@ -443,20 +479,63 @@ impl TxFile {
         F: FnOnce(Option<&[u8]>) -> Result<Vec<u8>, E>,
         E: Into<BoxError>,
     {
+        self.update_returning(|old| f(old).map(|new| (new, ())))
+    }
+
+    /// [`update`](TxFile::update) for a closure that also computes a value:
+    /// `f` returns the new contents and the value, and the value is returned
+    /// once the new contents are committed.
+    ///
+    /// The value is what `f` computed from the version it was given, which
+    /// is the version the commit replaced: no other transaction came between.
+    /// If `f` returns the current contents unchanged, nothing is written and
+    /// the value is still returned.
+    ///
+    /// # Errors
+    ///
+    /// As for [`TxFile::update`]; the value is only returned with a commit.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// # let dir = tempfile::tempdir()?;
+    /// # let path = dir.path().join("counter");
+    /// let counter = txfile::TxFile::open(&path)?;
+    /// let next = |old: Option<&[u8]>| -> Result<(Vec<u8>, u64), txfile::BoxError> {
+    ///     let n: u64 = match old {
+    ///         Some(bytes) => std::str::from_utf8(bytes)?.trim().parse()?,
+    ///         None => 0,
+    ///     };
+    ///     Ok(((n + 1).to_string().into_bytes(), n + 1))
+    /// };
+    /// assert_eq!(counter.update_returning(next)?, 1);
+    /// assert_eq!(counter.update_returning(next)?, 2);
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
+    pub fn update_returning<F, T, E>(&self, f: F) -> Result<T, Error>
+    where
+        F: FnOnce(Option<&[u8]>) -> Result<(Vec<u8>, T), E>,
+        E: Into<BoxError>,
+    {
         let mut tx = self.begin()?;
-        let new = f(tx.old_bytes()?).map_err(|e| Error::Aborted {
+        let (new, value) = f(tx.old_bytes()?).map_err(|e| Error::Aborted {
             path: self.inner.path.clone(),
             source: e.into(),
         })?;
         tx.set_contents(new)?;
-        tx.commit()
+        tx.commit()?;
+        Ok(value)
     }
 
     /// Reads the current contents without taking the lock: `None` when the
     /// file does not exist.
     ///
     /// The result is always one complete committed version, because commits
-    /// replace the file with a rename. It may be stale by the time it returns,
+    /// replace the file with a rename. Reading needs only read permission on
+    /// the target and search permission on its directory: no lock is taken
+    /// and no guard file is opened or created, so a process that may not
+    /// write the directory (a monitor, a web server) reads with this
+    /// guarantee too. It may be stale by the time it returns,
     /// and while a [`Batch`](crate::Batch) that includes this file is being
     /// committed (or awaits recovery after a crash) it may be this member's
     /// new version while other members still show their old ones: use
@@ -501,12 +580,21 @@ impl TxFile {
 /// txfile::update(&path, |_| Ok::<_, std::io::Error>(b"hello".to_vec()))?;
 /// # Ok::<(), Box<dyn std::error::Error>>(())
 /// ```
-pub fn update<F, E>(path: impl AsRef<Utf8Path>, f: F) -> Result<(), Error>
+pub fn update<F, E>(path: impl AsRef<Path>, f: F) -> Result<(), Error>
 where
     F: FnOnce(Option<&[u8]>) -> Result<Vec<u8>, E>,
     E: Into<BoxError>,
 {
     TxFile::open(path)?.update(f)
+}
+
+/// `path` as camino's UTF-8 path, which the crate uses inside (and in the
+/// paths it reports); a path that is not UTF-8 is refused, not mangled.
+pub(crate) fn utf8_path(path: &Path) -> Result<&Utf8Path, Error> {
+    Utf8Path::from_path(path).ok_or_else(|| Error::InvalidPath {
+        path: Utf8PathBuf::from(path.to_string_lossy().into_owned()),
+        reason: "it is not valid UTF-8 (txfile works with UTF-8 paths only)",
+    })
 }
 
 /// The permissions a new guard gets: see [`GuardPerms::like`]; from the

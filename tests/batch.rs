@@ -340,3 +340,33 @@ fn kill9_during_batch_commits() {
         max_acked.load(Ordering::SeqCst)
     );
 }
+
+#[test]
+fn update_returning_gives_back_the_value_with_the_commit() {
+    let (_d, dir) = tempdir();
+    let batch = Batch::open([dir.as_std_path().join("a"), dir.as_std_path().join("b")]).unwrap();
+    // Move one unit from a to b and report the new balances.
+    type Balances = (i64, i64);
+    let transfer = |old: &[Option<&[u8]>]| -> Result<(Vec<Vec<u8>>, Balances), Error> {
+        let n = |i: usize| common::parse_counter(old[i]) as i64;
+        let (a, b) = (n(0) + 10 - 1, n(1) + 1);
+        Ok((
+            vec![a.to_string().into_bytes(), b.to_string().into_bytes()],
+            (a, b),
+        ))
+    };
+    assert_eq!(batch.update_returning(transfer).unwrap(), (9, 1));
+    assert_eq!(
+        batch.read().unwrap(),
+        [Some(b"9".to_vec()), Some(b"1".to_vec())]
+    );
+    // A wrong number of contents aborts: no value, nothing changed.
+    let err = batch
+        .update_returning(|_| Ok::<_, Error>((vec![b"x".to_vec()], 0)))
+        .unwrap_err();
+    assert!(matches!(err, Error::Aborted { .. }), "{err:?}");
+    assert_eq!(
+        batch.read().unwrap(),
+        [Some(b"9".to_vec()), Some(b"1".to_vec())]
+    );
+}

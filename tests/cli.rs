@@ -255,7 +255,7 @@ fn edit_cmd_that_cannot_start_is_an_error() {
     let (_tmp, dir) = tempdir();
     let path = dir.join("f");
     let output = edit(&path, &["/nonexistent/cmd"]).output().unwrap();
-    assert_eq!(output.status.code(), Some(1));
+    assert_eq!(output.status.code(), Some(127), "not found, as shells say");
     let stderr = stderr_of(&output);
     assert!(
         stderr.starts_with("txfile: failed to run `/nonexistent/cmd`: "),
@@ -285,13 +285,20 @@ fn errors_name_the_operation_path_and_cause() {
 }
 
 #[test]
-fn usage_errors_exit_1() {
-    txfile().args(["write"]).assert().code(1);
+fn usage_errors_exit_2() {
+    txfile().args(["write"]).assert().code(2);
     txfile()
         .args(["write", "--mode", "999", "f"])
         .assert()
-        .code(1);
-    txfile().args(["edit", "f"]).assert().code(1);
+        .code(2);
+    txfile().args(["edit", "f"]).assert().code(2);
+    txfile().args(["lock", "f"]).assert().code(2);
+    txfile()
+        .args(["lock", "f", "--no-such-option"])
+        .assert()
+        .code(2);
+    txfile().args(["frobnicate"]).assert().code(2);
+    txfile().arg("--version").assert().code(0);
 }
 
 #[test]
@@ -628,7 +635,11 @@ fn help_shows_an_example_per_command() {
         let output = txfile().args([command, "--help"]).output().unwrap();
         assert!(output.status.success());
         let help = String::from_utf8(output.stdout).unwrap();
-        let example = help.split("Example:\n  ").nth(1).unwrap_or_default();
+        let example = help
+            .split_once("Example:\n  ")
+            .or_else(|| help.split_once("Examples:\n  "))
+            .map(|(_, example)| example)
+            .unwrap_or_default();
         assert!(
             example.contains(&format!("txfile {command} ")),
             "{command}: {help}"
@@ -644,4 +655,181 @@ fn completions_are_generated() {
     let script = String::from_utf8(output.stdout).unwrap();
     assert!(script.contains("txfile") && script.contains("--no-wait"));
     txfile().args(["completions", "zsh"]).assert().success();
+}
+
+/// The `cmd FILE | txfile write FILE` trap: when cmd fails, its empty output
+/// must not replace FILE.
+#[test]
+fn write_refuses_empty_input_and_changes_nothing() {
+    let (_tmp, dir, path) = dir_with("s.json", "{\"n\": 1}\n");
+    let output = txfile()
+        .args(["write", path.as_str()])
+        .write_stdin("")
+        .output()
+        .unwrap();
+    assert_eq!(output.status.code(), Some(1));
+    let stderr = stderr_of(&output);
+    assert!(stderr.contains("standard input was empty"), "{stderr}");
+    assert!(stderr.contains(path.as_str()), "{stderr}");
+    assert!(stderr.contains("--allow-empty"), "{stderr}");
+    assert_eq!(stderr.lines().count(), 1, "{stderr}");
+    assert_eq!(read(&path), "{\"n\": 1}\n");
+    verify_no_leftovers(&dir);
+
+    // A missing file is not created empty either.
+    let fresh = dir.join("fresh");
+    txfile()
+        .args(["write", fresh.as_str()])
+        .write_stdin("")
+        .assert()
+        .code(1);
+    assert!(!fresh.exists());
+
+    // Asked for explicitly, empty input is written; and the lock was free.
+    txfile()
+        .args(["write", "--no-wait", "--allow-empty", path.as_str()])
+        .write_stdin("")
+        .assert()
+        .success();
+    assert_eq!(read(&path), "");
+}
+
+#[test]
+fn a_failing_pipeline_leaves_the_file_intact() {
+    let (_tmp, dir, path) = dir_with("settings", "# comment\nkey = 1\n");
+    // sed fails on its script and prints nothing; the shell still runs
+    // txfile write, whose exit status is the pipeline's.
+    let output = StdCommand::new("sh")
+        .args([
+            "-c",
+            r#"sed 's/unterminated' "$1" | "$TXFILE" write "$1""#,
+            "sh",
+            path.as_str(),
+        ])
+        .env("TXFILE", txfile_path())
+        .output()
+        .unwrap();
+    assert_eq!(output.status.code(), Some(1), "{}", stderr_of(&output));
+    assert!(stderr_of(&output).contains("standard input was empty"));
+    assert_eq!(read(&path), "# comment\nkey = 1\n");
+    verify_no_leftovers(&dir);
+
+    // The same change through `edit`, the protected form: the failure
+    // is CMD's status, and nothing changes either.
+    edit(&path, &["sed", "s/unterminated"]).assert().failure();
+    assert_eq!(read(&path), "# comment\nkey = 1\n");
+    edit(&path, &["sed", "/^#/d"]).assert().success();
+    assert_eq!(read(&path), "key = 1\n");
+}
+
+#[test]
+fn edit_of_a_missing_file_with_no_output_leaves_it_missing() {
+    let (_tmp, dir) = tempdir();
+    let path = dir.join("fresh.json");
+    let output = edit(&path, &["cat"]).output().unwrap();
+    assert!(output.status.success(), "{}", stderr_of(&output));
+    let stderr = stderr_of(&output);
+    assert!(stderr.contains("left it missing"), "{stderr}");
+    assert!(!path.exists(), "no empty file created");
+    verify_no_leftovers(&dir);
+
+    // --create asks for the empty file.
+    txfile()
+        .args(["edit", "--create", path.as_str(), "--", "cat"])
+        .assert()
+        .success()
+        .stderr("");
+    assert_eq!(read(&path), "");
+
+    // An existing file emptied by a successful CMD is CMD's decision.
+    std::fs::write(&path, "x").unwrap();
+    edit(&path, &["sh", "-c", "cat >/dev/null"])
+        .assert()
+        .success();
+    assert_eq!(read(&path), "");
+}
+
+#[test]
+fn lock_runs_cmd_without_a_double_dash_like_flock() {
+    let (_tmp, dir) = tempdir();
+    let path = dir.join("state.json");
+    // Everything from CMD on is CMD's, options included.
+    let script = r#"/usr/bin/flock -n "$1.lock" true; echo "flock $? $2""#;
+    for dash in [&[][..], &["--"][..]] {
+        txfile()
+            .args(["lock", path.as_str()])
+            .args(dash)
+            .args(["sh", "-c", script, "sh", path.as_str(), "--verbose"])
+            .assert()
+            .success()
+            .stdout("flock 1 --verbose\n");
+    }
+    // Options before CMD still apply.
+    txfile()
+        .args([
+            "lock",
+            path.as_str(),
+            "--timeout",
+            "5",
+            "sh",
+            "-c",
+            "exit 7",
+        ])
+        .assert()
+        .code(7);
+    // And edit takes CMD the same way.
+    edit(&path, &["sh", "-c", "echo one"]).assert().success();
+    txfile()
+        .args(["edit", path.as_str(), "tr", "a-z", "A-Z"])
+        .assert()
+        .success();
+    assert_eq!(read(&path), "ONE\n");
+}
+
+#[test]
+fn exit_codes_for_cmd_that_cannot_run_follow_the_shell() {
+    let (_tmp, dir) = tempdir();
+    let path = dir.join("f");
+    let not_executable = dir.join("script.sh");
+    std::fs::write(&not_executable, "#!/bin/sh\necho hi\n").unwrap();
+    std::fs::set_permissions(&not_executable, std::fs::Permissions::from_mode(0o644)).unwrap();
+    let no_format = dir.join("garbage");
+    std::fs::write(&no_format, [0u8, 1, 2, 3]).unwrap();
+    std::fs::set_permissions(&no_format, std::fs::Permissions::from_mode(0o755)).unwrap();
+    let cases = [
+        (dir.join("no-such-cmd"), 127),
+        (not_executable.clone(), 126),
+        (no_format, 126),
+        (dir.clone(), 126),
+    ];
+    for (cmd, code) in &cases {
+        for command in ["lock", "edit"] {
+            let output = txfile()
+                .args([command, path.as_str(), cmd.as_str()])
+                .output()
+                .unwrap();
+            let stderr = stderr_of(&output);
+            assert_eq!(
+                output.status.code(),
+                Some(*code),
+                "{command} {cmd}: {stderr}"
+            );
+            assert!(
+                stderr.starts_with(&format!("txfile: failed to run `{cmd}`: ")),
+                "{stderr}"
+            );
+            assert_eq!(stderr.lines().count(), 1, "{stderr}");
+        }
+    }
+    // A name looked up in PATH and not found.
+    txfile()
+        .args(["lock", path.as_str(), "txfile-no-such-command-anywhere"])
+        .assert()
+        .code(127);
+    assert!(!path.exists());
+    // The lock was released each time.
+    txfile()
+        .args(["lock", "--no-wait", path.as_str(), "true"])
+        .assert()
+        .success();
 }

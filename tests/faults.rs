@@ -83,10 +83,7 @@ fn full_disk_fails_cleanly_and_recovers() {
     let err = file
         .update(|_| Ok::<_, Error>(vec![b'n'; 2 << 20]))
         .unwrap_err();
-    eprintln!(
-        "full disk: {err}: {}",
-        std::error::Error::source(&err).unwrap()
-    );
+    eprintln!("full disk: {err}");
     assert_eq!(io_op(&err), Some(Op::Write), "{err:?}");
     assert_eq!(err.kind(), std::io::ErrorKind::StorageFull);
     assert!(
@@ -139,11 +136,11 @@ fn no_inodes_left_for_the_guard_is_a_clear_error() {
         made += 1;
     }
     let before = names(&fs.path);
-    let err = TxFile::open(fs.path.join("data")).unwrap_err();
-    eprintln!(
-        "no inodes: {err}: {}",
-        std::error::Error::source(&err).unwrap()
-    );
+    // Opening creates nothing; the first transaction needs the guard.
+    let file = TxFile::open(fs.path.join("data")).unwrap();
+    assert_eq!(file.read().unwrap(), None);
+    let err = file.begin().map(drop).unwrap_err();
+    eprintln!("no inodes: {err}");
     assert_eq!(io_op(&err), Some(Op::OpenGuard), "{err:?}");
     assert_eq!(err.kind(), std::io::ErrorKind::StorageFull);
     assert!(err.to_string().contains("data.lock"), "{err}");
@@ -175,13 +172,17 @@ fn read_only_filesystem_is_a_clear_error_and_changes_nothing() {
     fs.remount("ro");
     let before = names(&fs.path);
 
-    // Whether the guard exists or not, opening it for locking fails.
-    for name in ["kept", "plain", "new"] {
-        let err = TxFile::open(fs.path.join(name)).unwrap_err();
-        eprintln!(
-            "read-only: {err}: {}",
-            std::error::Error::source(&err).unwrap()
-        );
+    // Opening and reading work; whether the guard exists or not, opening
+    // it for locking fails.
+    for (name, contents) in [
+        ("kept", Some(&b"old"[..])),
+        ("plain", Some(b"old")),
+        ("new", None),
+    ] {
+        let file = TxFile::open(fs.path.join(name)).unwrap();
+        assert_eq!(file.read().unwrap().as_deref(), contents, "{name}");
+        let err = file.begin().map(drop).unwrap_err();
+        eprintln!("read-only: {err}");
         assert_eq!(io_op(&err), Some(Op::OpenGuard), "{name}: {err:?}");
         assert_eq!(err.kind(), std::io::ErrorKind::ReadOnlyFilesystem);
         assert!(err.to_string().contains(&format!("{name}.lock")), "{err}");

@@ -157,6 +157,9 @@ fn python_lockf_and_posix_style_exclude_each_other() {
         .open(&target)
         .unwrap();
     let guard = file.guard_path().to_owned();
+    // The script opens the guard without creating it: a first transaction
+    // creates it (opening the handle does not).
+    file.try_begin().unwrap().expect("free").rollback();
     let python = |mode: &str| {
         let mut cmd = Command::new("python3");
         cmd.args(["-c", LOCKF, guard.as_str(), mode]);

@@ -86,7 +86,12 @@ fn modes_and_owners() {
         let sub = dir.join(format!("d{dir_mode:o}"));
         std::fs::create_dir(&sub).unwrap();
         std::fs::set_permissions(&sub, std::fs::Permissions::from_mode(dir_mode)).unwrap();
-        TxFile::open(sub.join("new")).unwrap();
+        // The first transaction creates the guard (opening a handle does not).
+        TxFile::open(sub.join("new"))
+            .unwrap()
+            .begin()
+            .unwrap()
+            .rollback();
         assert_eq!(mode(&sub.join("new.lock")), guard_mode, "dir {dir_mode:o}");
     }
     rustix::process::umask(rustix::fs::Mode::from_raw_mode(0o022));

@@ -109,8 +109,17 @@ fn closure_error_aborts_and_keeps_the_source() {
         .unwrap_err();
     assert!(matches!(err, Error::Aborted { .. }), "{err}");
     assert!(err.to_string().contains(path.as_str()), "{err}");
-    let source = std::error::Error::source(&err).expect("closure error is the source");
+    // The closure's error is written in the message, once, and kept in the
+    // variant for callers who downcast it.
+    assert!(err.to_string().ends_with(": validation failed"), "{err}");
+    let Error::Aborted { source, .. } = &err else {
+        unreachable!()
+    };
     assert_eq!(source.to_string(), "validation failed");
+    assert!(
+        std::error::Error::source(&err).is_none(),
+        "not printed twice"
+    );
     assert_eq!(std::fs::read(&path).unwrap(), b"old");
     verify_no_leftovers(&dir);
 }
@@ -367,7 +376,6 @@ fn bad_input_gets_a_clear_error_and_changes_nothing() {
         (format!("{dir}/sub/"), "directory"),
         (format!("{dir}/sub/."), "directory"),
         (String::new(), "empty"),
-        (dir.join("g").to_string(), "g.lock"),
     ];
     for (path, expect) in cases {
         let err = TxFile::open(&path).unwrap_err();
@@ -380,20 +388,42 @@ fn bad_input_gets_a_clear_error_and_changes_nothing() {
     let err = TxFile::open(dir.join("missing/a")).unwrap_err();
     assert_eq!(io_op(&err), Some(Op::OpenDir), "{err:?}");
     assert_eq!(err.kind(), std::io::ErrorKind::NotFound);
-    let err = TxFile::open(dir.join("g")).unwrap_err();
-    assert_eq!(io_op(&err), Some(Op::OpenGuard), "{err:?}");
+    // A directory at the guard path: the guard is opened by the first
+    // transaction (opening only reads), and it is refused there at the latest.
+    let err = TxFile::open(dir.join("g"))
+        .and_then(|file| file.begin().map(drop))
+        .unwrap_err();
+    assert!(err.to_string().contains("g.lock"), "{err}");
     assert_eq!(names(&dir), before, "nothing created or removed");
 }
 
-/// Runs as an unprivileged user (re-executed through setpriv when root).
+/// A user who may read the directory but not write it (a monitor, a web
+/// server): opening and reading work, writing is a clear permission error.
+/// Runs as an unprivileged user (re-executed through setpriv as `nobody`
+/// when root, since root ignores directory permissions).
 #[test]
 fn unwritable_directory_is_a_clear_error() {
     if role().as_deref() == Some("unwritable") {
         let dir = camino::Utf8PathBuf::from(std::env::var("DIR").unwrap());
-        let err = TxFile::open(dir.join("a")).unwrap_err();
-        assert_eq!(io_op(&err), Some(Op::OpenGuard), "{err:?}");
+        // Opening creates nothing, so it works; so does reading.
+        let reader = TxFile::open(dir.join("r")).expect("open without write access");
+        assert_eq!(reader.read().unwrap().as_deref(), Some(&b"committed"[..]));
+        let missing = TxFile::open(dir.join("a")).expect("open without write access");
+        assert_eq!(missing.read().unwrap(), None);
+        // A transaction needs the guard, which cannot be created.
+        for file in [&reader, &missing] {
+            let err = file.begin().map(drop).unwrap_err();
+            assert_eq!(io_op(&err), Some(Op::OpenGuard), "{err:?}");
+            assert_eq!(err.kind(), std::io::ErrorKind::PermissionDenied);
+            let guard = format!("{}`: Permission denied", file.guard_path());
+            assert!(err.to_string().contains(&guard), "{err}");
+        }
+        let err = reader
+            .update(|_| Ok::<_, Error>(b"x".to_vec()))
+            .unwrap_err();
         assert_eq!(err.kind(), std::io::ErrorKind::PermissionDenied);
-        assert!(err.to_string().contains("a.lock"), "{err}");
+        // Still readable after the failed attempts.
+        assert_eq!(reader.read().unwrap().as_deref(), Some(&b"committed"[..]));
         // With the guard present, commit fails at the temporary file.
         let err = TxFile::open(dir.join("b"))
             .unwrap()
@@ -407,6 +437,8 @@ fn unwritable_directory_is_a_clear_error() {
         return;
     }
     let (_d, dir) = tempdir();
+    std::fs::write(dir.join("r"), "committed").unwrap();
+    std::fs::set_permissions(dir.join("r"), std::fs::Permissions::from_mode(0o644)).unwrap();
     std::fs::write(dir.join("b"), "old").unwrap();
     std::fs::write(dir.join("b.lock"), "").unwrap();
     std::fs::set_permissions(dir.join("b.lock"), std::fs::Permissions::from_mode(0o666)).unwrap();
@@ -443,5 +475,129 @@ fn unwritable_directory_is_a_clear_error() {
     std::fs::set_permissions(&dir, std::fs::Permissions::from_mode(0o755)).unwrap();
     common::check(out, "unprivileged check");
     assert_eq!(std::fs::read(dir.join("b")).unwrap(), b"old");
-    assert_eq!(names(&dir), ["b", "b.lock"]);
+    assert_eq!(std::fs::read(dir.join("r")).unwrap(), b"committed");
+    assert_eq!(names(&dir), ["b", "b.lock", "r"], "nothing created");
+}
+
+#[test]
+fn every_common_path_type_opens_the_same_target() {
+    use std::path::{Path, PathBuf};
+    let (_d, dir) = tempdir();
+    let utf8 = dir.join("state");
+    let std_buf: PathBuf = dir.as_std_path().join("state");
+    let as_string: String = utf8.to_string();
+    let handles = [
+        TxFile::open(&std_buf).unwrap(),
+        TxFile::open(std_buf.as_path()).unwrap(),
+        TxFile::open(Path::new(as_string.as_str())).unwrap(),
+        TxFile::open(&as_string).unwrap(),
+        TxFile::open(as_string.as_str()).unwrap(),
+        TxFile::open(&utf8).unwrap(),
+        TxFile::open(utf8.as_path()).unwrap(),
+        Options::new().open(&std_buf).unwrap(),
+    ];
+    for file in &handles {
+        assert_eq!(file.path(), utf8);
+    }
+    txfile::update(&std_buf, |_| Ok::<_, Error>(b"1".to_vec())).unwrap();
+    let batch = txfile::Batch::open([std_buf.clone(), dir.as_std_path().join("other")]).unwrap();
+    assert_eq!(batch.read().unwrap()[0].as_deref(), Some(&b"1"[..]));
+    assert_eq!(txfile::recover(dir.as_std_path()).unwrap(), 0);
+    // camino is re-exported for the types the accessors return.
+    let _: &txfile::camino::Utf8Path = handles[0].path();
+}
+
+#[test]
+fn a_path_that_is_not_utf8_is_refused_clearly_and_creates_nothing() {
+    use std::ffi::OsStr;
+    use std::os::unix::ffi::OsStrExt;
+    let (_d, dir) = tempdir();
+    let path = dir.as_std_path().join(OsStr::from_bytes(b"caf\xe9"));
+    let err = TxFile::open(&path).unwrap_err();
+    assert!(matches!(err, Error::InvalidPath { .. }), "{err:?}");
+    assert_eq!(err.kind(), std::io::ErrorKind::InvalidInput);
+    let msg = err.to_string();
+    assert!(msg.contains("caf\u{fffd}"), "{msg}");
+    assert!(msg.contains("not valid UTF-8"), "{msg}");
+    let err = txfile::update(&path, |_| Ok::<_, Error>(Vec::new())).unwrap_err();
+    assert!(matches!(err, Error::InvalidPath { .. }), "{err:?}");
+    let err = txfile::recover(dir.as_std_path().join(OsStr::from_bytes(b"\xff"))).unwrap_err();
+    assert!(matches!(err, Error::InvalidPath { .. }), "{err:?}");
+    assert_eq!(names(&dir), Vec::<String>::new());
+}
+
+#[test]
+fn update_returning_gives_back_the_value_computed_under_the_lock() {
+    let (_d, dir) = tempdir();
+    let path = dir.join("counter");
+    let file = TxFile::open(&path).unwrap();
+    let bump = |old: Option<&[u8]>| -> Result<(Vec<u8>, u64), Error> {
+        let n = common::parse_counter(old) + 1;
+        Ok((n.to_string().into_bytes(), n))
+    };
+    assert_eq!(file.update_returning(bump).unwrap(), 1);
+    assert_eq!(file.update_returning(bump).unwrap(), 2);
+    assert_eq!(file.read().unwrap().as_deref(), Some(&b"2"[..]));
+
+    // Unchanged contents: nothing written, the value still returned.
+    let mtime = std::fs::metadata(&path).unwrap().modified().unwrap();
+    let seen = file
+        .update_returning(|old| {
+            Ok::<_, Error>((old.unwrap_or_default().to_vec(), old.map(<[u8]>::len)))
+        })
+        .unwrap();
+    assert_eq!(seen, Some(1));
+    assert_eq!(std::fs::metadata(&path).unwrap().modified().unwrap(), mtime);
+
+    // A failing closure: no value, nothing changed.
+    let err = file
+        .update_returning(|_| Err::<(Vec<u8>, u64), _>(std::io::Error::other("no")))
+        .unwrap_err();
+    assert!(matches!(err, Error::Aborted { .. }), "{err:?}");
+    assert_eq!(file.read().unwrap().as_deref(), Some(&b"2"[..]));
+
+    // Across threads, each value belongs to the version its commit replaced:
+    // every increment is seen by exactly one caller.
+    let mut values: Vec<u64> = std::thread::scope(|scope| {
+        let workers: Vec<_> = (0..4)
+            .map(|_| {
+                let file = file.clone();
+                scope.spawn(move || {
+                    (0..25)
+                        .map(|_| file.update_returning(bump).unwrap())
+                        .collect::<Vec<_>>()
+                })
+            })
+            .collect();
+        workers
+            .into_iter()
+            .flat_map(|w| w.join().unwrap())
+            .collect()
+    });
+    values.sort_unstable();
+    assert_eq!(values, (3..=102).collect::<Vec<_>>());
+    verify_no_leftovers(&dir);
+}
+
+#[test]
+fn open_and_read_create_nothing_the_first_transaction_creates_the_guard() {
+    let (_d, dir) = tempdir();
+    std::fs::write(dir.join("present"), "v1").unwrap();
+    let present = TxFile::open(dir.join("present")).unwrap();
+    let missing = TxFile::open(dir.join("missing")).unwrap();
+    assert_eq!(present.read().unwrap().as_deref(), Some(&b"v1"[..]));
+    assert_eq!(missing.read().unwrap(), None);
+    assert_eq!(names(&dir), ["present"], "open and read create nothing");
+
+    // The first transaction opens (creating) the guard; a second handle and
+    // a clone share it and exclude each other.
+    let tx = present.begin().unwrap();
+    assert_eq!(names(&dir), ["present", "present.lock"]);
+    let other = TxFile::open(dir.join("present")).unwrap();
+    assert!(other.try_begin().unwrap().is_none());
+    assert!(present.clone().try_begin().unwrap().is_none());
+    tx.rollback();
+    other.update(set(b"v2")).unwrap();
+    assert_eq!(present.read().unwrap().as_deref(), Some(&b"v2"[..]));
+    assert_eq!(names(&dir), ["present", "present.lock"]);
 }

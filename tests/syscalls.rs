@@ -22,7 +22,7 @@
 //! | read it (`update` hands it to the closure) | `pread64` (one byte more than `fstat` said: a short read is the end) |
 //! | outside-writer check | `statx(target)` |
 //! | mark the guard unclean, temporary file | `ftruncate(guard, 1)`, `openat(O_CREAT\|O_EXCL)`, `write` |
-//! | owner and mode | `statx(fd)` (owner already right: no `fchown`), `fchmod` |
+//! | owner and mode | `statx(fd)` (owner and mode already right: no `fchown`, no `fchmod`) |
 //! | durability and replace | `fsync(temp)`, `rename`, `close(temp)`, `fsync(dir)` |
 //! | release, by the process that took the lock (not a forked child) | `getpid`, `ftruncate(guard, 0)`, `fcntl(F_UNLCK)`, `flock(LOCK_UN)`, `close(old)` |
 //!

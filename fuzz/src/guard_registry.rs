@@ -10,7 +10,10 @@
 //! - one descriptor per guard: while any handle of a process on a target
 //!   lives, that process never opens the guard file again (counted in the
 //!   simulated filesystem's operation trace); once every handle is gone, the
-//!   next open opens it anew (the descriptor was closed);
+//!   next open opens it anew (the descriptor was closed). Opening a handle
+//!   opens no guard (the first transaction does), so the harness follows
+//!   each open with a `try_begin`, which opens the guard whether or not the
+//!   lock is free;
 //! - no lock is left held and no temporary file is left behind at the end;
 //!   a lock-free read always sees a complete version.
 //!
@@ -205,7 +208,8 @@ impl World {
             .count()
     }
 
-    /// Opens a handle and checks how often the guard was opened for it.
+    /// Opens a handle, makes it open its guard (a `try_begin`, rolled back
+    /// at once), and checks how often the guard was opened for it.
     fn open(&self, process: usize, target: usize, timeout_ms: Option<u8>) -> Handle {
         let _serial = lock(&self.open_lock);
         let tracker = &self.trackers[process][target];
@@ -224,6 +228,18 @@ impl World {
         let file = options
             .open(target_path(NAMES[target]))
             .unwrap_or_else(|e| panic!("open {} failed: {e}", NAMES[target]));
+        assert_eq!(
+            self.guard_opens(target),
+            before,
+            "{}: opening a handle opened the guard",
+            NAMES[target]
+        );
+        // The guard is opened before the lock is tried, so this opens it
+        // even when the lock is busy; it never waits.
+        drop(
+            file.try_begin()
+                .unwrap_or_else(|e| panic!("try_begin {} failed: {e}", NAMES[target])),
+        );
         let opened = self.guard_opens(target) - before;
         let mut t = lock(tracker);
         let name = NAMES[target];

@@ -13,7 +13,6 @@
 //! index in `0..count` names exactly one state.
 
 use std::collections::BTreeMap;
-use std::fmt;
 
 use super::SimFs;
 use super::state::{Disk, EntryOp, Fate, FileNode, Image, Inode, Landing, Node, ROOT};
@@ -103,33 +102,25 @@ impl Enumeration {
 /// use txfile::sim::{Enumeration, SimFs};
 /// let sim = SimFs::new();
 /// sim.create_dir_all("/d")?;
-/// // Two guard files whose entries are not durable yet: 2 x 2 states.
+/// // Two guard files (created by a first transaction) whose entries are not
+/// // durable yet: 2 x 2 states.
 /// let a = txfile::Options::new().filesystem(&sim).open("/d/a")?;
 /// let b = txfile::Options::new().filesystem(&sim).open("/d/b")?;
+/// a.begin()?.rollback();
+/// b.begin()?.rollback();
 /// let err = sim.crash_states(&Enumeration::new().max_states(2)).unwrap_err();
 /// assert_eq!((err.states, err.max), (4, 2));
 /// # drop((a, b));
 /// # Ok::<(), Box<dyn std::error::Error>>(())
 /// ```
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, thiserror::Error)]
+#[error("{states} post-crash states exceed the bound of {max}")]
 pub struct TooManyStates {
     /// How many states there are (saturated at `u64::MAX`).
     pub states: u64,
     /// The bound that was asked for.
     pub max: u64,
 }
-
-impl fmt::Display for TooManyStates {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(
-            f,
-            "{} post-crash states exceed the bound of {}",
-            self.states, self.max
-        )
-    }
-}
-
-impl std::error::Error for TooManyStates {}
 
 /// Every post-crash state of a simulated machine, each a new [`SimFs`];
 /// see [`SimFs::crash_states`].

@@ -53,6 +53,7 @@
 use std::collections::BTreeMap;
 use std::fmt;
 use std::io;
+use std::path::Path;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Condvar, Mutex, MutexGuard, PoisonError};
 
@@ -217,8 +218,8 @@ impl SimFs {
     /// assert_eq!(sim.list_dir("/a")?, ["b"]);
     /// # Ok::<(), std::io::Error>(())
     /// ```
-    pub fn create_dir_all(&self, path: impl AsRef<Utf8Path>) -> io::Result<()> {
-        let path = path.as_ref();
+    pub fn create_dir_all(&self, path: impl AsRef<Path>) -> io::Result<()> {
+        let path = utf8(path.as_ref())?;
         let mut state = self.state();
         let disk = &mut state.disk;
         let mut partial = Utf8PathBuf::from("/");
@@ -273,8 +274,8 @@ impl SimFs {
     /// assert_eq!(sim.read_file("/a")?, Some(b"hello".to_vec()));
     /// # Ok::<(), std::io::Error>(())
     /// ```
-    pub fn write_file(&self, path: impl AsRef<Utf8Path>, contents: &[u8]) -> io::Result<()> {
-        let path = path.as_ref();
+    pub fn write_file(&self, path: impl AsRef<Path>, contents: &[u8]) -> io::Result<()> {
+        let path = utf8(path.as_ref())?;
         let mut state = self.state();
         let disk = &mut state.disk;
         let ino = match disk.lookup(path)? {
@@ -321,8 +322,8 @@ impl SimFs {
     /// assert_eq!(sim.mode("/a")?, Some(0o600));
     /// # Ok::<(), std::io::Error>(())
     /// ```
-    pub fn set_mode(&self, path: impl AsRef<Utf8Path>, mode: u32) -> io::Result<()> {
-        let path = path.as_ref();
+    pub fn set_mode(&self, path: impl AsRef<Path>, mode: u32) -> io::Result<()> {
+        let path = utf8(path.as_ref())?;
         let mut state = self.state();
         let ino = state.disk.lookup(path)?.ok_or_else(|| not_found(path))?;
         let file = state.disk.file_mut(ino)?;
@@ -347,9 +348,9 @@ impl SimFs {
     /// assert_eq!(sim.read_file("/missing")?, None);
     /// # Ok::<(), std::io::Error>(())
     /// ```
-    pub fn read_file(&self, path: impl AsRef<Utf8Path>) -> io::Result<Option<Vec<u8>>> {
+    pub fn read_file(&self, path: impl AsRef<Path>) -> io::Result<Option<Vec<u8>>> {
         let state = self.state();
-        match state.disk.lookup(path.as_ref())? {
+        match state.disk.lookup(utf8(path.as_ref())?)? {
             Some(ino) => Ok(Some(state.disk.file(ino)?.volatile.bytes.clone())),
             None => Ok(None),
         }
@@ -370,9 +371,9 @@ impl SimFs {
     /// assert_eq!(sim.mode("/a")?, Some(0o644));
     /// # Ok::<(), std::io::Error>(())
     /// ```
-    pub fn mode(&self, path: impl AsRef<Utf8Path>) -> io::Result<Option<u32>> {
+    pub fn mode(&self, path: impl AsRef<Path>) -> io::Result<Option<u32>> {
         let state = self.state();
-        match state.disk.lookup(path.as_ref())? {
+        match state.disk.lookup(utf8(path.as_ref())?)? {
             Some(ino) => Ok(Some(state.disk.file(ino)?.volatile.mode)),
             None => Ok(None),
         }
@@ -393,8 +394,8 @@ impl SimFs {
     /// assert_eq!(sim.list_dir("/")?, ["a", "b"]);
     /// # Ok::<(), std::io::Error>(())
     /// ```
-    pub fn list_dir(&self, path: impl AsRef<Utf8Path>) -> io::Result<Vec<String>> {
-        let path = path.as_ref();
+    pub fn list_dir(&self, path: impl AsRef<Path>) -> io::Result<Vec<String>> {
+        let path = utf8(path.as_ref())?;
         let state = self.state();
         let ino = state.disk.lookup(path)?.ok_or_else(|| not_found(path))?;
         Ok(state.disk.dir(ino)?.volatile.keys().cloned().collect())
@@ -423,7 +424,8 @@ impl SimFs {
     /// ```
     /// use txfile::sim::{OpKind, SimFs};
     /// let sim = SimFs::new();
-    /// let _ = txfile::Options::new().filesystem(&sim).open("/a")?;
+    /// let file = txfile::Options::new().filesystem(&sim).open("/a")?;
+    /// file.begin()?.rollback();
     /// assert!(sim.trace().iter().any(|op| op.kind == OpKind::OpenGuard));
     /// # Ok::<(), txfile::Error>(())
     /// ```
@@ -566,7 +568,9 @@ impl SimFs {
     /// let sim = SimFs::new();
     /// sim.create_dir_all("/d")?;
     /// let file = txfile::Options::new().filesystem(&sim).open("/d/a")?;
-    /// // The guard file's entry is not durable yet: it may or may not be there.
+    /// file.begin()?.rollback();
+    /// // The guard file, created by the first transaction, has an entry that
+    /// // is not durable yet: it may or may not be there.
     /// let states: Vec<SimFs> = sim.crash_states(&Enumeration::new())?.collect();
     /// assert_eq!(states.len(), 2);
     /// assert!(states.iter().any(|s| s.list_dir("/d").unwrap().is_empty()));
@@ -708,6 +712,16 @@ impl OpKind {
                 | OpKind::SyncDir
         )
     }
+}
+
+/// The simulator names files by UTF-8 paths, like the rest of the crate.
+fn utf8(path: &Path) -> io::Result<&Utf8Path> {
+    Utf8Path::from_path(path).ok_or_else(|| {
+        io::Error::new(
+            io::ErrorKind::InvalidInput,
+            format!("`{}` is not valid UTF-8", path.display()),
+        )
+    })
 }
 
 fn not_found(path: &Utf8Path) -> io::Error {

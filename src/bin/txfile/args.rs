@@ -10,13 +10,22 @@ use txfile::{Durability, LockStyle, Options, Symlinks};
 const AFTER_HELP: &str = "\
 Examples:
   txfile edit counter -- sh -c 'read n; echo $((${n:-0} + 1))'
-  sort -u hosts | txfile write hosts
+  txfile edit state.json -- jq '.n += 1'
+  sort -u hosts.new | txfile write hosts
   txfile cat config.json
-  txfile lock config.json -- ./deploy.sh
+  txfile lock config.json ./deploy.sh
 
-Exit status: 0 on success; CMD's own status when CMD fails; 75 when the lock
-was not acquired in time (--timeout, --no-wait); 1 for any other error.
-Locks are taken on FILE.lock, the guard file the txfile library uses.";
+To change a file based on its current contents, use `edit`: CMD reads FILE
+under the lock. `cmd FILE | txfile write FILE` is not protected: cmd reads
+FILE before txfile takes the lock, so a change another writer makes in
+between is lost, and when cmd fails its (partial or empty) output still
+replaces FILE (empty input is refused unless --allow-empty).
+
+Exit status: 0 on success; CMD's own status when CMD fails (nothing is
+committed); 127 when CMD is not found, 126 when it cannot be executed; 75
+when the lock was not acquired in time (--timeout, --no-wait); 2 for a usage
+error; 1 for any other error, reported on one line (what failed, the path,
+why). Locks are taken on FILE.lock, the guard file the txfile library uses.";
 
 /// Locked, atomic, durable edits of a file from the shell.
 #[derive(Debug, Parser)]
@@ -30,14 +39,17 @@ pub(crate) struct Cli {
 pub(crate) enum Command {
     /// Replace FILE with the output of CMD, which reads the current contents on stdin.
     ///
-    /// Under FILE's lock, CMD runs with the current contents on its standard
-    /// input (nothing when FILE does not exist); its standard output becomes
-    /// the new contents, committed only if CMD exits with status 0. CMD's
-    /// standard error passes through. On SIGINT, SIGTERM or SIGHUP, CMD is
-    /// killed and nothing changes.
+    /// The safe read-modify-write: under FILE's lock, CMD runs with the
+    /// current contents on its standard input (nothing when FILE does not
+    /// exist); its standard output becomes the new contents, committed only
+    /// if CMD exits with status 0. CMD's standard error passes through. When
+    /// FILE does not exist and CMD prints nothing, FILE is left missing
+    /// unless --create is given. On SIGINT, SIGTERM or SIGHUP, CMD is killed
+    /// and nothing changes. `--` before CMD is optional.
     #[command(after_help = "\
-Example:
-  txfile edit /etc/hosts -- sed 's/^10\\.0\\.0\\.5 /10.0.0.6 /'")]
+Examples:
+  txfile edit /etc/hosts sed 's/^10\\.0\\.0\\.5 /10.0.0.6 /'
+  txfile edit state.json -- jq '.n += 1'")]
     Edit {
         #[command(flatten)]
         target: Target,
@@ -45,17 +57,29 @@ Example:
         locking: Locking,
         #[command(flatten)]
         writing: Writing,
+        /// When FILE does not exist and CMD prints nothing, create FILE
+        /// empty. By default it is left missing.
+        #[arg(long)]
+        create: bool,
         #[command(flatten)]
         cmd: Cmd,
     },
-    /// Replace FILE with standard input (a safe `sponge`).
+    /// Replace FILE with standard input (a safe `sponge`), refusing empty input.
     ///
     /// The lock is taken first and held while standard input is read; the new
-    /// contents are committed at end of input. On SIGINT, SIGTERM or SIGHUP
-    /// nothing changes.
+    /// contents are committed at end of input. Empty input is refused (exit
+    /// 1, FILE unchanged) unless --allow-empty is given: it is what a failed
+    /// command before the pipe leaves. On SIGINT, SIGTERM or SIGHUP nothing
+    /// changes.
+    ///
+    /// Not for read-modify-write: in `cmd FILE | txfile write FILE`, cmd reads
+    /// FILE before the lock is taken, so another writer's change made
+    /// meanwhile is lost, and txfile cannot see whether cmd failed. Use
+    /// `txfile edit FILE -- cmd` for that.
     #[command(after_help = "\
-Example:
-  grep -v '^#' settings | txfile write settings")]
+Examples:
+  generate-config | txfile write app.conf
+  txfile edit settings -- sed '/^#/d'   (not: sed '/^#/d' settings | txfile write settings)")]
     Write {
         #[command(flatten)]
         target: Target,
@@ -63,6 +87,9 @@ Example:
         locking: Locking,
         #[command(flatten)]
         writing: Writing,
+        /// Accept empty input, making FILE empty.
+        #[arg(long)]
+        allow_empty: bool,
     },
     /// Print the current contents of FILE.
     ///
@@ -77,11 +104,14 @@ Example:
     },
     /// Run CMD while holding FILE's lock, like flock(1) on FILE.lock.
     ///
-    /// Exits with CMD's status. On SIGINT, SIGTERM or SIGHUP, CMD is killed
-    /// before the lock is released, so it never runs unlocked.
+    /// Exits with CMD's status (127 when CMD is not found, 126 when it cannot
+    /// be executed). On SIGINT, SIGTERM or SIGHUP, CMD is killed before the
+    /// lock is released, so it never runs unlocked. Options go before CMD;
+    /// everything from CMD on is CMD's. `--` before CMD is optional.
     #[command(after_help = "\
-Example:
-  txfile lock --timeout 30 app.db -- ./migrate.sh")]
+Examples:
+  txfile lock state.json ./bump.sh
+  txfile lock --timeout 30 app.db -- ./migrate.sh --verbose")]
     Lock {
         #[command(flatten)]
         target: Target,
@@ -140,8 +170,9 @@ pub(crate) struct Writing {
 
 #[derive(Debug, Args)]
 pub(crate) struct Cmd {
-    /// The command to run, and its arguments.
-    #[arg(value_name = "CMD", required = true, num_args = 1.., last = true)]
+    /// The command to run, and its arguments (everything after FILE, or
+    /// after `--`).
+    #[arg(value_name = "CMD", required = true, num_args = 1.., trailing_var_arg = true)]
     pub(crate) argv: Vec<OsString>,
 }
 

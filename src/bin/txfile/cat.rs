@@ -1,10 +1,10 @@
 //! `txfile cat FILE`: print the current contents.
 //!
-//! This deliberately does not open a `TxFile`: that creates the guard file,
-//! which a reader may not be allowed to do (a file in `/etc`, a read-only
-//! directory) and does not need, since every committed version replaces the
-//! file whole by a rename, so one open descriptor always reads one complete
-//! version.
+//! This streams from one descriptor rather than calling `TxFile::read`,
+//! which would hold the whole file in memory. It takes no lock and creates
+//! nothing, so a reader who may not write the directory (a file in `/etc`)
+//! can use it: every committed version replaces the file whole by a rename,
+//! so one open descriptor always reads one complete version.
 
 use std::fs::File;
 use std::io::{self, Read, Write};

@@ -38,7 +38,7 @@ impl Running {
             .stdin(stdin)
             .stdout(stdout)
             .spawn()
-            .map_err(|e| Exit::io(format_args!("failed to run `{name}`"), e))?;
+            .map_err(|e| Exit::spawn(&name, e))?;
         Ok(Running {
             child,
             name,

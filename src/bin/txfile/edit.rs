@@ -12,7 +12,13 @@ use crate::child::Running;
 use crate::exit::{Exit, Outcome};
 use crate::{begin, pump, signals};
 
-pub(crate) fn run(target: &Target, locking: &Locking, writing: &Writing, cmd: &Cmd) -> Outcome {
+pub(crate) fn run(
+    target: &Target,
+    locking: &Locking,
+    writing: &Writing,
+    create: bool,
+    cmd: &Cmd,
+) -> Outcome {
     let file = args::options(target, locking, Some(writing)).open(&target.file)?;
     let mut tx = begin::begin(&file, locking)?;
     signals::catch()?;
@@ -26,12 +32,23 @@ pub(crate) fn run(target: &Target, locking: &Locking, writing: &Writing, cmd: &C
     let output = format!("output of `{}`", cmd.argv[0].to_string_lossy());
     // Dropping `child` on an early return kills CMD, which also ends both
     // helper threads by closing their pipes.
-    pump::copy(stdout, &output, &mut tx)?;
+    let copied = pump::copy(stdout, &output, &mut tx)?;
     let status = child.wait()?;
     if !status.success() {
         return Err(Exit::command(status));
     }
     feeder.join().expect("the feeder thread does not panic")?;
+    if copied == 0 && !tx.exists() && !create {
+        // Nothing in, nothing out (`jq .` on a missing file): creating an
+        // empty file would turn "no state yet" into "corrupt state".
+        eprintln!(
+            "txfile: `{}` does not exist and `{}` printed nothing: left it missing (--create creates it empty)",
+            tx.path(),
+            cmd.argv[0].to_string_lossy(),
+        );
+        tx.rollback();
+        return Ok(());
+    }
     // The last chance to honour a signal; once the commit runs it finishes.
     signals::check()?;
     tx.commit()?;

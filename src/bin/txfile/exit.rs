@@ -10,6 +10,12 @@ use std::process::{ExitCode, ExitStatus};
 pub(crate) const LOCK_BUSY: u8 = 75;
 /// Any failure of txfile itself.
 const FAILED: u8 = 1;
+/// A command line that does not parse (clap's and getopt tools' custom).
+pub(crate) const USAGE: u8 = 2;
+/// CMD exists but cannot be executed (the shell's status for this).
+const CANNOT_EXECUTE: u8 = 126;
+/// CMD was not found (the shell's status for this).
+const NOT_FOUND: u8 = 127;
 
 /// A command that did not succeed.
 #[derive(Debug)]
@@ -35,6 +41,34 @@ impl Exit {
     /// An I/O failure of an operation the tool does itself.
     pub(crate) fn io(what: impl Display, cause: io::Error) -> Exit {
         Exit::failed(what, &cause)
+    }
+
+    /// CMD could not be started: 127 when it does not exist, 126 when it
+    /// exists but cannot be executed, as shells report it; 1 otherwise (no
+    /// process could be created, for example).
+    pub(crate) fn spawn(name: &str, cause: io::Error) -> Exit {
+        #[cfg(unix)]
+        let not_executable = cause.raw_os_error() == Some(rustix::io::Errno::NOEXEC.raw_os_error());
+        #[cfg(not(unix))]
+        let not_executable = false;
+        let code = match cause.kind() {
+            io::ErrorKind::NotFound => NOT_FOUND,
+            io::ErrorKind::PermissionDenied => CANNOT_EXECUTE,
+            _ if not_executable => CANNOT_EXECUTE,
+            _ => FAILED,
+        };
+        Exit {
+            code,
+            ..Exit::io(format_args!("failed to run `{name}`"), cause)
+        }
+    }
+
+    /// A refusal to do what was asked, for the reason `why`; nothing changed.
+    pub(crate) fn refused(why: impl Display) -> Exit {
+        Exit {
+            code: FAILED,
+            message: Some(why.to_string()),
+        }
     }
 
     /// The lock on `path` was held and `--no-wait` was given.
@@ -80,21 +114,18 @@ impl Exit {
     }
 }
 
-/// Library errors name the operation and the path in their message and keep
-/// the cause as their source; a timeout has no cause but its own code.
+/// Library errors say what failed, on which path, and why in their message;
+/// their `source()` goes on past the cause they already print, so the chain
+/// prints each cause once. A timeout has its own code.
 impl From<txfile::Error> for Exit {
     fn from(err: txfile::Error) -> Exit {
         let code = match err {
             txfile::Error::Timeout { .. } => LOCK_BUSY,
             _ => FAILED,
         };
-        let message = match err.source() {
-            Some(cause) => format!("{err}: {}", chain(cause)),
-            None => err.to_string(),
-        };
         Exit {
             code,
-            message: Some(message),
+            message: Some(chain(&err)),
         }
     }
 }

@@ -25,10 +25,11 @@ use crate::exit::Outcome;
 fn main() -> ExitCode {
     let cli = match Cli::try_parse() {
         Ok(cli) => cli,
-        // Usage errors are "other errors" (1), not clap's customary 2.
+        // Usage errors are 2, as for clap and getopt-based tools; --help
+        // and --version print to standard output and succeed.
         Err(e) => {
             let _ = e.print();
-            return ExitCode::from(if e.use_stderr() { 1 } else { 0 });
+            return ExitCode::from(if e.use_stderr() { exit::USAGE } else { 0 });
         }
     };
     match run(cli.command) {
@@ -43,13 +44,15 @@ fn run(command: Command) -> Outcome {
             target,
             locking,
             writing,
+            create,
             cmd,
-        } => edit::run(&target, &locking, &writing, &cmd),
+        } => edit::run(&target, &locking, &writing, create, &cmd),
         Command::Write {
             target,
             locking,
             writing,
-        } => write::run(&target, &locking, &writing),
+            allow_empty,
+        } => write::run(&target, &locking, &writing, allow_empty),
         Command::Cat { target } => cat::run(&target),
         Command::Lock {
             target,

@@ -12,15 +12,15 @@ use std::sync::mpsc::{self, RecvTimeoutError};
 use std::thread;
 
 use crate::child::POLL;
-use crate::exit::{Exit, Outcome};
+use crate::exit::Exit;
 use crate::signals;
 
 const CHUNK: usize = 64 * 1024;
 const QUEUED: usize = 4;
 
-/// Copies everything `source` yields into `tx` (the transaction's writer).
-/// `source_name` names the stream in a read error ("standard input",
-/// "output of `sort`").
+/// Copies everything `source` yields into `tx` (the transaction's writer)
+/// and returns how many bytes that was. `source_name` names the stream in a
+/// read error ("standard input", "output of `sort`").
 ///
 /// On error or signal the helper thread may still be blocked reading; it
 /// ends when its pipe closes or the process exits.
@@ -28,16 +28,20 @@ pub(crate) fn copy(
     source: impl Read + Send + 'static,
     source_name: &str,
     tx: &mut impl Write,
-) -> Outcome {
+) -> Result<u64, Exit> {
     let (sender, chunks) = mpsc::sync_channel(QUEUED);
     thread::spawn(move || read_chunks(source, &sender));
+    let mut copied = 0;
     loop {
         signals::check()?;
         match chunks.recv_timeout(POLL) {
-            Ok(Ok(chunk)) => tx.write_all(&chunk).map_err(transaction_error)?,
+            Ok(Ok(chunk)) => {
+                tx.write_all(&chunk).map_err(transaction_error)?;
+                copied += chunk.len() as u64;
+            }
             Ok(Err(e)) => return Err(Exit::io(format_args!("failed to read {source_name}"), e)),
             Err(RecvTimeoutError::Timeout) => {}
-            Err(RecvTimeoutError::Disconnected) => return Ok(()),
+            Err(RecvTimeoutError::Disconnected) => return Ok(copied),
         }
     }
 }
