@@ -3,6 +3,7 @@
 use std::fmt;
 use std::io;
 use std::path::Path;
+use std::thread::ThreadId;
 
 use camino::{Utf8Path, Utf8PathBuf};
 
@@ -190,7 +191,7 @@ impl Batch {
         &self.members
     }
 
-    fn wait(&self) -> Wait {
+    pub(crate) fn wait(&self) -> Wait {
         Wait::within(
             self.members
                 .iter()
@@ -199,7 +200,7 @@ impl Batch {
         )
     }
 
-    fn timeout_error(&self) -> Error {
+    pub(crate) fn timeout_error(&self) -> Error {
         Error::Timeout {
             path: self.members[0].path().to_owned(),
             timeout: self
@@ -261,24 +262,37 @@ impl Batch {
     }
 
     fn start(&self, wait: Wait) -> Result<Option<BatchTransaction<'_>>, Error> {
-        let Some(locks) = self.lock_recovered(Mode::Exclusive, wait)? else {
+        let Some(locks) = self.lock_recovered(Mode::Exclusive, wait, Some(current_thread()))?
+        else {
             return Ok(None);
         };
+        self.prepare(locks).map(Some)
+    }
+
+    /// With every member's lock held and no journal pending: each member's
+    /// transaction.
+    pub(crate) fn prepare(&self, locks: Vec<Locked>) -> Result<BatchTransaction<'_>, Error> {
         let txs = self
             .members
             .iter()
             .zip(locks)
             .map(|(member, locked)| member.prepare(locked))
             .collect::<Result<Vec<_>, _>>()?;
-        Ok(Some(BatchTransaction { txs }))
+        Ok(BatchTransaction { txs })
     }
 
     /// Every member's lock (in member order) with no batch journal left
     /// under any member: a journal found is recovered, without the locks,
-    /// and the locks taken again. `Ok(None)` when `wait` ran out.
-    fn lock_recovered(&self, mode: Mode, wait: Wait) -> Result<Option<Vec<Locked>>, Error> {
+    /// and the locks taken again. `Ok(None)` when `wait` ran out. The locks
+    /// are `thread`'s, or no thread's (see [`TxFile::lock_for`]).
+    pub(crate) fn lock_recovered(
+        &self,
+        mode: Mode,
+        wait: Wait,
+        thread: Option<ThreadId>,
+    ) -> Result<Option<Vec<Locked>>, Error> {
         loop {
-            let Some(locks) = lock_all(&self.members, mode, wait)? else {
+            let Some(locks) = lock_all(&self.members, mode, wait, thread)? else {
                 return Ok(None);
             };
             let mut pending = None;
@@ -359,6 +373,18 @@ impl Batch {
         E: Into<BoxError>,
     {
         let mut tx = self.begin()?;
+        let value = self.apply(&mut tx, f)?;
+        tx.commit()?;
+        Ok(value)
+    }
+
+    /// The part of [`Batch::update_returning`] under the locks, before the
+    /// commit.
+    pub(crate) fn apply<F, T, E>(&self, tx: &mut BatchTransaction<'_>, f: F) -> Result<T, Error>
+    where
+        F: FnOnce(&[Option<&[u8]>]) -> Result<(Vec<Vec<u8>>, T), E>,
+        E: Into<BoxError>,
+    {
         for member in &mut tx.txs {
             member.old_bytes()?;
         }
@@ -390,7 +416,6 @@ impl Batch {
         for (member, contents) in tx.txs.iter_mut().zip(new) {
             member.set_contents(contents)?;
         }
-        tx.commit()?;
         Ok(value)
     }
 
@@ -414,9 +439,16 @@ impl Batch {
     /// # Ok::<(), Box<dyn std::error::Error>>(())
     /// ```
     pub fn read(&self) -> Result<Vec<Option<Vec<u8>>>, Error> {
-        let Some(_locks) = self.lock_recovered(Mode::Shared, self.wait())? else {
+        let Some(_locks) =
+            self.lock_recovered(Mode::Shared, self.wait(), Some(current_thread()))?
+        else {
             return Err(self.timeout_error());
         };
+        self.read_locked()
+    }
+
+    /// Every member's contents, with the (shared) locks held.
+    pub(crate) fn read_locked(&self) -> Result<Vec<Option<Vec<u8>>>, Error> {
         self.members
             .iter()
             .map(|member| {
@@ -429,12 +461,17 @@ impl Batch {
     }
 }
 
+fn current_thread() -> ThreadId {
+    std::thread::current().id()
+}
+
 /// Locks every member in the batch order (device and inode of the guard),
 /// returning the locks in member order; `Ok(None)` when `wait` ran out.
 pub(crate) fn lock_all(
     members: &[TxFile],
     mode: Mode,
     wait: Wait,
+    thread: Option<ThreadId>,
 ) -> Result<Option<Vec<Locked>>, Error> {
     let keys = members
         .iter()
@@ -444,7 +481,7 @@ pub(crate) fn lock_all(
     order.sort_by_key(|&i| keys[i]);
     let mut locks: Vec<Option<Locked>> = (0..members.len()).map(|_| None).collect();
     for i in order {
-        match members[i].lock(mode, wait)? {
+        match members[i].lock_for(mode, wait, thread)? {
             Some(locked) => locks[i] = Some(locked),
             None => return Ok(None),
         }
@@ -473,7 +510,7 @@ pub(crate) fn lock_all(
 /// ```
 #[must_use = "a batch transaction changes nothing until it is committed; dropping it rolls back"]
 pub struct BatchTransaction<'a> {
-    txs: Vec<Transaction<'a>>,
+    pub(crate) txs: Vec<Transaction<'a>>,
 }
 
 impl fmt::Debug for BatchTransaction<'_> {
@@ -553,6 +590,12 @@ impl<'a> BatchTransaction<'a> {
     /// # Ok::<(), Box<dyn std::error::Error>>(())
     /// ```
     pub fn commit(mut self) -> Result<(), Error> {
+        self.commit_in_place()
+    }
+
+    /// [`commit`](Self::commit) for a transaction that cannot be moved (the
+    /// async one); the caller drops it afterwards, as `commit` does.
+    pub(crate) fn commit_in_place(&mut self) -> Result<(), Error> {
         for tx in &mut self.txs {
             tx.check_process()?;
         }

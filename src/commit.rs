@@ -229,6 +229,7 @@ pub(crate) fn stage(tx: &mut Transaction<'_>) -> Result<(), Error> {
     }
     let mutant = mutant(file);
     if durable(file) && mutant != Mutant::NoFileFsync && mutant != Mutant::RenameBeforeFsync {
+        let _sync = crate::trace::step!("fsync", file.inner.path);
         sync(temp, mutant)?;
     }
     Ok(())
@@ -239,6 +240,7 @@ pub(crate) fn stage(tx: &mut Transaction<'_>) -> Result<(), Error> {
 pub(crate) fn install(tx: &mut Transaction<'_>) -> Result<(), Error> {
     let inner = &*tx.file.inner;
     let temp = tx.new.temp.as_mut().expect("staged before install");
+    let _rename = crate::trace::step!("rename", inner.path);
     if let Err(source) = inner.fs.rename(&temp.path, &inner.path) {
         return Err(Error::Rename {
             from: temp.path.clone(),
@@ -260,6 +262,7 @@ pub(crate) fn sync_dir(file: &TxFile, owed: bool) -> Result<bool, Error> {
     let inner = &*file.inner;
     let wanted = (durable(file) || owed) && mutant(file) != Mutant::NoDirFsync;
     if wanted {
+        let _sync = crate::trace::step!("sync_dir", inner.path);
         inner
             .dir
             .sync()

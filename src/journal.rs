@@ -507,7 +507,12 @@ pub(crate) fn recover(file: &TxFile) -> Result<(), Error> {
             }
         })
         .collect::<Result<Vec<_>, _>>()?;
-    let _locks = crate::batch::lock_all(&members, Mode::Exclusive, Wait::Forever)?;
+    let _locks = crate::batch::lock_all(
+        &members,
+        Mode::Exclusive,
+        Wait::Forever,
+        Some(std::thread::current().id()),
+    )?;
     let Some(mut journal) = Journal::open(fs, journal_path)? else {
         return Ok(());
     };

@@ -3,6 +3,12 @@
 // Library code reports through errors, never by printing.
 #![warn(clippy::print_stdout, clippy::print_stderr)]
 
+#[cfg(feature = "tokio")]
+mod async_batch;
+#[cfg(feature = "tokio")]
+mod async_file;
+#[cfg(feature = "tokio")]
+mod async_lock;
 mod batch;
 mod commit;
 mod error;
@@ -16,9 +22,14 @@ mod options;
 pub mod sim;
 mod stale;
 mod sys;
+mod trace;
 mod transaction;
 mod txfile;
 
+#[cfg(feature = "tokio")]
+pub use async_batch::{AsyncBatch, AsyncBatchTransaction, AsyncMember};
+#[cfg(feature = "tokio")]
+pub use async_file::{AsyncTransaction, AsyncTxFile};
 pub use batch::{Batch, BatchTransaction, recover};
 /// The UTF-8 path types txfile reports paths in ([`TxFile::path`],
 /// [`Error`]'s fields), re-exported so that users need not depend on camino.

@@ -369,6 +369,7 @@ impl OldFile {
 
     pub(crate) fn bytes(&mut self, path: &Utf8Path) -> Result<&[u8], Error> {
         if self.bytes.is_none() {
+            let _read = crate::trace::step!("read", path);
             let mut bytes = Vec::with_capacity(self.meta.size as usize + 1);
             read_all(
                 |buf, at| self.file.read_at(buf, at),
@@ -555,6 +556,7 @@ impl NewContents {
                     .insert(commit::create_temp(file, self.existing.as_ref())?)
             }
         };
+        let _write = crate::trace::step!("write", file.inner.path);
         write_all(temp.file.as_mut(), data).map_err(|e| Error::io(Op::Write, &temp.path, e))
     }
 

@@ -416,12 +416,25 @@ impl TxFile {
     /// by other threads than the one taking it calls [`GuardRef::lock`]
     /// with no owner instead.)
     pub(crate) fn lock(&self, mode: Mode, wait: Wait) -> Result<Option<Locked>, Error> {
+        self.lock_for(mode, wait, Some(std::thread::current().id()))
+    }
+
+    /// [`TxFile::lock`] for `thread`, or with no owner (`None`) for a lock
+    /// that moves between threads (the async API), which is then never
+    /// taken for re-entry.
+    pub(crate) fn lock_for(
+        &self,
+        mode: Mode,
+        wait: Wait,
+        thread: Option<std::thread::ThreadId>,
+    ) -> Result<Option<Locked>, Error> {
         let inner = &*self.inner;
+        let _wait = crate::trace::step!("lock_wait", inner.path);
         let fs = inner.fs.as_ref();
         let mutant = crate::commit::mutant(self);
         let holder = Holder {
             pid: std::process::id(),
-            thread: Some(std::thread::current().id()),
+            thread,
         };
         let mut last_seen = None;
         for _ in 0..MAX_GUARD_REOPENS {

@@ -4,7 +4,8 @@
 //! ```text
 //! CARGO_TARGET_DIR=/work/target-bench cargo bench --bench txbench            # everything
 //! CARGO_TARGET_DIR=/work/target-bench cargo bench --bench txbench -- --quick # fewer rounds, smaller files
-//! CARGO_TARGET_DIR=/work/target-bench cargo bench --bench txbench -- commit  # one part: commit, contention or memory
+//! CARGO_TARGET_DIR=/work/target-bench cargo bench --bench txbench -- commit  # one part: commit, contention, memory or async
+//! CARGO_TARGET_DIR=/work/target-bench cargo bench --bench txbench --features tokio -- async  # async against sync
 //! ```
 //!
 //! Its own harness (`harness = false`) rather than criterion, because every
@@ -14,6 +15,8 @@
 //! `--dir DIR` (or `TXFILE_BENCH_DIR`) picks the directory, which must be on
 //! the disk being measured (not tmpfs).
 
+#[cfg(feature = "tokio")]
+mod asynchronous;
 mod commit;
 mod contention;
 mod memory;
@@ -26,7 +29,8 @@ use clap::Parser;
 #[derive(Parser, Debug)]
 #[command(about = "txfile benchmarks: commit cost, contention, memory")]
 struct Args {
-    /// Parts to run: commit, contention, memory (all when none given).
+    /// Parts to run: commit, contention, memory, async (all when none given;
+    /// async needs `--features tokio`).
     parts: Vec<String>,
     /// Fewer rounds and smaller files, for a smoke run.
     #[arg(long)]
@@ -88,6 +92,12 @@ fn main() {
     }
     if wanted("memory") {
         memory::run(&dir, quick);
+    }
+    if wanted("async") {
+        #[cfg(feature = "tokio")]
+        asynchronous::run(&dir, quick);
+        #[cfg(not(feature = "tokio"))]
+        println!("(the async part needs `--features tokio`)\n");
     }
     std::fs::remove_dir_all(&dir).unwrap_or_else(|e| panic!("remove {dir}: {e}"));
 }
