@@ -368,8 +368,12 @@ impl Target for TxFile {
             .ok_or_else(|| self.timeout_error())
     }
 
+    /// `None` waits forever: no timeout, or one too large to add to now.
     fn deadline(&self) -> Option<Instant> {
-        self.inner.options.timeout.map(|t| Instant::now() + t)
+        self.inner
+            .options
+            .timeout
+            .and_then(|t| Instant::now().checked_add(t))
     }
 
     fn timeout_error(&self) -> Error {
