@@ -180,11 +180,7 @@ impl TxFile {
         if guard_path == path {
             return Err(invalid("it cannot be its own lock file"));
         }
-        let foreign = if crate::commit::mutant_of(&options) == Mutant::MarkForeignGuard {
-            Foreign::Trust
-        } else {
-            Foreign::Refuse
-        };
+        let foreign = foreign_policy(&options);
         // A first look that creates nothing: refuse a file that is not a
         // guard before the directory is even opened. (Opening the guard
         // checks again, on the descriptor.)
@@ -262,11 +258,7 @@ impl TxFile {
     fn open_guard(&self) -> Result<GuardRef, Error> {
         let inner = &*self.inner;
         let fs = inner.fs.as_ref();
-        let foreign = if crate::commit::mutant_of(&inner.options) == Mutant::MarkForeignGuard {
-            Foreign::Trust
-        } else {
-            Foreign::Refuse
-        };
+        let foreign = foreign_policy(&inner.options);
         GuardRef::open(fs, &inner.guard_path, &inner.path, foreign, || {
             guard_perms(fs, &inner.path, &inner.dir_path)
         })
@@ -694,6 +686,17 @@ where
 
 /// `path` as camino's UTF-8 path, which the crate uses inside (and in the
 /// paths it reports); a path that is not UTF-8 is refused, not mangled.
+/// Whether something that is not a guard at the guard path is refused (the
+/// protocol) or trusted (the `MarkForeignGuard` mutant): decided once here
+/// for the early look at `open` and for the real open of the guard.
+fn foreign_policy(options: &Options) -> Foreign {
+    if crate::commit::mutant_of(options) == Mutant::MarkForeignGuard {
+        Foreign::Trust
+    } else {
+        Foreign::Refuse
+    }
+}
+
 pub(crate) fn utf8_path(path: &Path) -> Result<&Utf8Path, Error> {
     Utf8Path::from_path(path).ok_or_else(|| Error::InvalidPath {
         path: Utf8PathBuf::from(path.to_string_lossy().into_owned()),
