@@ -793,7 +793,7 @@ mod tests {
     use camino::{Utf8Path, Utf8PathBuf};
 
     use super::*;
-    use crate::fs::{GuardFile, Meta, ReadFile, TempFile};
+    use crate::fs::{GuardFile, Meta, ReadFile, WriteFile};
     use crate::sim::SimFs;
 
     /// A filesystem on which the guard path never names the inode that was
@@ -842,13 +842,13 @@ mod tests {
             prefix: &str,
             suffix: &str,
             mode: u32,
-        ) -> io::Result<(Utf8PathBuf, Box<dyn TempFile>)> {
+        ) -> io::Result<(Utf8PathBuf, Box<dyn WriteFile>)> {
             self.0.create_temp(dir, prefix, suffix, mode)
         }
-        fn create_new(&self, path: &Utf8Path, mode: u32) -> io::Result<Box<dyn TempFile>> {
+        fn create_new(&self, path: &Utf8Path, mode: u32) -> io::Result<Box<dyn WriteFile>> {
             self.0.create_new(path, mode)
         }
-        fn open_write(&self, path: &Utf8Path) -> io::Result<Option<Box<dyn TempFile>>> {
+        fn open_write(&self, path: &Utf8Path) -> io::Result<Option<Box<dyn WriteFile>>> {
             self.0.open_write(path)
         }
         fn rename(&self, from: &Utf8Path, to: &Utf8Path) -> io::Result<()> {

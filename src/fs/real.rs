@@ -7,7 +7,8 @@ use std::sync::Arc;
 use camino::{Utf8Path, Utf8PathBuf};
 
 use super::{
-    DirHandle, Fs, GuardFile, GuardPerms, LockHeld, Locking, Marker, Meta, ReadFile, TempFile,
+    Blocking, DirHandle, Fs, GuardFile, GuardPerms, LockHeld, Locking, Marker, Meta, Mode,
+    ReadFile, WriteFile,
 };
 use crate::{LockStyle, sys};
 
@@ -83,18 +84,18 @@ impl Fs for RealFs {
         prefix: &str,
         suffix: &str,
         mode: u32,
-    ) -> io::Result<(Utf8PathBuf, Box<dyn TempFile>)> {
+    ) -> io::Result<(Utf8PathBuf, Box<dyn WriteFile>)> {
         let (path, file) = sys::create_temp(dir, prefix, suffix, crate::names::RANDOM_LEN, mode)?;
         Ok((utf8(path)?, Box::new(RealFile(file))))
     }
 
-    fn create_new(&self, path: &Utf8Path, mode: u32) -> io::Result<Box<dyn TempFile>> {
+    fn create_new(&self, path: &Utf8Path, mode: u32) -> io::Result<Box<dyn WriteFile>> {
         Ok(Box::new(RealFile(sys::create_new(path, mode)?)))
     }
 
-    fn open_write(&self, path: &Utf8Path) -> io::Result<Option<Box<dyn TempFile>>> {
+    fn open_write(&self, path: &Utf8Path) -> io::Result<Option<Box<dyn WriteFile>>> {
         Ok(not_found_to_none(sys::open_write(path))?
-            .map(|f| Box::new(RealFile(f)) as Box<dyn TempFile>))
+            .map(|f| Box::new(RealFile(f)) as Box<dyn WriteFile>))
     }
 
     fn rename(&self, from: &Utf8Path, to: &Utf8Path) -> io::Result<()> {
@@ -131,7 +132,7 @@ impl ReadFile for RealFile {
     }
 }
 
-impl TempFile for RealFile {
+impl WriteFile for RealFile {
     fn meta(&self) -> io::Result<Meta> {
         ReadFile::meta(self)
     }
@@ -211,9 +212,11 @@ impl GuardFile for RealGuard {
     fn lock(
         &self,
         kind: LockStyle,
-        shared: bool,
-        wait: bool,
+        mode: Mode,
+        blocking: Blocking,
     ) -> io::Result<Option<Box<dyn LockHeld>>> {
+        let shared = mode == Mode::Shared;
+        let wait = blocking == Blocking::Block;
         Ok(sys::lock(&self.file, kind, shared, wait)?
             .map(|held| Box::new(held) as Box<dyn LockHeld>))
     }

@@ -10,7 +10,8 @@ use super::state::{DataOp, Disk, EntryOp, Owner, State, Step, down};
 use super::{OpKind, SimFs};
 use crate::LockStyle;
 use crate::fs::{
-    DirHandle, Fs, GuardFile, GuardPerms, LockHeld, Locking, Marker, Meta, ReadFile, TempFile,
+    Blocking, DirHandle, Fs, GuardFile, GuardPerms, LockHeld, Locking, Marker, Meta, Mode,
+    ReadFile, WriteFile,
 };
 
 impl SimFs {
@@ -126,7 +127,7 @@ impl Fs for SimFs {
         prefix: &str,
         suffix: &str,
         mode: u32,
-    ) -> io::Result<(Utf8PathBuf, Box<dyn TempFile>)> {
+    ) -> io::Result<(Utf8PathBuf, Box<dyn WriteFile>)> {
         self.op(OpKind::CreateTemp, dir, |s| {
             let dir_ino = s.disk.lookup(dir)?.ok_or_else(|| {
                 io::Error::new(io::ErrorKind::NotFound, format!("no directory `{dir}`"))
@@ -140,7 +141,7 @@ impl Fs for SimFs {
                     Ok(ino) => {
                         let path = dir.join(&name);
                         let file = SimFile::new(self, ino, &path);
-                        return Ok((path, Box::new(file) as Box<dyn TempFile>));
+                        return Ok((path, Box::new(file) as Box<dyn WriteFile>));
                     }
                     Err(e) if e.kind() == io::ErrorKind::AlreadyExists => {}
                     Err(e) => return Err(e),
@@ -149,22 +150,22 @@ impl Fs for SimFs {
         })
     }
 
-    fn create_new(&self, path: &Utf8Path, mode: u32) -> io::Result<Box<dyn TempFile>> {
+    fn create_new(&self, path: &Utf8Path, mode: u32) -> io::Result<Box<dyn WriteFile>> {
         self.op(OpKind::CreateNew, path, |s| {
             let (dir, name) = s.disk.parent(path)?;
             let ino = s.disk.create_file(dir, &name, mode)?;
-            Ok(Box::new(SimFile::new(self, ino, path)) as Box<dyn TempFile>)
+            Ok(Box::new(SimFile::new(self, ino, path)) as Box<dyn WriteFile>)
         })
     }
 
-    fn open_write(&self, path: &Utf8Path) -> io::Result<Option<Box<dyn TempFile>>> {
+    fn open_write(&self, path: &Utf8Path) -> io::Result<Option<Box<dyn WriteFile>>> {
         self.op(OpKind::OpenWrite, path, |s| {
             let Some(ino) = s.disk.lookup(path)? else {
                 return Ok(None);
             };
             s.disk.file(ino)?;
             Ok(Some(
-                Box::new(SimFile::new(self, ino, path)) as Box<dyn TempFile>
+                Box::new(SimFile::new(self, ino, path)) as Box<dyn WriteFile>
             ))
         })
     }
@@ -330,7 +331,7 @@ fn sync_file(fs: &SimFs, ino: u64, path: &Utf8Path) -> io::Result<()> {
     }
 }
 
-impl TempFile for SimFile {
+impl WriteFile for SimFile {
     fn meta(&self) -> io::Result<Meta> {
         ReadFile::meta(self)
     }
@@ -478,9 +479,10 @@ impl GuardFile for SimGuard {
     fn lock(
         &self,
         kind: LockStyle,
-        shared: bool,
-        wait: bool,
+        mode: Mode,
+        blocking: Blocking,
     ) -> io::Result<Option<Box<dyn LockHeld>>> {
+        let shared = mode == Mode::Shared;
         let owner = match kind {
             LockStyle::Flock => Owner::File(self.handle),
             LockStyle::Posix => Owner::Process(self.fs.id),
@@ -508,7 +510,7 @@ impl GuardFile for SimGuard {
                     owner,
                 })));
             }
-            if !wait {
+            if blocking == Blocking::Try {
                 return Ok(None);
             }
             state = self.fs.wait_freed(state);

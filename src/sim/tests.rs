@@ -6,7 +6,7 @@ use camino::Utf8Path;
 
 use super::{Enumeration, Fault, SimFs};
 use crate::LockStyle;
-use crate::fs::Fs;
+use crate::fs::{Blocking, Fs, Mode};
 
 fn machine() -> SimFs {
     let sim = SimFs::new();
@@ -153,7 +153,7 @@ fn locks_vanish_at_a_crash() {
         .open_guard(Utf8Path::new("/d/a.lock"), PERMS)
         .expect("guard");
     let held = guard
-        .lock(LockStyle::Posix, false, false)
+        .lock(LockStyle::Posix, Mode::Exclusive, Blocking::Try)
         .expect("lock")
         .expect("free");
     let other = sim.process();
@@ -162,7 +162,7 @@ fn locks_vanish_at_a_crash() {
         .expect("guard");
     assert!(
         theirs
-            .lock(LockStyle::Posix, false, false)
+            .lock(LockStyle::Posix, Mode::Exclusive, Blocking::Try)
             .expect("try")
             .is_none()
     );
@@ -174,7 +174,7 @@ fn locks_vanish_at_a_crash() {
             .expect("guard");
         assert!(
             guard
-                .lock(LockStyle::Posix, false, false)
+                .lock(LockStyle::Posix, Mode::Exclusive, Blocking::Try)
                 .expect("lock")
                 .is_some()
         );
