@@ -7,10 +7,11 @@ use std::thread::ThreadId;
 
 use camino::{Utf8Path, Utf8PathBuf};
 
-use crate::commit::{self, Mutant};
+use crate::commit;
 use crate::error::{BoxError, Op};
 use crate::guard::{Locked, Mode, Wait};
 use crate::journal::{self, Record};
+use crate::mutants::{Mutant, active};
 use crate::transaction::Transaction;
 use crate::{Error, Options, TxFile};
 
@@ -649,7 +650,7 @@ fn commit_all(mut txs: Vec<&mut Transaction<'_>>) -> Result<(), Error> {
     }
     let first = txs[0].file;
     let fs = first.inner.fs.as_ref();
-    let mutant = commit::mutant(first);
+    let options = &first.inner.options;
     let members: Vec<TxFile> = txs.iter().map(|tx| tx.file.clone()).collect();
     let records: Vec<Record> = txs
         .iter()
@@ -670,7 +671,7 @@ fn commit_all(mut txs: Vec<&mut Transaction<'_>>) -> Result<(), Error> {
             }
         })
         .collect();
-    if mutant == Mutant::BatchRenameBeforeJournal {
+    if active(options.mutant, Mutant::BatchRenameBeforeJournal) {
         rename_all(&mut txs, &records)?;
     }
 
@@ -695,7 +696,7 @@ fn commit_all(mut txs: Vec<&mut Transaction<'_>>) -> Result<(), Error> {
         let entry = journal::encode(&records);
         crate::transaction::write_all(journal.as_mut(), &entry)
             .map_err(|e| Error::io(Op::Write, &names[0], e))?;
-        if commit::durable(first) && mutant != Mutant::BatchNoJournalFsync {
+        if commit::durable(first) && !active(options.mutant, Mutant::BatchNoJournalFsync) {
             if let Err(e) = journal.sync() {
                 // The records may have reached the disk anyway. Removing the
                 // names and staged files now could leave, after a crash, one
@@ -742,7 +743,7 @@ fn commit_all(mut txs: Vec<&mut Transaction<'_>>) -> Result<(), Error> {
     for tx in txs.iter_mut() {
         tx.unsynced = true;
     }
-    if mutant != Mutant::BatchRenameBeforeJournal {
+    if !active(options.mutant, Mutant::BatchRenameBeforeJournal) {
         rename_all(&mut txs, &records)?;
     }
     journal::sync_dirs(&members)?;

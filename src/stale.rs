@@ -16,6 +16,7 @@
 
 use std::io;
 
+use crate::mutants::{Mutant, active};
 use crate::transaction::OldFile;
 use crate::{Error, Op, TxFile};
 
@@ -23,7 +24,7 @@ use crate::{Error, Op, TxFile};
 /// its name is not resolved from a stale cache.
 pub(crate) fn open_current(file: &TxFile) -> Result<Option<OldFile>, Error> {
     let inner = &*file.inner;
-    if inner.on_nfs && crate::commit::mutant(file) != crate::commit::Mutant::NoNfsRevalidate {
+    if inner.on_nfs && !active(inner.options.mutant, Mutant::NoNfsRevalidate) {
         drop(
             inner
                 .fs

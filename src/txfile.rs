@@ -6,10 +6,10 @@ use std::sync::{Arc, Mutex, PoisonError};
 
 use camino::{Utf8Component, Utf8Path, Utf8PathBuf};
 
-use crate::commit::Mutant;
 use crate::error::{BoxError, Op};
 use crate::fs::{DirHandle, Fs, GuardPerms, Kind, Marker, real::RealFs};
 use crate::guard::{Foreign, Got, GuardRef, Holder, Locked, Mode, Wait};
+use crate::mutants::{Mutant, active};
 use crate::transaction::Transaction;
 use crate::{Error, Options, Symlinks, journal, names};
 
@@ -423,7 +423,7 @@ impl TxFile {
         let inner = &*self.inner;
         let _wait = crate::trace::step!("lock_wait", inner.path);
         let fs = inner.fs.as_ref();
-        let mutant = crate::commit::mutant(self);
+        let options = &self.inner.options;
         let holder = Holder {
             pid: std::process::id(),
             thread,
@@ -431,11 +431,11 @@ impl TxFile {
         let mut last_seen = None;
         for _ in 0..MAX_GUARD_REOPENS {
             let guard = self.guard()?;
-            if !guard.registered_by(holder.pid) && mutant != Mutant::NoForkCheck {
+            if !guard.registered_by(holder.pid) && !active(options.mutant, Mutant::NoForkCheck) {
                 self.reopen_guard(&guard)?;
                 continue;
             }
-            let one_kind = mutant == Mutant::OneLockKind;
+            let one_kind = active(options.mutant, Mutant::OneLockKind);
             let got = guard
                 .lock(inner.options.lock_style, mode, wait, holder, one_kind)
                 .map_err(|e| Error::io(Op::Lock, &inner.guard_path, e))?;
@@ -451,7 +451,7 @@ impl TxFile {
             let now = fs
                 .lstat(&inner.guard_path)
                 .map_err(|e| Error::io(Op::Stat, &inner.guard_path, e))?;
-            let trusted = mutant == Mutant::NoGuardIdentityCheck;
+            let trusted = active(options.mutant, Mutant::NoGuardIdentityCheck);
             if trusted || now.is_some_and(|meta| guard.is_inode(fs, &meta)) {
                 let mut locked = locked;
                 if mode == Mode::Exclusive {
@@ -533,7 +533,7 @@ impl TxFile {
                     && *target_owner.get_or_insert_with(|| {
                         fs.lstat(&inner.path).ok().flatten().map(|m| m.uid)
                     }) == Some(meta.uid));
-            if ours || crate::commit::mutant(self) == Mutant::SweepForeignTemp {
+            if ours || active(self.inner.options.mutant, Mutant::SweepForeignTemp) {
                 // Gone already, or not ours to remove after all: skip.
                 let _ = fs.remove_file(&path);
             }
@@ -660,6 +660,28 @@ impl TxFile {
     }
 }
 
+/// Opening a handle is the handle's business; the options only describe it.
+impl Options {
+    /// Opens a handle on `path` with these options.
+    ///
+    /// # Errors
+    ///
+    /// As for [`TxFile::open`].
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// # let dir = tempfile::tempdir()?;
+    /// # let path = camino::Utf8Path::from_path(dir.path()).unwrap().join("data");
+    /// let file = txfile::Options::new().open(&path)?;
+    /// assert_eq!(file.read()?, None);
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
+    pub fn open(&self, path: impl AsRef<Path>) -> Result<TxFile, Error> {
+        TxFile::with_options(path.as_ref(), self.clone())
+    }
+}
+
 /// Reads, changes and commits `path` in one locked transaction; shorthand for
 /// [`TxFile::open`] then [`TxFile::update`]. Keep a [`TxFile`] instead when
 /// updating the same file repeatedly.
@@ -690,7 +712,7 @@ where
 /// protocol) or trusted (the `MarkForeignGuard` mutant): decided once here
 /// for the early look at `open` and for the real open of the guard.
 fn foreign_policy(options: &Options) -> Foreign {
-    if crate::commit::mutant_of(options) == Mutant::MarkForeignGuard {
+    if active(options.mutant, Mutant::MarkForeignGuard) {
         Foreign::Trust
     } else {
         Foreign::Refuse
