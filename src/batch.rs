@@ -12,7 +12,7 @@ use crate::error::{BoxError, Op};
 use crate::guard::{Locked, Mode, Wait};
 use crate::journal::{self, Record};
 use crate::mutants::{Mutant, active};
-use crate::transaction::Transaction;
+use crate::state::Transaction;
 use crate::{Error, Options, TxFile};
 
 /// Several files updated as one: after a commit, or after a crash and the
@@ -293,7 +293,7 @@ impl Batch {
         thread: Option<ThreadId>,
     ) -> Result<Option<Vec<Locked>>, Error> {
         loop {
-            let Some(locks) = lock_all(&self.members, mode, wait, thread)? else {
+            let Some(locks) = TxFile::lock_all(&self.members, mode, wait, thread)? else {
                 return Ok(None);
             };
             let mut pending = None;
@@ -464,30 +464,6 @@ impl Batch {
 
 fn current_thread() -> ThreadId {
     std::thread::current().id()
-}
-
-/// Locks every member in the batch order (device and inode of the guard),
-/// returning the locks in member order; `Ok(None)` when `wait` ran out.
-pub(crate) fn lock_all(
-    members: &[TxFile],
-    mode: Mode,
-    wait: Wait,
-    thread: Option<ThreadId>,
-) -> Result<Option<Vec<Locked>>, Error> {
-    let keys = members
-        .iter()
-        .map(TxFile::order_key)
-        .collect::<Result<Vec<_>, _>>()?;
-    let mut order: Vec<usize> = (0..members.len()).collect();
-    order.sort_by_key(|&i| keys[i]);
-    let mut locks: Vec<Option<Locked>> = (0..members.len()).map(|_| None).collect();
-    for i in order {
-        match members[i].lock_for(mode, wait, thread)? {
-            Some(locked) => locks[i] = Some(locked),
-            None => return Ok(None),
-        }
-    }
-    Ok(Some(locks.into_iter().flatten().collect()))
 }
 
 /// One locked update of every member of a [`Batch`]; see [`Batch::begin`].
@@ -694,7 +670,7 @@ fn commit_all(mut txs: Vec<&mut Transaction<'_>>) -> Result<(), Error> {
         journal::sync_dirs(&members)?;
         // The commit point: the journal's records, durable.
         let entry = journal::encode(&records);
-        crate::transaction::write_all(journal.as_mut(), &entry)
+        crate::fs::write_all(journal.as_mut(), &entry)
             .map_err(|e| Error::io(Op::Write, &names[0], e))?;
         if commit::durable(first) && !active(options.mutant, Mutant::BatchNoJournalFsync) {
             if let Err(e) = journal.sync() {
@@ -708,9 +684,7 @@ fn commit_all(mut txs: Vec<&mut Transaction<'_>>) -> Result<(), Error> {
                 // damage the commit entry).
                 let voided = journal
                     .seek(journal::next_block(entry.len()) as u64)
-                    .and_then(|()| {
-                        crate::transaction::write_all(journal.as_mut(), &journal::encode_void())
-                    })
+                    .and_then(|()| crate::fs::write_all(journal.as_mut(), &journal::encode_void()))
                     .and_then(|()| journal.sync())
                     .is_ok();
                 undecided = !voided;

@@ -20,56 +20,8 @@ use crate::error::Op;
 use crate::fs::Meta;
 use crate::guard::Locked;
 use crate::mutants::{Mutant, active};
-use crate::transaction::{BUFFER, Existing, NewContents, OldFile, Temp, Transaction};
-use crate::{Durability, Error, Symlinks, TxFile, names};
-
-/// Whether `name` is a temporary file that a dead writer of `file`'s target
-/// left behind.
-pub(crate) fn is_stale_temp(file: &TxFile, name: &str) -> bool {
-    if active(file.inner.options.mutant, Mutant::SweepForeignTemp) {
-        let stem = file.inner.temp_prefix.trim_end_matches('.');
-        return name.starts_with(stem) && name.contains(".t");
-    }
-    names::is_temp_of(&file.inner.temp_prefix, name)
-}
-
-/// Creates the temporary file. When it will replace an existing target it
-/// is created with the target's permission bits (the umask can only narrow
-/// them), so the new contents are never more exposed than the old, and at
-/// commit it gets the target's owner, access ACL and exact mode (usually
-/// with no call at all); a new target is created with the configured mode,
-/// and only creation applies the umask. A target with an ACL has its ACL
-/// mask in its group bits, not the owning group's rights: its temporary
-/// file starts with the owner's bits only, until the ACL is copied.
-pub(crate) fn create_temp(file: &TxFile, existing: Option<&Existing>) -> Result<Temp, Error> {
-    let inner = &*file.inner;
-    let acl = match existing {
-        Some(existing) => existing
-            .file
-            .acl()
-            .map_err(|e| Error::io(Op::Read, &inner.path, e))?,
-        None => None,
-    };
-    let mode = match (existing, &acl) {
-        (None, _) => inner.options.mode,
-        (Some(existing), None) => existing.mode & 0o777,
-        (Some(existing), Some(_)) => existing.mode & 0o700,
-    };
-    let (path, handle) = inner
-        .fs
-        .create_temp(
-            &inner.dir_path,
-            &inner.temp_prefix,
-            names::temp_suffix(),
-            mode,
-        )
-        .map_err(|e| Error::io(Op::CreateTemp, &inner.dir_path, e))?;
-    Ok(Temp {
-        path,
-        file: handle,
-        acl,
-    })
-}
+use crate::state::{BUFFER, NewContents, OldFile, Temp, Transaction};
+use crate::{Durability, Error, Symlinks, TxFile};
 
 pub(crate) fn commit(tx: &mut Transaction<'_>) -> Result<(), Error> {
     if !check(tx)? {

@@ -335,7 +335,7 @@ impl Journal {
             return Ok(None);
         };
         let mut bytes = Vec::new();
-        crate::transaction::read_all(|buf, at| file.read_at(buf, at), &mut bytes, 0)
+        crate::fs::read_all(|buf, at| file.read_at(buf, at), &mut bytes, 0)
             .map_err(|e| Error::io(Op::Read, path, e))?;
         Ok(Some(Journal { file, bytes }))
     }
@@ -395,7 +395,7 @@ impl Journal {
         self.file
             .seek(at as u64)
             .map_err(|e| Error::io(Op::Write, path, e))?;
-        crate::transaction::write_all(self.file.as_mut(), &entry)
+        crate::fs::write_all(self.file.as_mut(), &entry)
             .map_err(|e| Error::io(Op::Write, path, e))?;
         self.file.sync().map_err(|e| Error::io(Op::Sync, path, e))
     }
@@ -556,7 +556,7 @@ pub(crate) fn recover(file: &TxFile) -> Result<(), Error> {
             }
         })
         .collect::<Result<Vec<_>, _>>()?;
-    let _locks = crate::batch::lock_all(
+    let _locks = TxFile::lock_all(
         &members,
         Mode::Exclusive,
         Wait::Forever,

@@ -22,6 +22,7 @@ mod options;
 #[cfg(feature = "sim")]
 pub mod sim;
 mod stale;
+mod state;
 mod sys;
 mod trace;
 mod transaction;

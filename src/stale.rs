@@ -17,7 +17,7 @@
 use std::io;
 
 use crate::mutants::{Mutant, active};
-use crate::transaction::OldFile;
+use crate::state::OldFile;
 use crate::{Error, Op, TxFile};
 
 /// Opens the target's current version, making sure first, on NFS, that

@@ -518,7 +518,7 @@ impl TxFile {
         let euid = fs.euid();
         let mut target_owner = None;
         for name in names {
-            if !crate::commit::is_stale_temp(self, &name) {
+            if !is_stale_temp(self, &name) {
                 continue;
             }
             let path = inner.dir_path.join(&name);
@@ -658,6 +658,43 @@ impl TxFile {
             None => Ok(None),
         })
     }
+}
+
+/// Several handles locked together (a batch, or recovery of its journal).
+impl TxFile {
+    /// Locks every member in the batch order (device and inode of the guard),
+    /// returning the locks in member order; `Ok(None)` when `wait` ran out.
+    pub(crate) fn lock_all(
+        members: &[TxFile],
+        mode: Mode,
+        wait: Wait,
+        thread: Option<std::thread::ThreadId>,
+    ) -> Result<Option<Vec<Locked>>, Error> {
+        let keys = members
+            .iter()
+            .map(TxFile::order_key)
+            .collect::<Result<Vec<_>, _>>()?;
+        let mut order: Vec<usize> = (0..members.len()).collect();
+        order.sort_by_key(|&i| keys[i]);
+        let mut locks: Vec<Option<Locked>> = (0..members.len()).map(|_| None).collect();
+        for i in order {
+            match members[i].lock_for(mode, wait, thread)? {
+                Some(locked) => locks[i] = Some(locked),
+                None => return Ok(None),
+            }
+        }
+        Ok(Some(locks.into_iter().flatten().collect()))
+    }
+}
+
+/// Whether `name` is a temporary file that a dead writer of `file`'s target
+/// left behind.
+fn is_stale_temp(file: &TxFile, name: &str) -> bool {
+    if active(file.inner.options.mutant, Mutant::SweepForeignTemp) {
+        let stem = file.inner.temp_prefix.trim_end_matches('.');
+        return name.starts_with(stem) && name.contains(".t");
+    }
+    names::is_temp_of(&file.inner.temp_prefix, name)
 }
 
 /// Opening a handle is the handle's business; the options only describe it.

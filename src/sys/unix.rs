@@ -8,8 +8,7 @@ use std::sync::Arc;
 use camino::Utf8Path;
 use rustix::fs::FlockOperation;
 
-use crate::LockStyle;
-use crate::fs::{GuardPerms, Kind, Meta};
+use crate::fs::{GuardPerms, Kind, LockStyle, Meta};
 
 /// Flags that keep an open from following a planted symbolic link or
 /// blocking on a FIFO or device (what it opened is checked with `fstat`
