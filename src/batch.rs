@@ -98,7 +98,8 @@ impl Batch {
     ///
     /// # Errors
     ///
-    /// [`Error::InvalidPath`] when there is no member, when a target appears
+    /// [`Error::EmptyBatch`] when there is no member; [`Error::InvalidPath`]
+    /// (naming the member) when a target appears
     /// twice (however it is spelled: members are compared by their
     /// directory's identity and name, not by path), or when members are on
     /// different filesystems (a batch commit links one journal beside every
@@ -119,10 +120,7 @@ impl Batch {
     pub fn new(files: impl IntoIterator<Item = TxFile>) -> Result<Batch, Error> {
         let members: Vec<TxFile> = files.into_iter().collect();
         let Some(first) = members.first() else {
-            return Err(Error::InvalidPath {
-                path: Utf8PathBuf::new(),
-                reason: "a batch needs at least one member",
-            });
+            return Err(Error::EmptyBatch);
         };
         if members.len() > journal::MAX_RECORDS {
             return Err(Error::InvalidPath {
@@ -659,11 +657,11 @@ fn commit_all(mut txs: Vec<&mut Transaction<'_>>) -> Result<(), Error> {
     let result = (|| {
         let mut journal = fs
             .create_new(&names[0], 0o600)
-            .map_err(|e| Error::io(Op::CreateTemp, &names[0], e))?;
+            .map_err(|e| Error::io(Op::CreateJournal, &names[0], e))?;
         created.push(&names[0]);
         for name in &names[1..] {
             fs.link(&names[0], name)
-                .map_err(|e| Error::io(Op::CreateTemp, name, e))?;
+                .map_err(|e| Error::io(Op::LinkJournal, name, e))?;
             created.push(name);
         }
         // The staged files' names and the journal's, durable.
