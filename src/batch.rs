@@ -576,7 +576,7 @@ impl<'a> BatchTransaction<'a> {
         }
         let mut changed = Vec::new();
         for (i, tx) in self.txs.iter_mut().enumerate() {
-            if commit::check(tx)? {
+            if commit::check(tx)? == commit::Checked::Changed {
                 changed.push(i);
             }
         }

@@ -24,7 +24,7 @@ use crate::state::{BUFFER, NewContents, OldFile, Temp, Transaction};
 use crate::{Durability, Error, Symlinks, TxFile};
 
 pub(crate) fn commit(tx: &mut Transaction<'_>) -> Result<(), Error> {
-    if !check(tx)? {
+    if check(tx)? == Checked::Unchanged {
         return Ok(());
     }
     stage(tx)?;
@@ -53,9 +53,19 @@ pub(crate) fn finish(tx: &mut Transaction<'_>) -> Result<(), Error> {
     Ok(())
 }
 
+/// What steps 1 and 2 found.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum Checked {
+    /// The new contents equal the old ones: nothing to write (the version
+    /// in place is vouched for, see `vouch`).
+    Unchanged,
+    /// The new contents differ: stage, install and finish them.
+    Changed,
+}
+
 /// Steps 1 and 2: refuses a transaction whose writes failed or whose target
-/// an outside writer changed; `Ok(false)` when there is nothing to do.
-pub(crate) fn check(tx: &mut Transaction<'_>) -> Result<bool, Error> {
+/// an outside writer changed; says whether there is anything to do.
+pub(crate) fn check(tx: &mut Transaction<'_>) -> Result<Checked, Error> {
     if tx.new.failed {
         return Err(tx.new.failed_error(tx.file));
     }
@@ -65,10 +75,10 @@ pub(crate) fn check(tx: &mut Transaction<'_>) -> Result<bool, Error> {
     if unchanged(tx)? {
         check_no_outside_writer(tx.file, began)?;
         vouch(tx)?;
-        return Ok(false);
+        return Ok(Checked::Unchanged);
     }
     check_no_outside_writer(tx.file, began)?;
-    Ok(true)
+    Ok(Checked::Changed)
 }
 
 /// A no-op commit says the version in place is the caller's, so a durable

@@ -119,9 +119,10 @@ pub(crate) fn encode_void() -> Vec<u8> {
     encode_entry(VOID, &[])
 }
 
-/// Why bytes are not an entry: torn by a crash, or not one.
+/// Why a journal's bytes are not acted on: torn by a crash, not an entry at
+/// all, or an entry txfile could not have written for this member (forged).
 #[derive(Debug, PartialEq, Eq)]
-pub(crate) struct Torn(pub(crate) &'static str);
+pub(crate) struct Rejected(pub(crate) &'static str);
 
 /// A journal's decision, from its last entry that decodes.
 #[derive(Debug, PartialEq, Eq)]
@@ -130,8 +131,9 @@ pub(crate) enum Decision {
     Commit(Vec<Record>),
     /// The last entry is a void entry.
     Void,
-    /// No entry decodes (the reason is the first entry's).
-    Torn(&'static str),
+    /// No entry decodes, or the last one could not have been written for
+    /// this member (the reason is the first entry's, or why it is forged).
+    Rejected(&'static str),
 }
 
 struct Cursor<'a> {
@@ -140,40 +142,40 @@ struct Cursor<'a> {
 }
 
 impl<'a> Cursor<'a> {
-    fn take(&mut self, n: usize) -> Result<&'a [u8], Torn> {
+    fn take(&mut self, n: usize) -> Result<&'a [u8], Rejected> {
         let end = self
             .at
             .checked_add(n)
             .filter(|&end| end <= self.bytes.len());
-        let end = end.ok_or(Torn("truncated"))?;
+        let end = end.ok_or(Rejected("truncated"))?;
         let out = &self.bytes[self.at..end];
         self.at = end;
         Ok(out)
     }
 
-    fn u16(&mut self) -> Result<usize, Torn> {
+    fn u16(&mut self) -> Result<usize, Rejected> {
         let b = self.take(2)?;
         Ok(usize::from(u16::from_le_bytes([b[0], b[1]])))
     }
 
-    fn u32(&mut self) -> Result<u32, Torn> {
+    fn u32(&mut self) -> Result<u32, Rejected> {
         let b = self.take(4)?;
         Ok(u32::from_le_bytes([b[0], b[1], b[2], b[3]]))
     }
 
-    fn text(&mut self, max: usize) -> Result<&'a str, Torn> {
+    fn text(&mut self, max: usize) -> Result<&'a str, Rejected> {
         let len = self.u16()?;
         if len == 0 || len > max {
-            return Err(Torn("bad field length"));
+            return Err(Rejected("bad field length"));
         }
-        std::str::from_utf8(self.take(len)?).map_err(|_| Torn("field is not UTF-8"))
+        std::str::from_utf8(self.take(len)?).map_err(|_| Rejected("field is not UTF-8"))
     }
 }
 
 /// Decodes the entry at the start of `bytes` (what follows it is not
 /// looked at): `Some(records)` for a commit entry, `None` for a void one,
-/// and the entry's length. Any damage at all is `Torn`.
-fn decode_entry(bytes: &[u8]) -> Result<Entry, Torn> {
+/// and the entry's length. Any damage at all is `Rejected`.
+fn decode_entry(bytes: &[u8]) -> Result<Entry, Rejected> {
     let mut cursor = Cursor { bytes, at: 0 };
     let (kind, count) = header(&mut cursor)?;
     let mut records = Vec::new();
@@ -182,13 +184,13 @@ fn decode_entry(bytes: &[u8]) -> Result<Entry, Torn> {
         let fields = fields(&mut cursor)?;
         let crc = crc32fast::hash(&bytes[start..cursor.at]);
         if cursor.u32()? != crc {
-            return Err(Torn("record checksum mismatch"));
+            return Err(Rejected("record checksum mismatch"));
         }
         records.push(record(fields)?);
     }
     let body = cursor.at;
     if cursor.u32()? != crc32fast::hash(&bytes[..body]) {
-        return Err(Torn("journal checksum mismatch"));
+        return Err(Rejected("journal checksum mismatch"));
     }
     entry(kind, records, cursor.at)
 }
@@ -197,22 +199,22 @@ fn decode_entry(bytes: &[u8]) -> Result<Entry, Torn> {
 type Entry = (Option<Vec<Record>>, usize);
 
 /// The entry's magic, kind and record count.
-fn header(cursor: &mut Cursor<'_>) -> Result<(u8, usize), Torn> {
+fn header(cursor: &mut Cursor<'_>) -> Result<(u8, usize), Rejected> {
     if cursor.take(MAGIC.len())? != MAGIC {
-        return Err(Torn("bad magic"));
+        return Err(Rejected("bad magic"));
     }
     let kind = cursor.take(1)?[0];
     let count = cursor.u32()? as usize;
     match kind {
         COMMIT if (1..=MAX_RECORDS).contains(&count) => Ok((kind, count)),
         VOID if count == 0 => Ok((kind, count)),
-        COMMIT | VOID => Err(Torn("bad record count")),
-        _ => Err(Torn("bad entry kind")),
+        COMMIT | VOID => Err(Rejected("bad record count")),
+        _ => Err(Rejected("bad entry kind")),
     }
 }
 
 /// One record's fields: directory, target and staged names.
-fn fields<'a>(cursor: &mut Cursor<'a>) -> Result<(&'a str, &'a str, &'a str), Torn> {
+fn fields<'a>(cursor: &mut Cursor<'a>) -> Result<(&'a str, &'a str, &'a str), Rejected> {
     let dir = cursor.text(MAX_DIR)?;
     let target = cursor.text(MAX_NAME)?;
     let staged = cursor.text(MAX_NAME)?;
@@ -220,14 +222,14 @@ fn fields<'a>(cursor: &mut Cursor<'a>) -> Result<(&'a str, &'a str, &'a str), To
 }
 
 /// A record from its fields, if they can name files of one directory.
-fn record((dir, target, staged): (&str, &str, &str)) -> Result<Record, Torn> {
+fn record((dir, target, staged): (&str, &str, &str)) -> Result<Record, Rejected> {
     for name in [target, staged] {
         if name.contains('/') || name == "." || name == ".." {
-            return Err(Torn("bad file name"));
+            return Err(Rejected("bad file name"));
         }
     }
     if !dir.starts_with('/') {
-        return Err(Torn("directory is not absolute"));
+        return Err(Rejected("directory is not absolute"));
     }
     Ok(Record {
         dir: dir.into(),
@@ -236,12 +238,12 @@ fn record((dir, target, staged): (&str, &str, &str)) -> Result<Record, Torn> {
     })
 }
 
-fn entry(kind: u8, records: Vec<Record>, len: usize) -> Result<Entry, Torn> {
+fn entry(kind: u8, records: Vec<Record>, len: usize) -> Result<Entry, Rejected> {
     if kind == VOID {
         return Ok((None, len));
     }
     if records.is_empty() {
-        return Err(Torn("no record"));
+        return Err(Rejected("no record"));
     }
     Ok((Some(records), len))
 }
@@ -249,12 +251,12 @@ fn entry(kind: u8, records: Vec<Record>, len: usize) -> Result<Entry, Torn> {
 /// Decodes exactly one commit entry and nothing after it: the journal as a
 /// batch commit writes it. Only the simulator's codec and the tests need it.
 #[cfg(any(test, feature = "sim"))]
-pub(crate) fn decode(bytes: &[u8]) -> Result<Vec<Record>, Torn> {
+pub(crate) fn decode(bytes: &[u8]) -> Result<Vec<Record>, Rejected> {
     let (records, len) = decode_entry(bytes)?;
     if len != bytes.len() {
-        return Err(Torn("trailing bytes"));
+        return Err(Rejected("trailing bytes"));
     }
-    records.ok_or(Torn("a void entry"))
+    records.ok_or(Rejected("a void entry"))
 }
 
 /// The decision of a whole journal file: its last entry that decodes,
@@ -264,7 +266,7 @@ pub(crate) fn decide(bytes: &[u8]) -> Decision {
     decide_with(bytes, decode_entry)
 }
 
-fn decide_with(bytes: &[u8], decode_entry: fn(&[u8]) -> Result<Entry, Torn>) -> Decision {
+fn decide_with(bytes: &[u8], decode_entry: fn(&[u8]) -> Result<Entry, Rejected>) -> Decision {
     let mut decision = None;
     let mut first_error = None;
     let mut at = 0;
@@ -274,7 +276,7 @@ fn decide_with(bytes: &[u8], decode_entry: fn(&[u8]) -> Result<Entry, Torn>) -> 
                 decision = Some(entry);
                 at = next_block(at + len);
             }
-            Err(Torn(reason)) => {
+            Err(Rejected(reason)) => {
                 first_error.get_or_insert(reason);
                 at += BLOCK;
             }
@@ -283,7 +285,7 @@ fn decide_with(bytes: &[u8], decode_entry: fn(&[u8]) -> Result<Entry, Torn>) -> 
     match decision {
         Some(Some(records)) => Decision::Commit(records),
         Some(None) => Decision::Void,
-        None => Decision::Torn(first_error.unwrap_or("empty")),
+        None => Decision::Rejected(first_error.unwrap_or("empty")),
     }
 }
 
@@ -292,9 +294,9 @@ fn decide_with(bytes: &[u8], decode_entry: fn(&[u8]) -> Result<Entry, Torn>) -> 
 /// parse, checking no checksum.
 #[cfg(txfile_mutants)]
 mod lenient {
-    use super::{Cursor, Decision, Entry, Torn, entry, fields, header, record};
+    use super::{Cursor, Decision, Entry, Rejected, entry, fields, header, record};
 
-    pub(super) fn decode_entry(bytes: &[u8]) -> Result<Entry, Torn> {
+    pub(super) fn decode_entry(bytes: &[u8]) -> Result<Entry, Rejected> {
         let mut cursor = Cursor { bytes, at: 0 };
         let (kind, count) = header(&mut cursor)?;
         let mut records = Vec::new();
@@ -363,7 +365,7 @@ impl Journal {
         match decision {
             Decision::Commit(records) => match plausible(member, records) {
                 Ok(records) => Decision::Commit(records),
-                Err(Torn(reason)) => Decision::Torn(reason),
+                Err(Rejected(reason)) => Decision::Rejected(reason),
             },
             decision => decision,
         }
@@ -382,7 +384,7 @@ impl Journal {
             Decision::Void => encode_void(),
             // Nothing complete was ever written: the disk cannot say
             // otherwise.
-            Decision::Torn(_) => return Ok(()),
+            Decision::Rejected(_) => return Ok(()),
         };
         if active(
             member.inner.options.mutant,
@@ -407,12 +409,12 @@ impl Journal {
 /// in that target's directory. Anyone who can write the directory could
 /// otherwise plant a journal with valid checksums that makes recovery
 /// rename arbitrary files.
-fn plausible(file: &TxFile, records: Vec<Record>) -> Result<Vec<Record>, Torn> {
+fn plausible(file: &TxFile, records: Vec<Record>) -> Result<Vec<Record>, Rejected> {
     if !records
         .iter()
         .any(|record| record.target_path() == file.inner.path)
     {
-        return Err(Torn(
+        return Err(Rejected(
             "the journal does not name the member it was found beside",
         ));
     }
@@ -420,7 +422,9 @@ fn plausible(file: &TxFile, records: Vec<Record>) -> Result<Vec<Record>, Torn> {
         !crate::names::is_temp_of(&crate::names::temp_prefix(&record.target), &record.staged)
     });
     if foreign {
-        return Err(Torn("a staged name is not a temporary file of its target"));
+        return Err(Rejected(
+            "a staged name is not a temporary file of its target",
+        ));
     }
     Ok(records)
 }
@@ -678,7 +682,7 @@ mod tests {
     fn the_strict_decoder_refuses_trailing_bytes() {
         let mut bytes = encode(&sample());
         bytes.push(0);
-        assert_eq!(decode(&bytes), Err(Torn("trailing bytes")));
+        assert_eq!(decode(&bytes), Err(Rejected("trailing bytes")));
     }
 
     /// `bytes` at block `n` of a journal file that is `len` bytes long so
@@ -745,20 +749,20 @@ mod tests {
     #[test]
     fn nothing_that_decodes_is_torn() {
         let commit = encode(&sample());
-        assert_eq!(decide(&[]), Decision::Torn("empty"));
+        assert_eq!(decide(&[]), Decision::Rejected("empty"));
         for len in 0..commit.len() {
-            assert!(matches!(decide(&commit[..len]), Decision::Torn(_)));
+            assert!(matches!(decide(&commit[..len]), Decision::Rejected(_)));
         }
-        assert!(matches!(decide(&[0; 3 * BLOCK]), Decision::Torn(_)));
+        assert!(matches!(decide(&[0; 3 * BLOCK]), Decision::Rejected(_)));
         // An entry that is not at a block boundary is not an entry.
         let mut file = vec![0; 100];
         file.extend(&commit);
-        assert!(matches!(decide(&file), Decision::Torn(_)));
+        assert!(matches!(decide(&file), Decision::Rejected(_)));
     }
 
     #[test]
     fn a_void_entry_is_not_a_commit() {
-        assert_eq!(decode(&encode_void()), Err(Torn("a void entry")));
+        assert_eq!(decode(&encode_void()), Err(Rejected("a void entry")));
         assert_eq!(decide(&encode_void()), Decision::Void);
     }
 
@@ -767,7 +771,7 @@ mod tests {
     fn the_lenient_mutant_accepts_a_torn_prefix() {
         let bytes = encode(&sample());
         let torn = &bytes[..bytes.len() - 20];
-        assert_eq!(decode(torn), Err(Torn("truncated")));
+        assert_eq!(decode(torn), Err(Rejected("truncated")));
         let lenient = super::lenient::decode_entry(torn);
         assert_eq!(
             lenient.map(|(records, _)| records.map(|r| r.len())),

@@ -882,7 +882,7 @@ pub fn journal_decision(bytes: &[u8]) -> JournalDecision {
     match crate::journal::decide(bytes) {
         Decision::Commit(records) => Ok(Some(tuples(records))),
         Decision::Void => Ok(None),
-        Decision::Torn(reason) => Err(reason.to_string()),
+        Decision::Rejected(reason) => Err(reason.to_string()),
     }
 }
 
