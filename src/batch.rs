@@ -13,7 +13,7 @@ use crate::guard::{Locked, Mode, Wait};
 use crate::journal::{self, Record};
 use crate::mutants::{Mutant, active};
 use crate::state::Transaction;
-use crate::{Error, Options, TxFile};
+use crate::{Error, TxFile};
 
 /// Several files updated as one: after a commit, or after a crash and the
 /// recovery that follows it, either every member has its new contents or
@@ -27,7 +27,7 @@ use crate::{Error, Options, TxFile};
 /// journal reachable from every changed member (`.<name>.txjournal`), writes
 /// and fsyncs it (the commit point), renames each member into place, fsyncs
 /// the directories and removes the journal. The next `begin` on any member,
-/// or [`recover`], finishes or undoes a commit a crash interrupted.
+/// or [`recover`](crate::recover), finishes or undoes a commit a crash interrupted.
 ///
 /// Single-file transactions on a member keep working and see batch commits
 /// atomically. [`TxFile::read`] of one member takes no lock and may see a
@@ -67,7 +67,7 @@ impl fmt::Debug for Batch {
 }
 
 impl Batch {
-    /// A batch of `paths`, each opened with default [`Options`].
+    /// A batch of `paths`, each opened with default [`Options`](crate::Options).
     ///
     /// # Errors
     ///
@@ -750,83 +750,4 @@ fn rename_all(txs: &mut [&mut Transaction<'_>], records: &[Record]) -> Result<()
             })?;
     }
     Ok(())
-}
-
-/// Completes or undoes every batch commit whose journal a crash left in
-/// `dir`, with default [`Options`]; returns how many journals it found.
-/// The next `begin` on any member does the same for that member's batch,
-/// so calling this is never needed for correctness: it only cleans up
-/// early, for example at startup.
-///
-/// # Errors
-///
-/// [`Error::Io`] when `dir` cannot be listed or a step of recovery fails;
-/// [`Error::ForeignJournal`] when a file under a journal's name is not a
-/// journal txfile can prove it wrote (it is left alone; every other journal
-/// was still recovered).
-///
-/// # Examples
-///
-/// ```
-/// # let dir = tempfile::tempdir()?;
-/// # let dir = camino::Utf8Path::from_path(dir.path()).unwrap();
-/// assert_eq!(txfile::recover(dir)?, 0);
-/// # Ok::<(), Box<dyn std::error::Error>>(())
-/// ```
-pub fn recover(dir: impl AsRef<Path>) -> Result<usize, Error> {
-    Options::new().recover(dir)
-}
-
-impl Options {
-    /// [`recover`] with these options (lock style, filesystem).
-    ///
-    /// # Errors
-    ///
-    /// As for [`recover`].
-    ///
-    /// # Examples
-    ///
-    /// ```
-    /// # let dir = tempfile::tempdir()?;
-    /// # let dir = camino::Utf8Path::from_path(dir.path()).unwrap();
-    /// let found = txfile::Options::new().lock_style(txfile::LockStyle::Posix).recover(dir)?;
-    /// assert_eq!(found, 0);
-    /// # Ok::<(), Box<dyn std::error::Error>>(())
-    /// ```
-    pub fn recover(&self, dir: impl AsRef<Path>) -> Result<usize, Error> {
-        let dir = crate::txfile::utf8_path(dir.as_ref())?;
-        let fs = self
-            .fs
-            .clone()
-            .unwrap_or_else(|| std::sync::Arc::new(crate::fs::real::RealFs));
-        let names = fs
-            .open_dir(dir)
-            .and_then(|handle| handle.list())
-            .map_err(|e| Error::io(Op::ListDir, dir, e))?;
-        let mut found = 0;
-        let mut foreign = Vec::new();
-        for name in names {
-            if let Some(target) = crate::names::journal_target(&name) {
-                let path = dir.join(&name);
-                let meta = fs.lstat(&path).map_err(|e| Error::io(Op::Stat, &path, e))?;
-                if meta.is_some_and(|meta| {
-                    journal::classify(fs.as_ref(), &meta) == journal::Found::Foreign
-                }) {
-                    foreign.push(path);
-                    continue;
-                }
-                // `begin` recovers the journal before anything else (it may
-                // be gone already: recovering another member's finished it).
-                self.open(dir.join(target))?.begin()?.rollback();
-                found += 1;
-            }
-        }
-        match foreign.first() {
-            None => Ok(found),
-            Some(path) => Err(Error::ForeignJournal {
-                path: path.clone(),
-                count: foreign.len(),
-            }),
-        }
-    }
 }

@@ -638,6 +638,115 @@ pub(crate) fn sync_dirs(members: &[TxFile]) -> Result<(), Error> {
     Ok(())
 }
 
+/// The journal's codec as the simulator offers it to fuzzers and tests
+/// (`txfile::sim::{encode_journal, decode_journal, journal_decision, ...}`):
+/// records as (directory, target, staged file) tuples.
+#[cfg(feature = "sim")]
+pub(crate) mod codec {
+    use super::Decision;
+
+    /// Journal records as (directory, target, staged file).
+    fn tuples(records: Vec<super::Record>) -> Vec<(String, String, String)> {
+        records
+            .into_iter()
+            .map(|r| (r.dir.into_string(), r.target, r.staged))
+            .collect()
+    }
+
+    /// Decodes a batch commit's journal as the commit writes it (one commit
+    /// entry, nothing after it): `Ok` with its records (directory, target,
+    /// staged file) for a complete one, `Err` with the reason for a torn or
+    /// foreign one. For fuzzing the decoder; recovery reads whole journal files
+    /// with [`journal_decision`].
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use txfile::sim::{decode_journal, encode_journal};
+    /// let records = vec![("/d".to_string(), "a".to_string(), ".a.x.txtmp".to_string())];
+    /// let bytes = encode_journal(&records);
+    /// assert_eq!(decode_journal(&bytes), Ok(records));
+    /// assert!(decode_journal(&bytes[..bytes.len() - 1]).is_err());
+    /// ```
+    pub fn decode_journal(bytes: &[u8]) -> Result<Vec<(String, String, String)>, String> {
+        super::decode(bytes)
+            .map(tuples)
+            .map_err(|torn| torn.0.to_string())
+    }
+
+    /// Entries of a journal file start at multiples of this many bytes.
+    pub const JOURNAL_BLOCK: usize = super::BLOCK;
+
+    /// What [`journal_decision`] returns: `Ok(Some(records))`, `Ok(None)` or
+    /// `Err(reason)`.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// let torn: txfile::sim::JournalDecision = txfile::sim::journal_decision(b"");
+    /// assert!(torn.is_err());
+    /// ```
+    pub type JournalDecision = Result<Option<Vec<(String, String, String)>>, String>;
+
+    /// The decision recovery takes from a whole journal file: its last entry
+    /// that decodes, looking at every multiple of [`JOURNAL_BLOCK`]. `Ok(Some)`
+    /// with the records of a commit entry (roll forward), `Ok(None)` for a void
+    /// entry (roll back), `Err` with the reason when no entry decodes (torn:
+    /// roll back).
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use txfile::sim::{JOURNAL_BLOCK, encode_journal, encode_journal_void, journal_decision};
+    /// let records = vec![("/d".to_string(), "a".to_string(), ".a.x.txtmp".to_string())];
+    /// let mut file = encode_journal(&records);
+    /// assert_eq!(journal_decision(&file), Ok(Some(records)));
+    /// file.resize(JOURNAL_BLOCK, 0);
+    /// file.extend(encode_journal_void());
+    /// assert_eq!(journal_decision(&file), Ok(None));
+    /// assert!(journal_decision(b"torn").is_err());
+    /// ```
+    pub fn journal_decision(bytes: &[u8]) -> JournalDecision {
+        match super::decide(bytes) {
+            Decision::Commit(records) => Ok(Some(tuples(records))),
+            Decision::Void => Ok(None),
+            Decision::Rejected(reason) => Err(reason.to_string()),
+        }
+    }
+
+    /// The void entry a journal gets when its batch did not commit.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// assert_eq!(txfile::sim::journal_decision(&txfile::sim::encode_journal_void()), Ok(None));
+    /// ```
+    pub fn encode_journal_void() -> Vec<u8> {
+        super::encode_void()
+    }
+
+    /// Encodes a journal from records (directory, target, staged file), as a
+    /// batch commit writes it; the counterpart of [`decode_journal`].
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// let bytes = txfile::sim::encode_journal(&[("/d".into(), "a".into(), ".a.x.txtmp".into())]);
+    /// assert!(bytes.starts_with(b"TXFJ"));
+    /// ```
+    pub fn encode_journal(records: &[(String, String, String)]) -> Vec<u8> {
+        let records: Vec<super::Record> = records
+            .iter()
+            .map(|(dir, target, staged)| super::Record {
+                dir: dir.into(),
+                target: target.clone(),
+                staged: staged.clone(),
+            })
+            .collect();
+        super::encode(&records)
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -19,6 +19,7 @@ mod mountinfo;
 mod mutants;
 mod names;
 mod options;
+mod recovery;
 #[cfg(feature = "sim")]
 pub mod sim;
 mod stale;
@@ -32,7 +33,7 @@ mod txfile;
 pub use async_batch::{AsyncBatch, AsyncBatchTransaction, AsyncMember};
 #[cfg(feature = "tokio")]
 pub use async_file::{AsyncTransaction, AsyncTxFile};
-pub use batch::{Batch, BatchTransaction, recover};
+pub use batch::{Batch, BatchTransaction};
 /// The UTF-8 path types txfile reports paths in ([`TxFile::path`],
 /// [`Error`]'s fields), re-exported so that users need not depend on camino.
 pub use camino;
@@ -42,5 +43,6 @@ pub use error::{BoxError, Error, Op};
 #[doc(hidden)]
 pub use mutants::Mutant;
 pub use options::{Durability, LockStyle, Options, Symlinks};
+pub use recovery::recover;
 pub use transaction::{OldReader, Transaction};
 pub use txfile::{TxFile, update};

@@ -49,11 +49,11 @@ pub enum Symlinks {
     /// Replace the link itself with a regular file holding the new contents.
     /// The old contents are read through the link.
     Replace,
-    /// Refuse to work on a symbolic link with [`Error::Symlink`].
+    /// Refuse to work on a symbolic link with [`Error::Symlink`](crate::Error::Symlink).
     Reject,
 }
 
-/// Configures and opens a [`TxFile`].
+/// Configures and opens a [`TxFile`](crate::TxFile).
 ///
 /// # Examples
 ///
@@ -114,8 +114,8 @@ impl Options {
         }
     }
 
-    /// How long [`TxFile::begin`] waits for the lock before it returns
-    /// [`Error::Timeout`]. By default it waits forever.
+    /// How long [`TxFile::begin`](crate::TxFile::begin) waits for the lock before it returns
+    /// [`Error::Timeout`](crate::Error::Timeout). By default it waits forever.
     ///
     /// # Examples
     ///
@@ -189,7 +189,7 @@ impl Options {
     /// mounted with `nolock`, or with `local_lock=` covering the lock style
     /// (`all`, or `flock` for [`LockStyle::Flock`], `posix` for
     /// [`LockStyle::Posix`]). There the lock excludes only processes on this
-    /// host, so opening such a target fails with [`Error::LocalLock`] unless
+    /// host, so opening such a target fails with [`Error::LocalLock`](crate::Error::LocalLock) unless
     /// this is `true`. Set it only when no other host updates the file. By
     /// default `false`. (Linux reads the mount from `/proc/self/mountinfo`;
     /// elsewhere nothing is checked.)
@@ -209,12 +209,12 @@ impl Options {
     ///
     /// By default the guard of `dir/name` is `dir/name.lock`. When that name
     /// is taken by a file of your own (`Gemfile.lock`, `Cargo.lock`, another
-    /// target), txfile refuses to use it ([`Error::ForeignGuard`]); choose
+    /// target), txfile refuses to use it ([`Error::ForeignGuard`](crate::Error::ForeignGuard)); choose
     /// another name here, the same in every program that updates the target
     /// (the command line takes `--guard PATH`). A relative path is taken
     /// from the current directory. The guard must not be the target itself,
     /// and txfile never deletes it. Like the target's, its path must be
-    /// UTF-8 ([`Error::InvalidPath`] at open otherwise).
+    /// UTF-8 ([`Error::InvalidPath`](crate::Error::InvalidPath) at open otherwise).
     ///
     /// # Examples
     ///

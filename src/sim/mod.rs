@@ -68,6 +68,11 @@ mod tests;
 
 pub use crash::{CrashStates, Enumeration, TooManyStates};
 pub use fault::Fault;
+// The batch journal's codec, which lives with the journal.
+pub use crate::journal::codec::{
+    JOURNAL_BLOCK, JournalDecision, decode_journal, encode_journal, encode_journal_void,
+    journal_decision,
+};
 
 use fault::Planned;
 use state::{DirNode, Disk, Inode, Node, State};
@@ -814,106 +819,4 @@ fn utf8(path: &Path) -> io::Result<&Utf8Path> {
 
 fn not_found(path: &Utf8Path) -> io::Error {
     io::Error::new(io::ErrorKind::NotFound, format!("`{path}` does not exist"))
-}
-
-/// Journal records as (directory, target, staged file).
-fn tuples(records: Vec<crate::journal::Record>) -> Vec<(String, String, String)> {
-    records
-        .into_iter()
-        .map(|r| (r.dir.into_string(), r.target, r.staged))
-        .collect()
-}
-
-/// Decodes a batch commit's journal as the commit writes it (one commit
-/// entry, nothing after it): `Ok` with its records (directory, target,
-/// staged file) for a complete one, `Err` with the reason for a torn or
-/// foreign one. For fuzzing the decoder; recovery reads whole journal files
-/// with [`journal_decision`].
-///
-/// # Examples
-///
-/// ```
-/// use txfile::sim::{decode_journal, encode_journal};
-/// let records = vec![("/d".to_string(), "a".to_string(), ".a.x.txtmp".to_string())];
-/// let bytes = encode_journal(&records);
-/// assert_eq!(decode_journal(&bytes), Ok(records));
-/// assert!(decode_journal(&bytes[..bytes.len() - 1]).is_err());
-/// ```
-pub fn decode_journal(bytes: &[u8]) -> Result<Vec<(String, String, String)>, String> {
-    crate::journal::decode(bytes)
-        .map(tuples)
-        .map_err(|torn| torn.0.to_string())
-}
-
-/// Entries of a journal file start at multiples of this many bytes.
-pub const JOURNAL_BLOCK: usize = crate::journal::BLOCK;
-
-/// What [`journal_decision`] returns: `Ok(Some(records))`, `Ok(None)` or
-/// `Err(reason)`.
-///
-/// # Examples
-///
-/// ```
-/// let torn: txfile::sim::JournalDecision = txfile::sim::journal_decision(b"");
-/// assert!(torn.is_err());
-/// ```
-pub type JournalDecision = Result<Option<Vec<(String, String, String)>>, String>;
-
-/// The decision recovery takes from a whole journal file: its last entry
-/// that decodes, looking at every multiple of [`JOURNAL_BLOCK`]. `Ok(Some)`
-/// with the records of a commit entry (roll forward), `Ok(None)` for a void
-/// entry (roll back), `Err` with the reason when no entry decodes (torn:
-/// roll back).
-///
-/// # Examples
-///
-/// ```
-/// use txfile::sim::{JOURNAL_BLOCK, encode_journal, encode_journal_void, journal_decision};
-/// let records = vec![("/d".to_string(), "a".to_string(), ".a.x.txtmp".to_string())];
-/// let mut file = encode_journal(&records);
-/// assert_eq!(journal_decision(&file), Ok(Some(records)));
-/// file.resize(JOURNAL_BLOCK, 0);
-/// file.extend(encode_journal_void());
-/// assert_eq!(journal_decision(&file), Ok(None));
-/// assert!(journal_decision(b"torn").is_err());
-/// ```
-pub fn journal_decision(bytes: &[u8]) -> JournalDecision {
-    use crate::journal::Decision;
-    match crate::journal::decide(bytes) {
-        Decision::Commit(records) => Ok(Some(tuples(records))),
-        Decision::Void => Ok(None),
-        Decision::Rejected(reason) => Err(reason.to_string()),
-    }
-}
-
-/// The void entry a journal gets when its batch did not commit.
-///
-/// # Examples
-///
-/// ```
-/// assert_eq!(txfile::sim::journal_decision(&txfile::sim::encode_journal_void()), Ok(None));
-/// ```
-pub fn encode_journal_void() -> Vec<u8> {
-    crate::journal::encode_void()
-}
-
-/// Encodes a journal from records (directory, target, staged file), as a
-/// batch commit writes it; the counterpart of [`decode_journal`].
-///
-/// # Examples
-///
-/// ```
-/// let bytes = txfile::sim::encode_journal(&[("/d".into(), "a".into(), ".a.x.txtmp".into())]);
-/// assert!(bytes.starts_with(b"TXFJ"));
-/// ```
-pub fn encode_journal(records: &[(String, String, String)]) -> Vec<u8> {
-    let records: Vec<crate::journal::Record> = records
-        .iter()
-        .map(|(dir, target, staged)| crate::journal::Record {
-            dir: dir.into(),
-            target: target.clone(),
-            staged: staged.clone(),
-        })
-        .collect();
-    crate::journal::encode(&records)
 }
