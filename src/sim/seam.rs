@@ -360,14 +360,11 @@ impl SimDir {
 }
 
 impl DirHandle for SimDir {
-    /// Not a counted operation: what the registry keys the directory by,
-    /// as the directory's `open` already returned it.
+    /// `fstat` of the directory: a counted operation, as the real one is a
+    /// system call.
     fn meta(&self) -> io::Result<Meta> {
-        let state = self.fs.state();
-        if state.crashed {
-            return Err(down());
-        }
-        state.disk.meta(self.ino)
+        self.fs
+            .op(OpKind::Fstat, &self.path, |s| s.disk.meta(self.ino))
     }
 
     /// A failed directory fsync leaves the entry operations pending: they
