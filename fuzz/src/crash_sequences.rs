@@ -34,7 +34,7 @@ use txfile::sim::{Fault, JOURNAL_BLOCK, OpKind, SimFs, encode_journal, encode_jo
 use txfile::{Batch, Error, LockStyle, Options, TxFile};
 
 use crate::{
-    DIR, NAMES, guard_path, is_temp_of, journal_name, mutant, owned_by, show, target_path,
+    DIR, NAMES, guard_path, is_temp_of, journal_name, owned_by, show, target_path, with_mutant,
 };
 
 const MAX_STEPS: usize = 8;
@@ -467,11 +467,11 @@ struct Run {
 }
 
 fn options(sim: &SimFs, style: LockStyle) -> Options {
-    Options::new()
+    let options = Options::new()
         .filesystem(sim)
         .lock_style(style)
-        .mode(0o600)
-        .mutant(mutant())
+        .mode(0o600);
+    with_mutant(options, sim)
 }
 
 /// The initial machine: everything durable.
