@@ -134,7 +134,7 @@ pub(crate) fn install(tx: &mut Transaction<'_>) -> Result<(), Error> {
     let inner = &*tx.file.inner;
     let temp = tx.new.temp.as_mut().expect("staged before install");
     let _rename = crate::trace::step!("rename", inner.path);
-    if let Err(source) = inner.fs.rename(&temp.path, &inner.path) {
+    if let Err(source) = inner.dir.rename(&temp.name, &inner.name) {
         return Err(Error::Rename {
             from: temp.path.clone(),
             to: inner.path.clone(),
@@ -248,8 +248,8 @@ fn read_exact_at(
 fn check_no_outside_writer(file: &TxFile, began: Option<&Meta>) -> Result<(), Error> {
     let inner = &*file.inner;
     let now = match inner.options.symlinks {
-        Symlinks::Replace => inner.fs.stat(&inner.path),
-        Symlinks::Follow | Symlinks::Reject => inner.fs.lstat(&inner.path),
+        Symlinks::Replace => inner.dir.stat(&inner.name),
+        Symlinks::Follow | Symlinks::Reject => inner.dir.lstat(&inner.name),
     }
     .map_err(|e| Error::io(Op::Stat, &inner.path, e))?;
     let same = match (began, now) {

@@ -37,7 +37,9 @@ use camino::Utf8Path;
 
 use crate::error::Op;
 pub(crate) use crate::fs::Mode;
-use crate::fs::{Blocking, Fs, GuardFile, GuardPerms, Kind, LockHeld, Locking, Marker, Meta};
+use crate::fs::{
+    Blocking, DirHandle, Fs, GuardFile, GuardPerms, Kind, LockHeld, Locking, Marker, Meta,
+};
 use crate::{Error, LockStyle};
 
 /// (filesystem id, device, inode).
@@ -121,10 +123,10 @@ pub(crate) struct GuardRef {
 }
 
 impl GuardRef {
-    /// Finds this process's registered descriptor for the guard at `path`,
-    /// or opens (creating it with `perms` if needed), checks and registers
-    /// it. `target` is only for the error that refuses a file that is not a
-    /// guard.
+    /// Finds this process's registered descriptor for the guard `name` in
+    /// `dir` (`path`, in messages), or opens (creating it with `perms` if
+    /// needed), checks and registers it. `target` is only for the error that
+    /// refuses a file that is not a guard.
     ///
     /// What is already at `path` must be a guard: a regular file with one
     /// link, holding nothing but the marker (see [`foreign_reason`]). That
@@ -132,8 +134,11 @@ impl GuardRef {
     /// opened descriptor (`O_NOFOLLOW`, `O_NONBLOCK`), which is closed at
     /// once if it fails: no other descriptor of that inode is registered,
     /// so closing it cannot release a POSIX lock of this process.
+    #[allow(clippy::too_many_arguments)]
     pub(crate) fn open(
         fs: &dyn Fs,
+        dir: &dyn DirHandle,
+        name: &str,
         path: &Utf8Path,
         target: &Utf8Path,
         foreign: Foreign,
@@ -147,7 +152,7 @@ impl GuardRef {
             reason,
         };
         let mut registry = lock(&REGISTRY);
-        let seen = fs.lstat(path).map_err(|e| Error::io(Op::Stat, path, e))?;
+        let seen = dir.lstat(name).map_err(|e| Error::io(Op::Stat, path, e))?;
         if let Some(meta) = seen {
             let key = key_of(fs, &meta);
             if let Some(slot) = registry.get_mut(&(pid, key)) {
@@ -163,7 +168,7 @@ impl GuardRef {
             }
         }
         let perms = perms().map_err(|e| Error::io(Op::OpenGuard, path, e))?;
-        let file = match fs.open_guard(path, perms) {
+        let file = match dir.open_guard(name, perms) {
             Ok(file) => file,
             // A symbolic link planted after the lstat (`O_NOFOLLOW`).
             Err(e) if e.raw_os_error() == Some(ELOOP) => {
@@ -919,13 +924,25 @@ mod tests {
     fn only_the_owning_thread_is_told_it_holds_the_lock() {
         let dir = tempfile::tempdir().expect("tempdir");
         let path = Utf8PathBuf::from_path_buf(dir.path().join("a.lock")).expect("UTF-8");
+        let parent = RealFs
+            .open_dir(path.parent().expect("parent"))
+            .expect("open dir");
         let perms = || {
             Ok(GuardPerms {
                 mode: 0o644,
                 gid: 0,
             })
         };
-        let guard = GuardRef::open(&RealFs, &path, &path, Foreign::Refuse, perms).expect("open");
+        let guard = GuardRef::open(
+            &RealFs,
+            &*parent,
+            "a.lock",
+            &path,
+            &path,
+            Foreign::Refuse,
+            perms,
+        )
+        .expect("open");
         let me = Some(thread::current().id());
         let soon = || Wait::Until(Instant::now() + Duration::from_millis(50));
 

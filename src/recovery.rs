@@ -54,16 +54,18 @@ impl Options {
             .fs
             .clone()
             .unwrap_or_else(|| std::sync::Arc::new(crate::fs::real::RealFs));
-        let names = fs
+        let handle = fs
             .open_dir(dir)
-            .and_then(|handle| handle.list())
             .map_err(|e| Error::io(Op::ListDir, dir, e))?;
+        let names = handle.list().map_err(|e| Error::io(Op::ListDir, dir, e))?;
         let mut found = 0;
         let mut foreign = Vec::new();
         for name in names {
             if let Some(target) = crate::names::journal_target(&name) {
                 let path = dir.join(&name);
-                let meta = fs.lstat(&path).map_err(|e| Error::io(Op::Stat, &path, e))?;
+                let meta = handle
+                    .lstat(&name)
+                    .map_err(|e| Error::io(Op::Stat, &path, e))?;
                 if meta.is_some_and(|meta| {
                     journal::classify(fs.as_ref(), &meta) == journal::Found::Foreign
                 }) {

@@ -78,8 +78,8 @@ impl OldFile {
     pub(crate) fn open(file: &TxFile) -> Result<Option<OldFile>, Error> {
         let inner = &*file.inner;
         let Some(handle) = inner
-            .fs
-            .open_read(&inner.path)
+            .dir
+            .open_read(&inner.name)
             .map_err(|e| Error::io(Op::Open, &inner.path, e))?
         else {
             return Ok(None);
@@ -149,6 +149,9 @@ pub(crate) struct NewContents {
 
 #[derive(Debug)]
 pub(crate) struct Temp {
+    /// Its name in the target's directory, which every call uses.
+    pub(crate) name: String,
+    /// Its path as the target's was given at open (for messages).
     pub(crate) path: Utf8PathBuf,
     pub(crate) file: Box<dyn WriteFile>,
     /// The replaced target's access ACL, which the temporary file gets
@@ -262,7 +265,7 @@ impl NewContents {
         match self.temp.take() {
             Some(temp) => {
                 drop(temp.file);
-                file.inner.fs.remove_file(&temp.path).is_ok()
+                file.inner.dir.remove_file(&temp.name).is_ok()
             }
             None => true,
         }
@@ -291,17 +294,13 @@ pub(crate) fn create_temp(file: &TxFile, existing: Option<&Existing>) -> Result<
         (Some(existing), None) => existing.mode & 0o777,
         (Some(existing), Some(_)) => existing.mode & 0o700,
     };
-    let (path, handle) = inner
-        .fs
-        .create_temp(
-            &inner.dir_path,
-            &inner.temp_prefix,
-            names::temp_suffix(),
-            mode,
-        )
+    let (name, handle) = inner
+        .dir
+        .create_temp(&inner.temp_prefix, names::temp_suffix(), mode)
         .map_err(|e| Error::io(Op::CreateTemp, &inner.dir_path, e))?;
     Ok(Temp {
-        path,
+        path: inner.dir_path.join(&name),
+        name,
         file: handle,
         acl,
     })
