@@ -17,7 +17,7 @@
 use std::io;
 
 use crate::error::Op;
-use crate::fs::Meta;
+use crate::fs::{Meta, Xattr};
 use crate::guard::Locked;
 use crate::transaction::{BUFFER, Existing, NewContents, OldFile, Temp, Transaction};
 use crate::{Durability, Error, Symlinks, TxFile, names};
@@ -107,24 +107,26 @@ pub(crate) fn is_stale_temp(file: &TxFile, name: &str) -> bool {
 /// Creates the temporary file. When it will replace an existing target it
 /// is created with the target's permission bits (the umask can only narrow
 /// them), so the new contents are never more exposed than the old, and at
-/// commit it gets the target's owner, access ACL and exact mode (usually
-/// with no call at all); a new target is created with the configured mode,
-/// and only creation applies the umask. A target with an ACL has its ACL
-/// mask in its group bits, not the owning group's rights: its temporary
-/// file starts with the owner's bits only, until the ACL is copied.
+/// commit it gets the target's owner, extended attributes (access ACL and
+/// SELinux label among them) and exact mode (usually with no call at all);
+/// a new target is created with the configured mode, and only creation
+/// applies the umask. A target with an ACL has its ACL mask in its group
+/// bits, not the owning group's rights: its temporary file starts with the
+/// owner's bits only, until the ACL is copied.
 pub(crate) fn create_temp(file: &TxFile, existing: Option<&Existing>) -> Result<Temp, Error> {
     let inner = &*file.inner;
-    let acl = match existing {
+    let xattrs = match existing {
         Some(existing) => existing
             .file
-            .acl()
+            .xattrs()
             .map_err(|e| Error::io(Op::Read, &inner.path, e))?,
-        None => None,
+        None => Vec::new(),
     };
-    let mode = match (existing, &acl) {
-        (None, _) => inner.options.mode,
-        (Some(existing), None) => existing.mode & 0o777,
-        (Some(existing), Some(_)) => existing.mode & 0o700,
+    let has_acl = xattrs.iter().any(Xattr::is_access_acl);
+    let mode = match existing {
+        None => inner.options.mode,
+        Some(existing) if has_acl => existing.mode & 0o700,
+        Some(existing) => existing.mode & 0o777,
     };
     let (path, handle) = inner
         .fs
@@ -138,7 +140,7 @@ pub(crate) fn create_temp(file: &TxFile, existing: Option<&Existing>) -> Result<
     Ok(Temp {
         path,
         file: handle,
-        acl,
+        xattrs,
     })
 }
 
@@ -225,7 +227,7 @@ pub(crate) fn stage(tx: &mut Transaction<'_>) -> Result<(), Error> {
         .as_mut()
         .expect("flush creates the temporary file");
     if let Some(old) = tx.old.as_ref().map(|old| old.meta) {
-        copy_owner_and_mode(temp, &old)?;
+        copy_owner_and_mode(file, temp, &old)?;
     }
     let mutant = mutant(file);
     if durable(file) && mutant != Mutant::NoFileFsync && mutant != Mutant::RenameBeforeFsync {
@@ -374,10 +376,23 @@ fn check_no_outside_writer(file: &TxFile, began: Option<&Meta>) -> Result<(), Er
     }
 }
 
-fn copy_owner_and_mode(temp: &mut Temp, old: &Meta) -> Result<(), Error> {
-    temp.file
-        .set_owner_and_mode(old.uid, old.gid, old.mode, temp.acl.as_deref())
-        .map_err(|e| Error::io(Op::SetPermissions, &temp.path, e))
+/// Gives the temporary file the old target's owner, extended attributes and
+/// mode. An attribute the process may not set is dropped, unless
+/// [`Options::require_xattrs`](crate::Options::require_xattrs) makes that
+/// an error.
+fn copy_owner_and_mode(file: &TxFile, temp: &mut Temp, old: &Meta) -> Result<(), Error> {
+    let refused = temp
+        .file
+        .set_owner_and_mode(old.uid, old.gid, old.mode, &temp.xattrs)
+        .map_err(|e| Error::io(Op::SetPermissions, &temp.path, e))?;
+    match refused.into_iter().next() {
+        Some(refused) if file.inner.options.require_xattrs => Err(Error::Xattr {
+            path: file.inner.path.clone(),
+            name: Xattr::name_text(&refused.name),
+            source: refused.error,
+        }),
+        _ => Ok(()),
+    }
 }
 
 /// One fsync, never retried: after a failure the kernel may have dropped the

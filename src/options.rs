@@ -114,6 +114,7 @@ pub struct Options {
     pub(crate) symlinks: Symlinks,
     pub(crate) mode: u32,
     pub(crate) allow_local_locks: bool,
+    pub(crate) require_xattrs: bool,
     pub(crate) guard_path: Option<PathBuf>,
     pub(crate) fs: Option<Arc<dyn Fs>>,
     #[cfg(feature = "sim")]
@@ -145,6 +146,7 @@ impl Options {
             symlinks: Symlinks::Follow,
             mode: 0o666,
             allow_local_locks: false,
+            require_xattrs: false,
             guard_path: None,
             fs: None,
             #[cfg(feature = "sim")]
@@ -240,6 +242,34 @@ impl Options {
     /// ```
     pub fn allow_local_locks(mut self, allow: bool) -> Self {
         self.allow_local_locks = allow;
+        self
+    }
+
+    /// Makes a commit fail with [`Error::Xattr`] when the new version
+    /// cannot get one of the old version's extended attributes, instead of
+    /// going on without it.
+    ///
+    /// A commit gives the new version every extended attribute of the file
+    /// it replaces (Linux and macOS): `user.*` attributes, the POSIX access
+    /// ACL (`system.posix_acl_access`), the SELinux label
+    /// (`security.selinux`) and the rest. An attribute in a namespace this
+    /// process may not write (`trusted.*` unless it has `CAP_SYS_ADMIN`,
+    /// `security.*` without the security module's leave) cannot be copied:
+    /// by default it is left out; with this set to `true` the commit fails
+    /// naming it, the temporary file is removed and the target keeps its
+    /// old contents and attributes. By default `false`.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// # let dir = tempfile::tempdir()?;
+    /// # let path = dir.path().join("config");
+    /// let file = txfile::Options::new().require_xattrs(true).open(&path)?;
+    /// file.update(|_| Ok::<_, std::io::Error>(b"v1".to_vec()))?;
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
+    pub fn require_xattrs(mut self, require: bool) -> Self {
+        self.require_xattrs = require;
         self
     }
 

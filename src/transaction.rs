@@ -7,7 +7,7 @@ use std::sync::Arc;
 use camino::{Utf8Path, Utf8PathBuf};
 
 use crate::error::Op;
-use crate::fs::{Meta, ReadFile, TempFile};
+use crate::fs::{Meta, ReadFile, TempFile, Xattr};
 use crate::guard::Locked;
 use crate::{Error, TxFile, commit};
 
@@ -463,9 +463,9 @@ pub(crate) struct NewContents {
 pub(crate) struct Temp {
     pub(crate) path: Utf8PathBuf,
     pub(crate) file: Box<dyn TempFile>,
-    /// The replaced target's access ACL, which the temporary file gets
-    /// before the rename.
-    pub(crate) acl: Option<Vec<u8>>,
+    /// The replaced target's extended attributes (its access ACL among
+    /// them), which the temporary file gets before the rename.
+    pub(crate) xattrs: Vec<Xattr>,
 }
 
 /// What the temporary file takes over from the target it replaces.

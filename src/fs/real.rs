@@ -7,7 +7,8 @@ use std::sync::Arc;
 use camino::{Utf8Path, Utf8PathBuf};
 
 use super::{
-    DirHandle, Fs, GuardFile, GuardPerms, LockHeld, Locking, Marker, Meta, ReadFile, TempFile,
+    DirHandle, Fs, GuardFile, GuardPerms, LockHeld, Locking, Marker, Meta, ReadFile, Refused,
+    TempFile, Xattr,
 };
 use crate::{LockStyle, sys};
 
@@ -122,8 +123,8 @@ impl ReadFile for RealFile {
         sys::read_at(&self.0, buf, offset)
     }
 
-    fn acl(&self) -> io::Result<Option<Vec<u8>>> {
-        sys::acl(&self.0)
+    fn xattrs(&self) -> io::Result<Vec<Xattr>> {
+        sys::xattrs(&self.0)
     }
 
     fn sync(&self) -> io::Result<()> {
@@ -153,9 +154,9 @@ impl TempFile for RealFile {
         uid: u32,
         gid: u32,
         mode: u32,
-        acl: Option<&[u8]>,
-    ) -> io::Result<()> {
-        sys::set_owner_and_mode(&self.0, uid, gid, mode, acl)
+        xattrs: &[Xattr],
+    ) -> io::Result<Vec<Refused>> {
+        sys::set_owner_and_mode(&self.0, uid, gid, mode, xattrs)
     }
 
     fn sync(&mut self) -> io::Result<()> {

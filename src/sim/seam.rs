@@ -10,7 +10,8 @@ use super::state::{DataOp, Disk, EntryOp, Owner, State, Step, down};
 use super::{OpKind, SimFs};
 use crate::LockStyle;
 use crate::fs::{
-    DirHandle, Fs, GuardFile, GuardPerms, LockHeld, Locking, Marker, Meta, ReadFile, TempFile,
+    DirHandle, Fs, GuardFile, GuardPerms, LockHeld, Locking, Marker, Meta, ReadFile, Refused,
+    TempFile, Xattr,
 };
 
 impl SimFs {
@@ -295,9 +296,9 @@ impl ReadFile for SimFile {
         self.read(buf, offset)
     }
 
-    /// The simulated filesystem has no ACLs.
-    fn acl(&self) -> io::Result<Option<Vec<u8>>> {
-        Ok(None)
+    /// The simulated filesystem has no extended attributes.
+    fn xattrs(&self) -> io::Result<Vec<Xattr>> {
+        Ok(Vec::new())
     }
 
     fn sync(&self) -> io::Result<()> {
@@ -375,14 +376,15 @@ impl TempFile for SimFile {
     /// As on a real system: one look at the inode (an `fstat`, not a
     /// counted operation), then `fchown` only when the owner differs and
     /// `fchmod` only when the mode differs or a `fchown` cleared set-id bits.
-    /// (The simulated filesystem has no ACLs: there is none to copy.)
+    /// (The simulated filesystem has no extended attributes: there are none
+    /// to copy.)
     fn set_owner_and_mode(
         &mut self,
         uid: u32,
         gid: u32,
         mode: u32,
-        _acl: Option<&[u8]>,
-    ) -> io::Result<()> {
+        _xattrs: &[Xattr],
+    ) -> io::Result<Vec<Refused>> {
         let mode = mode & 0o7777;
         let (owner_differs, mode_differs) = {
             let state = self.fs.state();
@@ -399,7 +401,7 @@ impl TempFile for SimFile {
                 s.disk.record(self.ino, DataOp::SetMode(mode))
             })?;
         }
-        Ok(())
+        Ok(Vec::new())
     }
 
     fn sync(&mut self) -> io::Result<()> {

@@ -43,8 +43,8 @@ pub(crate) fn set_owner_and_mode(
     _: u32,
     _: u32,
     _: u32,
-    _: Option<&[u8]>,
-) -> io::Result<()> {
+    _: &[crate::fs::Xattr],
+) -> io::Result<Vec<crate::fs::Refused>> {
     Err(unsupported())
 }
 pub(crate) fn open_read(_: &Utf8Path) -> io::Result<File> {
@@ -53,7 +53,7 @@ pub(crate) fn open_read(_: &Utf8Path) -> io::Result<File> {
 pub(crate) fn euid() -> u32 {
     0
 }
-pub(crate) fn acl(_: &File) -> io::Result<Option<Vec<u8>>> {
+pub(crate) fn xattrs(_: &File) -> io::Result<Vec<crate::fs::Xattr>> {
     Err(unsupported())
 }
 pub(crate) fn meta(m: &Metadata) -> Meta {
