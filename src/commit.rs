@@ -128,17 +128,13 @@ pub(crate) fn create_temp(file: &TxFile, existing: Option<&Existing>) -> Result<
         Some(existing) if has_acl => existing.mode & 0o700,
         Some(existing) => existing.mode & 0o777,
     };
-    let (path, handle) = inner
-        .fs
-        .create_temp(
-            &inner.dir_path,
-            &inner.temp_prefix,
-            names::temp_suffix(),
-            mode,
-        )
+    let (name, handle) = inner
+        .dir
+        .create_temp(&inner.temp_prefix, names::temp_suffix(), mode)
         .map_err(|e| Error::io(Op::CreateTemp, &inner.dir_path, e))?;
     Ok(Temp {
-        path,
+        path: inner.dir_path.join(&name),
+        name,
         file: handle,
         xattrs,
     })
@@ -243,7 +239,7 @@ pub(crate) fn install(tx: &mut Transaction<'_>) -> Result<(), Error> {
     let inner = &*tx.file.inner;
     let temp = tx.new.temp.as_mut().expect("staged before install");
     let _rename = crate::trace::step!("rename", inner.path);
-    if let Err(source) = inner.fs.rename(&temp.path, &inner.path) {
+    if let Err(source) = inner.dir.rename(&temp.name, &inner.name) {
         return Err(Error::Rename {
             from: temp.path.clone(),
             to: inner.path.clone(),
@@ -358,8 +354,8 @@ fn read_exact_at(
 fn check_no_outside_writer(file: &TxFile, began: Option<&Meta>) -> Result<(), Error> {
     let inner = &*file.inner;
     let now = match inner.options.symlinks {
-        Symlinks::Replace => inner.fs.stat(&inner.path),
-        Symlinks::Follow | Symlinks::Reject => inner.fs.lstat(&inner.path),
+        Symlinks::Replace => inner.dir.stat(&inner.name),
+        Symlinks::Follow | Symlinks::Reject => inner.dir.lstat(&inner.name),
     }
     .map_err(|e| Error::io(Op::Stat, &inner.path, e))?;
     let same = match (began, now) {
