@@ -7,7 +7,8 @@
 //! 3. finish the temporary file: remaining bytes, owner and mode of the old
 //!    target (new files were created with the configured mode minus umask);
 //! 4. fsync the temporary file;
-//! 5. rename it over the target;
+//! 5. rename it over the target (a target that cannot be renamed over, a
+//!    bind-mounted file, is copied over in place instead: `crate::inplace`);
 //! 6. fsync the directory;
 //! 7. release the lock (dropping the transaction).
 //!
@@ -69,6 +70,15 @@ pub enum Mutant {
     /// A handle used in a forked child keeps using the parent's guard
     /// descriptor and in-process state.
     NoForkCheck,
+    /// In-place commit: copy over the target before the intent record is
+    /// durable (no fsync of the record, nor of its directory entry).
+    InPlaceCopyBeforeRecord,
+    /// In-place commit: remove the intent record without first fsyncing
+    /// the target the staged contents were copied over.
+    InPlaceNoTargetFsync,
+    /// In-place recovery: act on a record without checking its CRC, reading
+    /// whatever a torn write left (missing bytes as zeros).
+    InPlaceTrustsTornRecord,
     /// NFS: open the target without first revalidating its directory, so a
     /// name cached before another host's rename can open a replaced version
     /// (only the NFS test, `tests/nfs/run.sh --mode no-nfs-revalidate`,
@@ -235,11 +245,21 @@ pub(crate) fn stage(tx: &mut Transaction<'_>) -> Result<(), Error> {
 
 /// Step 5: the rename. Afterwards the file is the target's, no longer a
 /// temporary file to clean up.
+/// A target that cannot be renamed over (a bind-mounted file) is copied
+/// over in place instead (see `crate::inplace`), unless
+/// `Options::in_place_fallback` is off.
 pub(crate) fn install(tx: &mut Transaction<'_>) -> Result<(), Error> {
+    if crate::inplace::wanted(tx) {
+        return crate::inplace::commit(tx);
+    }
     let inner = &*tx.file.inner;
-    let temp = tx.new.temp.as_mut().expect("staged before install");
+    let temp = tx.new.temp.as_ref().expect("staged before install");
     let _rename = crate::trace::step!("rename", inner.path);
     if let Err(source) = inner.dir.rename(&temp.name, &inner.name) {
+        if crate::inplace::after_rename_error(tx, &source) {
+            return crate::inplace::commit(tx);
+        }
+        let temp = tx.new.temp.as_ref().expect("staged before install");
         return Err(Error::Rename {
             from: temp.path.clone(),
             to: inner.path.clone(),
@@ -330,7 +350,7 @@ fn same_bytes(old: &OldFile, new: &NewContents) -> io::Result<bool> {
 }
 
 /// Fills `buf` from `offset` with a `pread`-like function.
-fn read_exact_at(
+pub(crate) fn read_exact_at(
     read_at: impl Fn(&mut [u8], u64) -> io::Result<usize>,
     mut buf: &mut [u8],
     mut offset: u64,

@@ -115,6 +115,7 @@ pub struct Options {
     pub(crate) mode: u32,
     pub(crate) allow_local_locks: bool,
     pub(crate) require_xattrs: bool,
+    pub(crate) in_place_fallback: bool,
     pub(crate) guard_path: Option<PathBuf>,
     pub(crate) fs: Option<Arc<dyn Fs>>,
     #[cfg(feature = "sim")]
@@ -147,6 +148,7 @@ impl Options {
             mode: 0o666,
             allow_local_locks: false,
             require_xattrs: false,
+            in_place_fallback: true,
             guard_path: None,
             fs: None,
             #[cfg(feature = "sim")]
@@ -270,6 +272,38 @@ impl Options {
     /// ```
     pub fn require_xattrs(mut self, require: bool) -> Self {
         self.require_xattrs = require;
+        self
+    }
+
+    /// Whether a target that cannot be renamed over is updated by copying
+    /// the new contents into it, crash-safely, instead of failing.
+    ///
+    /// A file bind-mounted over another (`docker run -v
+    /// ./config.json:/app/config.json`, a Kubernetes `subPath` mount) cannot
+    /// be replaced by a rename: `rename` fails with `EBUSY`. With this on, a
+    /// commit then stages the new contents in a temporary file as usual,
+    /// writes and syncs an intent record `.<name>.txinplace` beside the
+    /// target (the commit point), copies the staged contents over the
+    /// target, truncates and syncs it, and removes the record and the
+    /// staged file. A crash at any point leaves either the old version or,
+    /// after the next transaction finishes the copy from the record, the
+    /// new one; [`TxFile::read`] of such a target takes the shared lock, so
+    /// it never sees a half-copied file. Such a commit always syncs, even
+    /// under [`Durability::None`], and the target keeps its inode, owner,
+    /// mode and extended attributes. With this off, the commit fails with
+    /// [`Error::Rename`] (kind
+    /// [`ResourceBusy`](std::io::ErrorKind::ResourceBusy)) and nothing
+    /// changes. By default `true`: the caller asked for the update.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// // Fail rather than copy in place.
+    /// let opts = txfile::Options::new().in_place_fallback(false);
+    /// # let _ = opts;
+    /// ```
+    pub fn in_place_fallback(mut self, fallback: bool) -> Self {
+        self.in_place_fallback = fallback;
         self
     }
 

@@ -440,6 +440,9 @@ impl TxFile {
     /// version.
     pub(crate) fn prepare(&self, mut locked: Locked) -> Result<Transaction<'_>, Error> {
         if locked.needs_sweep() {
+            // Before the sweep, which would take an interrupted in-place
+            // commit's staged file for a stale temporary file.
+            crate::inplace::recover(self)?;
             self.sweep(&locked)?;
             locked.swept();
         }
@@ -704,6 +707,12 @@ impl TxFile {
     /// ```
     pub fn read(&self) -> Result<Option<Vec<u8>>, Error> {
         crate::stale::retry(|| match crate::stale::open_current(self)? {
+            // A bind-mounted target is updated in place: read it under the
+            // shared lock (see `Options::in_place_fallback`).
+            Some(old) if old.meta.mount_root => {
+                drop(old);
+                crate::inplace::read(self)
+            }
             Some(mut old) => Ok(Some(old.take_bytes(&self.inner.path)?)),
             None => Ok(None),
         })

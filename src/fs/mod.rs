@@ -40,6 +40,11 @@ pub(crate) struct Meta {
     pub(crate) mode: u32,
     pub(crate) uid: u32,
     pub(crate) gid: u32,
+    /// The root of a mount: a file bind-mounted over another (Linux
+    /// `STATX_ATTR_MOUNT_ROOT`), which cannot be renamed over. Only the
+    /// `fstat` of an opened file ([`ReadFile::meta`]) tells; elsewhere it
+    /// is `false`.
+    pub(crate) mount_root: bool,
 }
 
 impl Meta {
@@ -284,6 +289,8 @@ pub(crate) trait TempFile: Send + Sync + Debug {
     ) -> io::Result<Vec<Refused>>;
     /// `fsync` (`F_FULLFSYNC` on macOS).
     fn sync(&mut self) -> io::Result<()>;
+    /// `ftruncate`: cuts the file to `len` bytes (or extends it with zeros).
+    fn set_len(&mut self, len: u64) -> io::Result<()>;
 }
 
 /// The one open descriptor of a guard file.

@@ -84,7 +84,7 @@ struct RealFile(File);
 
 impl ReadFile for RealFile {
     fn meta(&self) -> io::Result<Meta> {
-        Ok(sys::meta(&self.0.metadata()?))
+        sys::file_meta(&self.0)
     }
 
     fn read_at(&self, buf: &mut [u8], offset: u64) -> io::Result<usize> {
@@ -129,6 +129,10 @@ impl TempFile for RealFile {
 
     fn sync(&mut self) -> io::Result<()> {
         sys::sync_file(&self.0)
+    }
+
+    fn set_len(&mut self, len: u64) -> io::Result<()> {
+        self.0.set_len(len)
     }
 }
 

@@ -150,8 +150,14 @@ fn rename(disk: &mut Disk, dir: u64, from: &Name, to: &Name) -> io::Result<()> {
         .ok_or_else(|| io::Error::new(io::ErrorKind::NotFound, format!("no file `{from}`")))?;
     if let Some(&old) = entries.volatile.get(&to_name) {
         disk.file(old)?;
+        if disk.mounted.contains(&old) {
+            return Err(busy());
+        }
     }
     disk.file(ino)?;
+    if disk.mounted.contains(&ino) {
+        return Err(busy());
+    }
     if from_name == to_name {
         return Ok(());
     }
@@ -166,6 +172,18 @@ fn rename(disk: &mut Disk, dir: u64, from: &Name, to: &Name) -> io::Result<()> {
         ino,
     });
     Ok(())
+}
+
+/// `EBUSY`: what renaming over (or removing) a mount point fails with.
+fn busy() -> io::Error {
+    #[cfg(unix)]
+    {
+        io::Error::from_raw_os_error(rustix::io::Errno::BUSY.raw_os_error())
+    }
+    #[cfg(not(unix))]
+    {
+        io::Error::new(io::ErrorKind::ResourceBusy, "the file is a mount point")
+    }
 }
 
 /// An open regular file: read-only for the target, read-write for a
@@ -321,6 +339,13 @@ impl TempFile for SimFile {
 
     fn sync(&mut self) -> io::Result<()> {
         sync_file(&self.fs, self.ino, &self.path)
+    }
+
+    /// `ftruncate`: pending until the file's fsync, like a write.
+    fn set_len(&mut self, len: u64) -> io::Result<()> {
+        self.fs.op(OpKind::SetLen, &self.path, |s| {
+            s.disk.record(self.ino, DataOp::SetLen(len))
+        })
     }
 }
 
@@ -487,6 +512,9 @@ impl DirHandle for SimDir {
                 )
             })?;
             s.disk.file(ino)?;
+            if s.disk.mounted.contains(&ino) {
+                return Err(busy());
+            }
             let now = s.disk.tick();
             s.disk.inode_mut(ino)?.ctime = now;
             let dir = s.disk.dir_mut(self.ino)?;

@@ -502,6 +502,43 @@ pub(crate) fn meta(m: &Metadata) -> Meta {
         mode: m.mode() & 0o7777,
         uid: m.uid(),
         gid: m.gid(),
+        mount_root: false,
+    }
+}
+
+/// `fstat` of an open file, telling also whether it is the root of a mount
+/// (a file bind-mounted over another): one `statx` on Linux, as std's
+/// `metadata` makes anyway.
+pub(crate) fn file_meta(file: &File) -> io::Result<Meta> {
+    #[cfg(any(target_os = "linux", target_os = "android"))]
+    {
+        use rustix::fs::{StatxAttributes, StatxFlags};
+        let st = rustix::fs::statx(file, "", AtFlags::EMPTY_PATH, StatxFlags::BASIC_STATS)?;
+        let mode = u32::from(st.stx_mode);
+        let kind = match rustix::fs::FileType::from_raw_mode(mode as rustix::fs::RawMode) {
+            rustix::fs::FileType::RegularFile => Kind::File,
+            rustix::fs::FileType::Directory => Kind::Dir,
+            rustix::fs::FileType::Symlink => Kind::Symlink,
+            _ => Kind::Other,
+        };
+        let known = st.stx_attributes_mask.contains(StatxAttributes::MOUNT_ROOT);
+        Ok(Meta {
+            kind,
+            dev: rustix::fs::makedev(st.stx_dev_major, st.stx_dev_minor),
+            ino: st.stx_ino,
+            size: st.stx_size,
+            nlink: u64::from(st.stx_nlink),
+            mtime: (st.stx_mtime.tv_sec, i64::from(st.stx_mtime.tv_nsec)),
+            ctime: (st.stx_ctime.tv_sec, i64::from(st.stx_ctime.tv_nsec)),
+            mode: mode & 0o7777,
+            uid: st.stx_uid,
+            gid: st.stx_gid,
+            mount_root: known && st.stx_attributes.contains(StatxAttributes::MOUNT_ROOT),
+        })
+    }
+    #[cfg(not(any(target_os = "linux", target_os = "android")))]
+    {
+        Ok(meta(&file.metadata()?))
     }
 }
 
@@ -527,6 +564,7 @@ fn meta_of(st: &rustix::fs::Stat) -> Meta {
         mode: mode & 0o7777,
         uid: st.st_uid as u32,
         gid: st.st_gid as u32,
+        mount_root: false,
     }
 }
 

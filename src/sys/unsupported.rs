@@ -79,6 +79,7 @@ pub(crate) fn meta(m: &Metadata) -> Meta {
         mode: 0,
         uid: 0,
         gid: 0,
+        mount_root: false,
     }
 }
 pub(crate) const NAME_MAX: usize = 255;
