@@ -28,7 +28,9 @@ pub type BoxError = Box<dyn std::error::Error + Send + Sync + 'static>;
 ///
 /// Whatever the variant, a failed operation leaves the target file with either
 /// its old contents or (only for [`Error::Io`] with [`Op::SyncDir`], after the
-/// rename) the new ones, and no temporary file behind.
+/// rename) the new ones, and no temporary file behind. The one exception is a
+/// target updated in place (a bind-mounted file) whose commit failed after its
+/// commit point: see [`Transaction::commit`](crate::Transaction::commit).
 ///
 /// # Examples
 ///

@@ -189,7 +189,13 @@ impl<'a> Transaction<'a> {
     /// [`Error::Rename`] when a step fails. After any error before the rename
     /// the target has its old contents; an error of [`Op::SyncDir`] comes
     /// after the rename, when the new contents are in place but may not
-    /// survive power loss. No temporary file is left in either case.
+    /// survive power loss. No temporary file is left in either case. A
+    /// target updated in place (a bind-mounted file, see
+    /// [`Options::in_place_fallback`](crate::Options::in_place_fallback))
+    /// that fails after the commit point (its intent record is durable) may
+    /// be partly copied: the record and the staged file are kept, and the
+    /// next transaction finishes the copy before anything else (a
+    /// [`TxFile::read`] meanwhile reads the new version from the staged file).
     ///
     /// # Examples
     ///

@@ -676,7 +676,12 @@ impl TxFile {
     /// file does not exist.
     ///
     /// The result is always one complete committed version, because commits
-    /// replace the file with a rename. Reading needs only read permission on
+    /// replace the file with a rename. A target that cannot be renamed over
+    /// (a bind-mounted file, which commits update in place: see
+    /// [`Options::in_place_fallback`]) is the exception: it is read under the
+    /// shared lock, which needs its guard file (and waits while a writer
+    /// copies), and if a writer died after its commit point, the version it
+    /// committed is read from its staged file. Reading needs only read permission on
     /// the target and search permission on its directory: no lock is taken
     /// and no guard file is opened or created, so a process that may not
     /// write the directory (a monitor, a web server) reads with this

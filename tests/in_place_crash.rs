@@ -331,3 +331,28 @@ fn the_in_place_commit_keeps_the_inode_and_leaves_nothing() {
     sim.set_mount_point(TARGET, false).unwrap();
     commit(&sim, s, Mutant::None).unwrap();
 }
+
+/// A batch cannot replace a bind-mounted member (its journal could never
+/// be rolled forward): the commit is refused before anything is written.
+#[test]
+fn a_batch_with_a_bind_mounted_member_is_refused_unchanged() {
+    let s = SCENARIOS[0];
+    let sim = setup(s);
+    sim.write_file("/d/other", b"other").unwrap();
+    let files = [TARGET, "/d/other"].map(|p| Options::new().filesystem(&sim).open(p).unwrap());
+    let batch = txfile::Batch::new(files).unwrap();
+    let err = batch
+        .update(|_| Ok::<_, std::io::Error>(vec![b"x".to_vec(), b"y".to_vec()]))
+        .unwrap_err();
+    assert_eq!(err.kind(), std::io::ErrorKind::ResourceBusy, "{err}");
+    assert!(err.to_string().contains("mount point"), "{err}");
+    assert_eq!(sim.read_file(TARGET).unwrap(), Some(contents(b'o', s.old)));
+    assert_eq!(sim.read_file("/d/other").unwrap(), Some(b"other".to_vec()));
+    let left: Vec<_> = sim
+        .list_dir(DIR)
+        .unwrap()
+        .into_iter()
+        .filter(|n| n.contains(".tx"))
+        .collect();
+    assert!(left.is_empty(), "{left:?}");
+}
