@@ -227,12 +227,15 @@ fn vouch(tx: &mut Transaction<'_>) -> Result<(), Error> {
 pub(crate) fn stage(tx: &mut Transaction<'_>) -> Result<(), Error> {
     let file = tx.file;
     tx.new.flush(file, tx.locked.as_mut())?;
+    // A target copied over in place keeps its own inode, owner, mode and
+    // attributes: its staged file never takes its place.
+    let in_place = crate::inplace::wanted(tx);
     let temp = tx
         .new
         .temp
         .as_mut()
         .expect("flush creates the temporary file");
-    if let Some(old) = tx.old.as_ref().map(|old| old.meta) {
+    if let Some(old) = tx.old.as_ref().map(|old| old.meta).filter(|_| !in_place) {
         copy_owner_and_mode(file, temp, &old)?;
     }
     let mutant = mutant(file);

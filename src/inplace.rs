@@ -442,13 +442,24 @@ fn verify(
 /// writer died after the commit point.
 pub(crate) fn read(file: &TxFile) -> Result<Option<Vec<u8>>, Error> {
     let wait = Wait::within(file.inner.options.timeout);
-    let Some(_shared) = file.lock(Mode::Shared, wait)? else {
-        return Err(Error::Timeout {
-            path: file.inner.path.clone(),
-            timeout: file.inner.options.timeout.unwrap_or_default(),
-        });
+    let shared = match file.lock(Mode::Shared, wait) {
+        Ok(Some(shared)) => Some(shared),
+        Ok(None) => {
+            return Err(Error::Timeout {
+                path: file.inner.path.clone(),
+                timeout: file.inner.options.timeout.unwrap_or_default(),
+            });
+        }
+        // This thread is inside a transaction on the target: nobody else
+        // is copying, and its `begin` finished any interrupted copy.
+        Err(Error::HeldByThisThread { .. }) => None,
+        Err(e) => return Err(e),
     };
-    if let Pending::Record(record) = pending(file)? {
+    let record = match shared {
+        Some(_) => pending(file)?,
+        None => Pending::None,
+    };
+    if let Pending::Record(record) = record {
         let inner = &*file.inner;
         let staged_path = inner.dir_path.join(&record.staged);
         if let Some(staged) = inner

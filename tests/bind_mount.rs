@@ -100,6 +100,14 @@ fn a_bind_mounted_file_is_updated_in_place() {
     assert_eq!(busy.kind(), std::io::ErrorKind::ResourceBusy, "{busy}");
     std::fs::remove_file(dir.join("new")).unwrap();
 
+    // An attribute the in-place copy must not lose (it keeps the inode).
+    rustix::fs::setxattr(
+        target.as_std_path(),
+        "user.origin",
+        b"host",
+        rustix::fs::XattrFlags::empty(),
+    )
+    .unwrap();
     let file = TxFile::open(&target).unwrap();
     file.update(|old| {
         assert_eq!(old, Some(&b"old\n"[..]));
@@ -118,6 +126,9 @@ fn a_bind_mounted_file_is_updated_in_place() {
     file.update(|_| Ok::<_, Error>(b"short\n".to_vec()))
         .unwrap();
     assert_eq!(std::fs::read(&target).unwrap(), b"short\n");
+    let mut value = [0u8; 16];
+    let n = rustix::fs::getxattr(target.as_std_path(), "user.origin", &mut value[..]).unwrap();
+    assert_eq!(&value[..n], b"host");
     assert_clean(&dir);
 }
 

@@ -356,3 +356,17 @@ fn a_batch_with_a_bind_mounted_member_is_refused_unchanged() {
         .collect();
     assert!(left.is_empty(), "{left:?}");
 }
+
+/// A bind-mounted target is read under the shared lock; inside a
+/// transaction of the same thread (which holds the lock) it is read
+/// directly, not refused.
+#[test]
+fn reading_a_bind_mounted_target_inside_a_transaction_works() {
+    let s = SCENARIOS[0];
+    let sim = setup(s);
+    let file = Options::new().filesystem(&sim).open(TARGET).unwrap();
+    assert_eq!(file.read().unwrap(), Some(contents(b'o', s.old)));
+    let tx = file.begin().unwrap();
+    assert_eq!(file.read().unwrap(), Some(contents(b'o', s.old)));
+    tx.rollback();
+}
