@@ -7,7 +7,7 @@ use std::sync::Arc;
 use camino::{Utf8Path, Utf8PathBuf};
 
 use crate::error::Op;
-use crate::fs::{Meta, ReadFile, TempFile, Xattr};
+use crate::fs::{Meta, ReadFile, WriteFile, Xattr};
 use crate::guard::Locked;
 use crate::{Error, TxFile, commit};
 
@@ -406,7 +406,7 @@ impl OldFile {
 }
 
 /// Writes all of `data` (a `write` may take less than asked).
-pub(crate) fn write_all(file: &mut dyn TempFile, mut data: &[u8]) -> io::Result<()> {
+pub(crate) fn write_all(file: &mut dyn WriteFile, mut data: &[u8]) -> io::Result<()> {
     while !data.is_empty() {
         match file.write(data) {
             Ok(0) => return Err(io::ErrorKind::WriteZero.into()),
@@ -471,7 +471,7 @@ pub(crate) struct Temp {
     pub(crate) name: String,
     /// Its path as the target's was given at open (for messages).
     pub(crate) path: Utf8PathBuf,
-    pub(crate) file: Box<dyn TempFile>,
+    pub(crate) file: Box<dyn WriteFile>,
     /// The replaced target's extended attributes (its access ACL among
     /// them), which the temporary file gets before the rename.
     pub(crate) xattrs: Vec<Xattr>,
