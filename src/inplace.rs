@@ -233,11 +233,14 @@ fn write_record(file: &TxFile, record: &Record) -> Result<(), Error> {
     let name = record_name(file);
     let path = record_path(file);
     let mutant = mutant(file);
+    // `O_EXCL`: whatever sits at the name already (a record an earlier
+    // commit failed to remove, someone's own file) is neither used nor
+    // removed here.
+    let mut handle = inner
+        .dir
+        .create_new(&name, 0o600)
+        .map_err(|e| Error::io(Op::CreateTemp, &path, e))?;
     let result = (|| {
-        let mut handle = inner
-            .dir
-            .create_new(&name, 0o600)
-            .map_err(|e| Error::io(Op::CreateTemp, &path, e))?;
         write_all(handle.as_mut(), &encode(record)).map_err(|e| Error::io(Op::Write, &path, e))?;
         if mutant == Mutant::InPlaceCopyBeforeRecord {
             return Ok(());

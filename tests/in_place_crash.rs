@@ -370,3 +370,31 @@ fn reading_a_bind_mounted_target_inside_a_transaction_works() {
     assert_eq!(file.read().unwrap(), Some(contents(b'o', s.old)));
     tx.rollback();
 }
+
+/// Someone's own file under the intent record's name is never read as a
+/// record, written, nor removed: the in-place commit is refused, naming
+/// it, and both files keep their contents.
+#[test]
+fn a_foreign_file_at_the_record_name_is_left_alone() {
+    let s = SCENARIOS[0];
+    let sim = setup(s);
+    sim.write_file("/d/.config.txinplace", b"notes").unwrap();
+    sim.set_mode("/d/.config.txinplace", 0o644).unwrap();
+    let file = Options::new().filesystem(&sim).open(TARGET).unwrap();
+    assert_eq!(file.read().unwrap(), Some(contents(b'o', s.old)));
+    let err = file
+        .update(|_| Ok::<_, std::io::Error>(contents(b'n', s.new)))
+        .unwrap_err();
+    assert_eq!(err.kind(), std::io::ErrorKind::AlreadyExists, "{err}");
+    assert!(err.to_string().contains(".config.txinplace"), "{err}");
+    assert_eq!(sim.read_file(TARGET).unwrap(), Some(contents(b'o', s.old)));
+    assert_eq!(
+        sim.read_file("/d/.config.txinplace").unwrap(),
+        Some(b"notes".to_vec())
+    );
+    // The staged file went with the failed transaction.
+    assert_eq!(
+        sim.list_dir(DIR).unwrap(),
+        [".config.txinplace", "config", "config.lock"]
+    );
+}
