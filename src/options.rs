@@ -249,7 +249,7 @@ impl Options {
         self
     }
 
-    /// Makes a commit fail with [`Error::Xattr`] when the new version
+    /// Makes a commit fail with [`Error::Xattr`](crate::Error::Xattr) when the new version
     /// cannot get one of the old version's extended attributes, instead of
     /// going on without it.
     ///
@@ -289,11 +289,11 @@ impl Options {
     /// target, truncates and syncs it, and removes the record and the
     /// staged file. A crash at any point leaves either the old version or,
     /// after the next transaction finishes the copy from the record, the
-    /// new one; [`TxFile::read`] of such a target takes the shared lock, so
+    /// new one; [`TxFile::read`](crate::TxFile::read) of such a target takes the shared lock, so
     /// it never sees a half-copied file. Such a commit always syncs, even
     /// under [`Durability::None`], and the target keeps its inode, owner,
     /// mode and extended attributes. With this off, the commit fails with
-    /// [`Error::Rename`] (kind
+    /// [`Error::Rename`](crate::Error::Rename) (kind
     /// [`ResourceBusy`](std::io::ErrorKind::ResourceBusy)) and nothing
     /// changes. By default `true`: the caller asked for the update.
     ///
