@@ -59,11 +59,15 @@ use crate::commit::{Mutant, mutant};
 use crate::error::Op;
 use crate::fs::remove_if_present;
 use crate::guard::{Mode, Wait};
-use crate::journal::{Found, Torn, classify};
+use crate::journal::{Found, classify};
 use crate::transaction::{BUFFER, Transaction, read_all, write_all};
 use crate::{Error, TxFile, names};
 
 const MAGIC: &[u8] = b"TXFI\x01";
+
+/// Why bytes are not a record: torn by a crash, or not one.
+#[derive(Debug, PartialEq, Eq)]
+pub(crate) struct Torn(pub(crate) &'static str);
 const MAX_NAME: usize = 255;
 
 /// What an in-place commit is about to do: copy `staged` over `target`
