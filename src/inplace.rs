@@ -55,12 +55,13 @@ use std::io;
 
 use camino::Utf8PathBuf;
 
-use crate::commit::{Mutant, mutant};
 use crate::error::Op;
 use crate::fs::remove_if_present;
+use crate::fs::{read_all, write_all};
 use crate::guard::{Mode, Wait};
 use crate::journal::{Found, classify};
-use crate::transaction::{BUFFER, Transaction, read_all, write_all};
+use crate::mutants::{Mutant, active};
+use crate::state::{BUFFER, Transaction};
 use crate::{Error, TxFile, names};
 
 const MAGIC: &[u8] = b"TXFI\x01";
@@ -169,7 +170,7 @@ fn record_path(file: &TxFile) -> Utf8PathBuf {
 }
 
 fn check_crc(file: &TxFile) -> bool {
-    mutant(file) != Mutant::InPlaceTrustsTornRecord
+    !active(file.inner.options.mutant, Mutant::InPlaceTrustsTornRecord)
 }
 
 /// Whether `tx` must commit in place from the start: its target was the
@@ -197,11 +198,11 @@ pub(crate) fn after_rename_error(tx: &Transaction<'_>, error: &io::Error) -> boo
 pub(crate) fn commit(tx: &mut Transaction<'_>) -> Result<(), Error> {
     let file = tx.file;
     let inner = &*file.inner;
-    let mutant = mutant(file);
+    let mutant = file.inner.options.mutant;
     let temp = tx.new.temp.as_mut().expect("staged before install");
     // Step 1: the staged file is durable, whatever the handle's durability
     // (`stage` synced it only for `Durability::Full`).
-    if !crate::commit::durable(file) || mutant == Mutant::RenameBeforeFsync {
+    if !crate::commit::durable(file) || active(mutant, Mutant::RenameBeforeFsync) {
         temp.file
             .sync()
             .map_err(|e| Error::io(Op::Sync, &temp.path, e))?;
@@ -236,7 +237,7 @@ fn write_record(file: &TxFile, record: &Record) -> Result<(), Error> {
     let inner = &*file.inner;
     let name = record_name(file);
     let path = record_path(file);
-    let mutant = mutant(file);
+    let mutant = inner.options.mutant;
     // `O_EXCL`: whatever sits at the name already (a record an earlier
     // commit failed to remove, someone's own file) is neither used nor
     // removed here.
@@ -246,7 +247,7 @@ fn write_record(file: &TxFile, record: &Record) -> Result<(), Error> {
         .map_err(|e| Error::io(Op::CreateTemp, &path, e))?;
     let result = (|| {
         write_all(handle.as_mut(), &encode(record)).map_err(|e| Error::io(Op::Write, &path, e))?;
-        if mutant == Mutant::InPlaceCopyBeforeRecord {
+        if active(mutant, Mutant::InPlaceCopyBeforeRecord) {
             return Ok(());
         }
         handle.sync().map_err(|e| Error::io(Op::Sync, &path, e))?;
@@ -293,7 +294,7 @@ fn copy(
     target
         .set_len(record.len)
         .map_err(|e| Error::io(Op::Write, path, e))?;
-    if mutant(file) != Mutant::InPlaceNoTargetFsync {
+    if !active(inner.options.mutant, Mutant::InPlaceNoTargetFsync) {
         target.sync().map_err(|e| Error::io(Op::Sync, path, e))?;
     }
     Ok(())

@@ -17,6 +17,9 @@
 //! `--nocapture` for the counts.
 #![cfg(feature = "sim")]
 
+/// The deliberately broken protocols exist only with `--cfg txfile_mutants`
+/// (the repository's `.cargo/config.toml` sets it).
+#[cfg(txfile_mutants)]
 use txfile::Mutant;
 use txfile::Options;
 use txfile::sim::{Enumeration, SimFs};
@@ -60,8 +63,20 @@ fn setup(s: Scenario) -> SimFs {
     sim
 }
 
+/// Without `--cfg txfile_mutants`, only the correct protocol.
+#[cfg(not(txfile_mutants))]
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Mutant {
+    None,
+}
+
 fn options(sim: &SimFs, mutant: Mutant) -> Options {
-    Options::new().filesystem(sim).mutant(mutant)
+    let options = Options::new().filesystem(sim);
+    #[cfg(txfile_mutants)]
+    let options = options.mutant(mutant);
+    #[cfg(not(txfile_mutants))]
+    let Mutant::None = mutant;
+    options
 }
 
 fn commit(sim: &SimFs, s: Scenario, mutant: Mutant) -> Result<(), txfile::Error> {
@@ -258,6 +273,7 @@ fn every_crash_point_of_the_in_place_commit() {
     assert!(counts.recovery_states > 0, "recovery was never crashed");
 }
 
+#[cfg(txfile_mutants)]
 /// A mutant must fail the checks; returns what caught it.
 fn caught(mutant: Mutant) -> String {
     match check_all(mutant) {
@@ -269,12 +285,14 @@ fn caught(mutant: Mutant) -> String {
     }
 }
 
+#[cfg(txfile_mutants)]
 #[test]
 fn mutant_copy_before_the_record_is_durable_is_caught() {
     let violation = caught(Mutant::InPlaceCopyBeforeRecord);
     assert!(violation.contains("neither old nor new"), "{violation}");
 }
 
+#[cfg(txfile_mutants)]
 /// The record goes while the copied bytes may still be only in the page
 /// cache: a power loss then leaves a half-old target with nothing to
 /// finish it from, or an old one after a read returned the new.
@@ -287,6 +305,7 @@ fn mutant_no_target_fsync_before_removing_the_record_is_caught() {
     );
 }
 
+#[cfg(txfile_mutants)]
 /// A torn record (a crash while it was written, before the commit point)
 /// names no staged file that exists: acting on it fails every later
 /// transaction and read, where the correct protocol drops it.
@@ -296,6 +315,20 @@ fn mutant_trusting_a_torn_record_is_caught() {
     assert!(
         violation.contains("read after the crash") || violation.contains("recovery failed"),
         "{violation}"
+    );
+}
+
+/// Built without `--cfg txfile_mutants` the mutants above do not exist:
+/// say so, and fail where they must run (CI sets `TXFILE_REQUIRE_MUTANTS`).
+#[cfg(not(txfile_mutants))]
+#[test]
+fn in_place_mutants_need_the_cfg() {
+    assert!(
+        std::env::var_os("TXFILE_REQUIRE_MUTANTS").is_none(),
+        "built without --cfg txfile_mutants: the in-place mutants cannot run"
+    );
+    println!(
+        "skipped: built without --cfg txfile_mutants (a RUSTFLAGS variable replaces .cargo/config.toml's)"
     );
 }
 

@@ -11,11 +11,14 @@ use std::io;
 
 use camino::{Utf8Path, Utf8PathBuf};
 
+use crate::Error;
 use crate::error::Op;
-use crate::{Error, LockStyle};
 
 pub(crate) mod real;
 pub(crate) mod shared;
+mod whole;
+
+pub(crate) use whole::{read_all, write_all};
 
 /// What kind of directory entry a path names.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -366,3 +369,40 @@ impl Marker {
 
 /// A held operating-system lock; dropping it unlocks.
 pub(crate) trait LockHeld: Send + Debug {}
+
+/// Which operating-system lock txfile takes on the guard file where it can
+/// take only one.
+///
+/// Every txfile user excludes every other, whatever style each chose: on
+/// filesystems where `flock` locks and POSIX record locks are independent
+/// (local Linux filesystems: ext4, xfs, btrfs, tmpfs), txfile takes both,
+/// `flock` first, so that `flock(1)` users and `lockf`/`fcntl` users are
+/// excluded too. Where the filesystem makes them one lock (NFS, SMB and AFS
+/// on Linux; the BSDs, macOS and illumos everywhere), taking both would wait
+/// for itself, so only the kind this chooses is taken; there it excludes
+/// users of either kind anyway.
+///
+/// Both are taken on the guard file `<name>.lock`, which the process opens once
+/// and never closes while a lock is held, so neither can be lost by an
+/// unrelated `close`.
+///
+/// # Examples
+///
+/// ```
+/// use txfile::{LockStyle, Options};
+/// let opts = Options::new().lock_style(LockStyle::Posix);
+/// # let _ = opts;
+/// ```
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash)]
+#[non_exhaustive]
+pub enum LockStyle {
+    /// `flock(2)` through the `fd-lock` crate, where only one kind is taken.
+    /// Interoperates with `flock(1)`.
+    #[default]
+    Flock,
+    /// POSIX record locks (`fcntl(F_SETLKW)` on the whole file), where only one
+    /// kind is taken. Interoperates with `lockf(3)`, `fcntl` users and Python's
+    /// `fcntl.lockf`; on Solaris, illumos and Linux NFS `flock` is one with
+    /// it anyway.
+    Posix,
+}
