@@ -609,6 +609,22 @@ impl<'a> BatchTransaction<'a> {
 
 /// The journaled commit of two or more changed members.
 fn commit_all(mut txs: Vec<&mut Transaction<'_>>) -> Result<(), Error> {
+    // A member that cannot be renamed over would leave a journal that
+    // recovery could never finish: refused before anything is written.
+    if let Some(tx) = txs
+        .iter()
+        .find(|tx| tx.old.as_ref().is_some_and(|old| old.meta.mount_root))
+    {
+        return Err(Error::io(
+            Op::Stat,
+            &tx.file.inner.path,
+            std::io::Error::new(
+                std::io::ErrorKind::ResourceBusy,
+                "it is a mount point (a bind-mounted file), which a batch cannot replace: \
+                 update it on its own (in place)",
+            ),
+        ));
+    }
     for tx in txs.iter_mut() {
         commit::stage(tx)?;
     }

@@ -7,7 +7,8 @@
 //! 3. finish the temporary file: remaining bytes, owner and mode of the old
 //!    target (new files were created with the configured mode minus umask);
 //! 4. fsync the temporary file;
-//! 5. rename it over the target;
+//! 5. rename it over the target (a target that cannot be renamed over, a
+//!    bind-mounted file, is copied over in place instead: `crate::inplace`);
 //! 6. fsync the directory;
 //! 7. release the lock (dropping the transaction).
 //!
@@ -17,7 +18,7 @@
 use std::io;
 
 use crate::error::Op;
-use crate::fs::Meta;
+use crate::fs::{Meta, Xattr};
 use crate::guard::Locked;
 use crate::mutants::{Mutant, active};
 use crate::state::{BUFFER, NewContents, OldFile, Temp, Transaction};
@@ -110,13 +111,16 @@ fn vouch(tx: &mut Transaction<'_>) -> Result<(), Error> {
 pub(crate) fn stage(tx: &mut Transaction<'_>) -> Result<(), Error> {
     let file = tx.file;
     tx.new.flush(file, tx.locked.as_mut())?;
+    // A target copied over in place keeps its own inode, owner, mode and
+    // attributes: its staged file never takes its place.
+    let in_place = crate::inplace::wanted(tx);
     let temp = tx
         .new
         .temp
         .as_mut()
         .expect("flush creates the temporary file");
-    if let Some(old) = tx.old.as_ref().map(|old| old.meta) {
-        copy_owner_and_mode(temp, &old)?;
+    if let Some(old) = tx.old.as_ref().map(|old| old.meta).filter(|_| !in_place) {
+        copy_owner_and_mode(file, temp, &old)?;
     }
     let options = &file.inner.options;
     let skip = active(options.mutant, Mutant::NoFileFsync)
@@ -130,11 +134,21 @@ pub(crate) fn stage(tx: &mut Transaction<'_>) -> Result<(), Error> {
 
 /// Step 5: the rename. Afterwards the file is the target's, no longer a
 /// temporary file to clean up.
+/// A target that cannot be renamed over (a bind-mounted file) is copied
+/// over in place instead (see `crate::inplace`), unless
+/// `Options::in_place_fallback` is off.
 pub(crate) fn install(tx: &mut Transaction<'_>) -> Result<(), Error> {
+    if crate::inplace::wanted(tx) {
+        return crate::inplace::commit(tx);
+    }
     let inner = &*tx.file.inner;
-    let temp = tx.new.temp.as_mut().expect("staged before install");
+    let temp = tx.new.temp.as_ref().expect("staged before install");
     let _rename = crate::trace::step!("rename", inner.path);
     if let Err(source) = inner.dir.rename(&temp.name, &inner.name) {
+        if crate::inplace::after_rename_error(tx, &source) {
+            return crate::inplace::commit(tx);
+        }
+        let temp = tx.new.temp.as_ref().expect("staged before install");
         return Err(Error::Rename {
             from: temp.path.clone(),
             to: inner.path.clone(),
@@ -224,7 +238,7 @@ fn same_bytes(old: &OldFile, new: &NewContents) -> io::Result<bool> {
 }
 
 /// Fills `buf` from `offset` with a `pread`-like function.
-fn read_exact_at(
+pub(crate) fn read_exact_at(
     read_at: impl Fn(&mut [u8], u64) -> io::Result<usize>,
     mut buf: &mut [u8],
     mut offset: u64,
@@ -266,10 +280,23 @@ fn check_no_outside_writer(file: &TxFile, began: Option<&Meta>) -> Result<(), Er
     }
 }
 
-fn copy_owner_and_mode(temp: &mut Temp, old: &Meta) -> Result<(), Error> {
-    temp.file
-        .set_owner_and_mode(old.uid, old.gid, old.mode, temp.acl.as_deref())
-        .map_err(|e| Error::io(Op::SetPermissions, &temp.path, e))
+/// Gives the temporary file the old target's owner, extended attributes and
+/// mode. An attribute the process may not set is dropped, unless
+/// [`Options::require_xattrs`](crate::Options::require_xattrs) makes that
+/// an error.
+fn copy_owner_and_mode(file: &TxFile, temp: &mut Temp, old: &Meta) -> Result<(), Error> {
+    let refused = temp
+        .file
+        .set_owner_and_mode(old.uid, old.gid, old.mode, &temp.xattrs)
+        .map_err(|e| Error::io(Op::SetPermissions, &temp.path, e))?;
+    match refused.into_iter().next() {
+        Some(refused) if file.inner.options.require_xattrs => Err(Error::Xattr {
+            path: file.inner.path.clone(),
+            name: Xattr::name_text(&refused.name),
+            source: refused.error,
+        }),
+        _ => Ok(()),
+    }
 }
 
 /// One fsync, never retried: after a failure the kernel may have dropped the

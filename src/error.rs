@@ -28,7 +28,9 @@ pub type BoxError = Box<dyn std::error::Error + Send + Sync + 'static>;
 ///
 /// Whatever the variant, a failed operation leaves the target file with either
 /// its old contents or (only for [`Error::Io`] with [`Op::SyncDir`], after the
-/// rename) the new ones, and no temporary file behind.
+/// rename) the new ones, and no temporary file behind. The one exception is a
+/// target updated in place (a bind-mounted file) whose commit failed after its
+/// commit point: see [`Transaction::commit`](crate::Transaction::commit).
 ///
 /// # Examples
 ///
@@ -157,6 +159,19 @@ pub enum Error {
         /// How many were found.
         count: usize,
     },
+    /// The new version could not be given one of the old version's
+    /// extended attributes (a namespace this process may not write), and
+    /// [`Options::require_xattrs`](crate::Options::require_xattrs) is set.
+    /// Nothing changed: the target has its old contents and attributes, and
+    /// the temporary file was removed.
+    Xattr {
+        /// The target.
+        path: Utf8PathBuf,
+        /// The attribute's name (lossily converted if it is not UTF-8).
+        name: String,
+        /// Why it could not be set (written in the message).
+        source: io::Error,
+    },
     /// The target is a symbolic link and [`Symlinks::Reject`](crate::Symlinks::Reject) is set.
     Symlink {
         /// The link.
@@ -175,6 +190,11 @@ impl fmt::Display for Error {
             Error::Rename { from, to, source } => {
                 write!(f, "failed to rename `{from}` to `{to}`: {source}")
             }
+            Error::Xattr { path, name, source } => write!(
+                f,
+                "failed to copy extended attribute `{name}` of `{path}` to its new version \
+                 (the commit was refused, nothing changed): {source}"
+            ),
             Error::Timeout { path, timeout } => {
                 write!(
                     f,
@@ -233,7 +253,9 @@ impl std::error::Error for Error {
     /// The cause's own source: the cause itself is already in the message.
     fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
         match self {
-            Error::Io { source, .. } | Error::Rename { source, .. } => source.source(),
+            Error::Io { source, .. }
+            | Error::Rename { source, .. }
+            | Error::Xattr { source, .. } => source.source(),
             Error::Aborted { source, .. } => source.source(),
             Error::Timeout { .. }
             | Error::Conflict { .. }
@@ -251,7 +273,7 @@ impl std::error::Error for Error {
 impl Error {
     /// The [`io::ErrorKind`] that best describes this error.
     ///
-    /// Filesystem variants return their cause's kind; [`Error::Timeout`] is
+    /// Filesystem variants (and [`Error::Xattr`]) return their cause's kind; [`Error::Timeout`] is
     /// [`TimedOut`](io::ErrorKind::TimedOut), [`Error::Conflict`] is
     /// [`AlreadyExists`](io::ErrorKind::AlreadyExists), [`Error::InvalidPath`] and
     /// [`Error::Symlink`] are [`InvalidInput`](io::ErrorKind::InvalidInput) and
@@ -269,7 +291,9 @@ impl Error {
     /// ```
     pub fn kind(&self) -> io::ErrorKind {
         match self {
-            Error::Io { source, .. } | Error::Rename { source, .. } => source.kind(),
+            Error::Io { source, .. }
+            | Error::Rename { source, .. }
+            | Error::Xattr { source, .. } => source.kind(),
             Error::Timeout { .. } => io::ErrorKind::TimedOut,
             Error::Conflict { .. } | Error::ForeignGuard { .. } => io::ErrorKind::AlreadyExists,
             Error::InvalidPath { .. } | Error::EmptyBatch | Error::Symlink { .. } => {

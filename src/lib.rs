@@ -14,6 +14,7 @@ mod commit;
 mod error;
 mod fs;
 mod guard;
+mod inplace;
 mod journal;
 mod mountinfo;
 mod mutants;

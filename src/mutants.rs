@@ -59,6 +59,15 @@ pub enum Mutant {
     /// A handle used in a forked child keeps using the parent's guard
     /// descriptor and in-process state.
     NoForkCheck,
+    /// In-place commit: copy over the target before the intent record is
+    /// durable (no fsync of the record, nor of its directory entry).
+    InPlaceCopyBeforeRecord,
+    /// In-place commit: remove the intent record without first fsyncing
+    /// the target the staged contents were copied over.
+    InPlaceNoTargetFsync,
+    /// In-place recovery: act on a record without checking its CRC, reading
+    /// whatever a torn write left (missing bytes as zeros).
+    InPlaceTrustsTornRecord,
     /// NFS: open the target without first revalidating its directory, so a
     /// name cached before another host's rename can open a replaced version
     /// (only the NFS test, `tests/nfs/run.sh --mode no-nfs-revalidate`,

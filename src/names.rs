@@ -21,6 +21,7 @@ pub(crate) const RANDOM_LEN: usize = 8;
 const GUARD_SUFFIX: &str = ".lock";
 const TEMP_SUFFIX: &str = ".txtmp";
 const JOURNAL_SUFFIX: &str = ".txjournal";
+const IN_PLACE_SUFFIX: &str = ".txinplace";
 
 /// The guard file's name for target `name`.
 pub(crate) fn guard_name(name: &str) -> String {
@@ -43,6 +44,12 @@ pub(crate) fn temp_suffix() -> &'static str {
 /// that includes it.
 pub(crate) fn journal_name(name: &str) -> String {
     format!(".{}{JOURNAL_SUFFIX}", fit(name, 1 + JOURNAL_SUFFIX.len()))
+}
+
+/// The name of the intent record of an in-place commit of target `name`
+/// (see `crate::inplace`).
+pub(crate) fn in_place_name(name: &str) -> String {
+    format!(".{}{IN_PLACE_SUFFIX}", fit(name, 1 + IN_PLACE_SUFFIX.len()))
 }
 
 /// The target whose journal name `candidate` is, if it is one (for

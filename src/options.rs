@@ -80,6 +80,8 @@ pub struct Options {
     pub(crate) symlinks: Symlinks,
     pub(crate) mode: u32,
     pub(crate) allow_local_locks: bool,
+    pub(crate) require_xattrs: bool,
+    pub(crate) in_place_fallback: bool,
     pub(crate) guard_path: Option<PathBuf>,
     pub(crate) fs: Option<Arc<dyn Fs>>,
     pub(crate) mutant: crate::mutants::Selected,
@@ -110,6 +112,8 @@ impl Options {
             symlinks: Symlinks::Follow,
             mode: 0o666,
             allow_local_locks: false,
+            require_xattrs: false,
+            in_place_fallback: true,
             guard_path: None,
             fs: None,
             mutant: crate::mutants::Selected::default(),
@@ -204,6 +208,66 @@ impl Options {
     /// ```
     pub fn allow_local_locks(mut self, allow: bool) -> Self {
         self.allow_local_locks = allow;
+        self
+    }
+
+    /// Makes a commit fail with [`Error::Xattr`](crate::Error::Xattr) when the new version
+    /// cannot get one of the old version's extended attributes, instead of
+    /// going on without it.
+    ///
+    /// A commit gives the new version every extended attribute of the file
+    /// it replaces (Linux and macOS): `user.*` attributes, the POSIX access
+    /// ACL (`system.posix_acl_access`), the SELinux label
+    /// (`security.selinux`) and the rest. An attribute in a namespace this
+    /// process may not write (`trusted.*` unless it has `CAP_SYS_ADMIN`,
+    /// `security.*` without the security module's leave) cannot be copied:
+    /// by default it is left out; with this set to `true` the commit fails
+    /// naming it, the temporary file is removed and the target keeps its
+    /// old contents and attributes. By default `false`.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// # let dir = tempfile::tempdir()?;
+    /// # let path = dir.path().join("config");
+    /// let file = txfile::Options::new().require_xattrs(true).open(&path)?;
+    /// file.update(|_| Ok::<_, std::io::Error>(b"v1".to_vec()))?;
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
+    pub fn require_xattrs(mut self, require: bool) -> Self {
+        self.require_xattrs = require;
+        self
+    }
+
+    /// Whether a target that cannot be renamed over is updated by copying
+    /// the new contents into it, crash-safely, instead of failing.
+    ///
+    /// A file bind-mounted over another (`docker run -v
+    /// ./config.json:/app/config.json`, a Kubernetes `subPath` mount) cannot
+    /// be replaced by a rename: `rename` fails with `EBUSY`. With this on, a
+    /// commit then stages the new contents in a temporary file as usual,
+    /// writes and syncs an intent record `.<name>.txinplace` beside the
+    /// target (the commit point), copies the staged contents over the
+    /// target, truncates and syncs it, and removes the record and the
+    /// staged file. A crash at any point leaves either the old version or,
+    /// after the next transaction finishes the copy from the record, the
+    /// new one; [`TxFile::read`](crate::TxFile::read) of such a target takes the shared lock, so
+    /// it never sees a half-copied file. Such a commit always syncs, even
+    /// under [`Durability::None`], and the target keeps its inode, owner,
+    /// mode and extended attributes. With this off, the commit fails with
+    /// [`Error::Rename`](crate::Error::Rename) (kind
+    /// [`ResourceBusy`](std::io::ErrorKind::ResourceBusy)) and nothing
+    /// changes. By default `true`: the caller asked for the update.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// // Fail rather than copy in place.
+    /// let opts = txfile::Options::new().in_place_fallback(false);
+    /// # let _ = opts;
+    /// ```
+    pub fn in_place_fallback(mut self, fallback: bool) -> Self {
+        self.in_place_fallback = fallback;
         self
     }
 

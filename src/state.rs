@@ -156,7 +156,7 @@ pub(crate) struct Temp {
     pub(crate) file: Box<dyn WriteFile>,
     /// The replaced target's access ACL, which the temporary file gets
     /// before the rename.
-    pub(crate) acl: Option<Vec<u8>>,
+    pub(crate) xattrs: Vec<crate::fs::Xattr>,
 }
 
 /// What the temporary file takes over from the target it replaces.
@@ -282,17 +282,18 @@ impl NewContents {
 /// file starts with the owner's bits only, until the ACL is copied.
 pub(crate) fn create_temp(file: &TxFile, existing: Option<&Existing>) -> Result<Temp, Error> {
     let inner = &*file.inner;
-    let acl = match existing {
+    let xattrs = match existing {
         Some(existing) => existing
             .file
-            .acl()
+            .xattrs()
             .map_err(|e| Error::io(Op::Read, &inner.path, e))?,
-        None => None,
+        None => Vec::new(),
     };
-    let mode = match (existing, &acl) {
-        (None, _) => inner.options.mode,
-        (Some(existing), None) => existing.mode & 0o777,
-        (Some(existing), Some(_)) => existing.mode & 0o700,
+    let has_acl = xattrs.iter().any(crate::fs::Xattr::is_access_acl);
+    let mode = match existing {
+        None => inner.options.mode,
+        Some(existing) if has_acl => existing.mode & 0o700,
+        Some(existing) => existing.mode & 0o777,
     };
     let (name, handle) = inner
         .dir
@@ -302,6 +303,6 @@ pub(crate) fn create_temp(file: &TxFile, existing: Option<&Existing>) -> Result<
         path: inner.dir_path.join(&name),
         name,
         file: handle,
-        acl,
+        xattrs,
     })
 }

@@ -443,6 +443,9 @@ impl TxFile {
     /// version.
     pub(crate) fn prepare(&self, mut locked: Locked) -> Result<Transaction<'_>, Error> {
         if locked.needs_sweep() {
+            // Before the sweep, which would take an interrupted in-place
+            // commit's staged file for a stale temporary file.
+            crate::inplace::recover(self)?;
             self.sweep(&locked)?;
             locked.swept();
         }
@@ -676,7 +679,12 @@ impl TxFile {
     /// file does not exist.
     ///
     /// The result is always one complete committed version, because commits
-    /// replace the file with a rename. Reading needs only read permission on
+    /// replace the file with a rename. A target that cannot be renamed over
+    /// (a bind-mounted file, which commits update in place: see
+    /// [`Options::in_place_fallback`]) is the exception: it is read under the
+    /// shared lock, which needs its guard file (and waits while a writer
+    /// copies), and if a writer died after its commit point, the version it
+    /// committed is read from its staged file. Reading needs only read permission on
     /// the target and search permission on its directory: no lock is taken
     /// and no guard file is opened or created, so a process that may not
     /// write the directory (a monitor, a web server) reads with this
@@ -707,6 +715,12 @@ impl TxFile {
     /// ```
     pub fn read(&self) -> Result<Option<Vec<u8>>, Error> {
         crate::stale::retry(|| match crate::stale::open_current(self)? {
+            // A bind-mounted target is updated in place: read it under the
+            // shared lock (see `Options::in_place_fallback`).
+            Some(old) if old.meta.mount_root => {
+                drop(old);
+                crate::inplace::read(self)
+            }
             Some(mut old) => Ok(Some(old.take_bytes(&self.inner.path)?)),
             None => Ok(None),
         })

@@ -43,6 +43,11 @@ pub(crate) struct Meta {
     pub(crate) mode: u32,
     pub(crate) uid: u32,
     pub(crate) gid: u32,
+    /// The root of a mount: a file bind-mounted over another (Linux
+    /// `STATX_ATTR_MOUNT_ROOT`), which cannot be renamed over. Only the
+    /// `fstat` of an opened file ([`ReadFile::meta`]) tells; elsewhere it
+    /// is `false`.
+    pub(crate) mount_root: bool,
 }
 
 impl Meta {
@@ -183,6 +188,34 @@ pub(crate) fn remove_if_present(
     }
 }
 
+/// One extended attribute: name and value, as the kernel stores them.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub(crate) struct Xattr {
+    pub(crate) name: Vec<u8>,
+    pub(crate) value: Vec<u8>,
+}
+
+impl Xattr {
+    /// Whether this is the POSIX access ACL, whose mask is the file's
+    /// group bits.
+    pub(crate) fn is_access_acl(&self) -> bool {
+        self.name == b"system.posix_acl_access"
+    }
+
+    /// The name as text, for messages.
+    pub(crate) fn name_text(name: &[u8]) -> String {
+        String::from_utf8_lossy(name).into_owned()
+    }
+}
+
+/// An extended attribute the process may not set on the new version (a
+/// namespace it may not write).
+#[derive(Debug)]
+pub(crate) struct Refused {
+    pub(crate) name: Vec<u8>,
+    pub(crate) error: io::Error,
+}
+
 /// The permission bits and group a new guard file gets: everyone who may
 /// write the target may lock it.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -223,9 +256,11 @@ pub(crate) trait ReadFile: Send + Sync + Debug {
     fn meta(&self) -> io::Result<Meta>;
     /// `pread`.
     fn read_at(&self, buf: &mut [u8], offset: u64) -> io::Result<usize>;
-    /// Its POSIX access ACL (`system.posix_acl_access`), as the kernel
-    /// stores it; `None` when it has none or the filesystem has no ACLs.
-    fn acl(&self) -> io::Result<Option<Vec<u8>>>;
+    /// Its extended attributes that this process can read (`flistxattr`,
+    /// then `fgetxattr` for each: none, one call), the POSIX access ACL
+    /// (`system.posix_acl_access`) and the SELinux label among them; empty
+    /// where the filesystem or platform has none.
+    fn xattrs(&self) -> io::Result<Vec<Xattr>>;
     /// `fsync`, through this read-only descriptor (`F_FULLFSYNC` on macOS).
     fn sync(&self) -> io::Result<()>;
 }
@@ -244,18 +279,21 @@ pub(crate) trait WriteFile: Send + Sync + Debug {
     /// `pread` of what was written.
     fn read_at(&self, buf: &mut [u8], offset: u64) -> io::Result<usize>;
     /// Gives the file this owner (`fchown`, quietly keeping ours when not
-    /// permitted), this access ACL if any, and exactly this mode
+    /// permitted), these extended attributes, and exactly this mode
     /// (`fchmod`), calling each only when the file does not have it already
     /// (chown clears set-id bits, so a chown is always followed by a chmod).
+    /// The attributes the process may not set are returned, not set.
     fn set_owner_and_mode(
         &mut self,
         uid: u32,
         gid: u32,
         mode: u32,
-        acl: Option<&[u8]>,
-    ) -> io::Result<()>;
+        xattrs: &[Xattr],
+    ) -> io::Result<Vec<Refused>>;
     /// `fsync` (`F_FULLFSYNC` on macOS).
     fn sync(&mut self) -> io::Result<()>;
+    /// `ftruncate`: cuts the file to `len` bytes (or extends it with zeros).
+    fn set_len(&mut self, len: u64) -> io::Result<()>;
 }
 
 /// The one open descriptor of a guard file.

@@ -9,7 +9,7 @@ use camino::{Utf8Path, Utf8PathBuf};
 
 use super::{
     Blocking, DirHandle, Fs, GuardFile, GuardPerms, LockHeld, Locking, Marker, Meta, Mode, Name,
-    ReadFile, WriteFile,
+    ReadFile, Refused, WriteFile, Xattr,
 };
 use crate::{LockStyle, sys};
 
@@ -84,15 +84,15 @@ struct RealFile(File);
 
 impl ReadFile for RealFile {
     fn meta(&self) -> io::Result<Meta> {
-        Ok(sys::meta(&self.0.metadata()?))
+        sys::file_meta(&self.0)
     }
 
     fn read_at(&self, buf: &mut [u8], offset: u64) -> io::Result<usize> {
         sys::read_at(&self.0, buf, offset)
     }
 
-    fn acl(&self) -> io::Result<Option<Vec<u8>>> {
-        sys::acl(&self.0)
+    fn xattrs(&self) -> io::Result<Vec<Xattr>> {
+        sys::xattrs(&self.0)
     }
 
     fn sync(&self) -> io::Result<()> {
@@ -122,13 +122,17 @@ impl WriteFile for RealFile {
         uid: u32,
         gid: u32,
         mode: u32,
-        acl: Option<&[u8]>,
-    ) -> io::Result<()> {
-        sys::set_owner_and_mode(&self.0, uid, gid, mode, acl)
+        xattrs: &[Xattr],
+    ) -> io::Result<Vec<Refused>> {
+        sys::set_owner_and_mode(&self.0, uid, gid, mode, xattrs)
     }
 
     fn sync(&mut self) -> io::Result<()> {
         sys::sync_file(&self.0)
+    }
+
+    fn set_len(&mut self, len: u64) -> io::Result<()> {
+        self.0.set_len(len)
     }
 }
 

@@ -244,6 +244,7 @@ pub(super) fn build(disk: &Disk, paranoid: bool, choose: &mut dyn FnMut(u64) -> 
         next_ino: disk.next_ino,
         clock: disk.clock + 1,
         names: disk.names,
+        mounted: disk.mounted.clone(),
     }
 }
 

@@ -402,6 +402,40 @@ impl SimFs {
         Ok(())
     }
 
+    /// Bind-mounts the file at `path` in place (or, with `false`, unmounts
+    /// it), as a container does with a single file: renaming over it,
+    /// renaming it and removing it then fail with `EBUSY`, and an opened
+    /// file's `fstat` says it is the root of a mount. The mount survives
+    /// crashes (it is set up again at boot). Not a counted operation.
+    ///
+    /// # Errors
+    ///
+    /// When the file does not exist or is a directory.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// let sim = txfile::sim::SimFs::new();
+    /// sim.write_file("/config", b"old")?;
+    /// sim.set_mount_point("/config", true)?;
+    /// let file = txfile::Options::new().filesystem(&sim).open("/config")?;
+    /// file.update(|_| Ok::<_, std::io::Error>(b"new".to_vec()))?; // copied in place
+    /// assert_eq!(sim.read_file("/config")?, Some(b"new".to_vec()));
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
+    pub fn set_mount_point(&self, path: impl AsRef<Path>, mounted: bool) -> io::Result<()> {
+        let path = utf8(path.as_ref())?;
+        let mut state = self.state();
+        let ino = state.disk.lookup(path)?.ok_or_else(|| not_found(path))?;
+        state.disk.file(ino)?;
+        if mounted {
+            state.disk.mounted.insert(ino);
+        } else {
+            state.disk.mounted.remove(&ino);
+        }
+        Ok(())
+    }
+
     /// Sets a file's owner and group durably, without counting an
     /// operation (setup for a test: a file of another user). Files the
     /// simulated process creates belong to user and group 1000.

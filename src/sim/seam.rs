@@ -12,7 +12,7 @@ use super::{OpKind, SimFs};
 use crate::LockStyle;
 use crate::fs::{
     Blocking, DirHandle, Fs, GuardFile, GuardPerms, LockHeld, Locking, Marker, Meta, Mode, Name,
-    ReadFile, WriteFile,
+    ReadFile, Refused, WriteFile, Xattr,
 };
 
 impl SimFs {
@@ -150,8 +150,14 @@ fn rename(disk: &mut Disk, dir: u64, from: &Name, to: &Name) -> io::Result<()> {
         .ok_or_else(|| io::Error::new(io::ErrorKind::NotFound, format!("no file `{from}`")))?;
     if let Some(&old) = entries.volatile.get(&to_name) {
         disk.file(old)?;
+        if disk.mounted.contains(&old) {
+            return Err(busy());
+        }
     }
     disk.file(ino)?;
+    if disk.mounted.contains(&ino) {
+        return Err(busy());
+    }
     if from_name == to_name {
         return Ok(());
     }
@@ -166,6 +172,18 @@ fn rename(disk: &mut Disk, dir: u64, from: &Name, to: &Name) -> io::Result<()> {
         ino,
     });
     Ok(())
+}
+
+/// `EBUSY`: what renaming over (or removing) a mount point fails with.
+fn busy() -> io::Error {
+    #[cfg(unix)]
+    {
+        io::Error::from_raw_os_error(rustix::io::Errno::BUSY.raw_os_error())
+    }
+    #[cfg(not(unix))]
+    {
+        io::Error::new(io::ErrorKind::ResourceBusy, "the file is a mount point")
+    }
 }
 
 /// An open regular file: read-only for the target, read-write for a
@@ -211,9 +229,9 @@ impl ReadFile for SimFile {
         self.read(buf, offset)
     }
 
-    /// The simulated filesystem has no ACLs.
-    fn acl(&self) -> io::Result<Option<Vec<u8>>> {
-        Ok(None)
+    /// The simulated filesystem has no extended attributes.
+    fn xattrs(&self) -> io::Result<Vec<Xattr>> {
+        Ok(Vec::new())
     }
 
     fn sync(&self) -> io::Result<()> {
@@ -297,14 +315,15 @@ impl WriteFile for SimFile {
     /// As on a real system: one look at the inode (an `fstat`, not a
     /// counted operation), then `fchown` only when the owner differs and
     /// `fchmod` only when the mode differs or a `fchown` cleared set-id bits.
-    /// (The simulated filesystem has no ACLs: there is none to copy.)
+    /// (The simulated filesystem has no extended attributes: there are none
+    /// to copy.)
     fn set_owner_and_mode(
         &mut self,
         uid: u32,
         gid: u32,
         mode: u32,
-        _acl: Option<&[u8]>,
-    ) -> io::Result<()> {
+        _xattrs: &[Xattr],
+    ) -> io::Result<Vec<Refused>> {
         let mode = mode & 0o7777;
         let (owner_differs, mode_differs) = {
             let state = self.fs.state();
@@ -321,11 +340,18 @@ impl WriteFile for SimFile {
                 s.disk.record(self.ino, DataOp::SetMode(mode))
             })?;
         }
-        Ok(())
+        Ok(Vec::new())
     }
 
     fn sync(&mut self) -> io::Result<()> {
         sync_file(&self.fs, self.ino, &self.path)
+    }
+
+    /// `ftruncate`: pending until the file's fsync, like a write.
+    fn set_len(&mut self, len: u64) -> io::Result<()> {
+        self.fs.op(OpKind::SetLen, &self.path, |s| {
+            s.disk.record(self.ino, DataOp::SetLen(len))
+        })
     }
 }
 
@@ -489,6 +515,9 @@ impl DirHandle for SimDir {
                 )
             })?;
             s.disk.file(ino)?;
+            if s.disk.mounted.contains(&ino) {
+                return Err(busy());
+            }
             let now = s.disk.tick();
             s.disk.inode_mut(ino)?.ctime = now;
             let dir = s.disk.dir_mut(self.ino)?;

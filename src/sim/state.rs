@@ -173,6 +173,10 @@ pub(super) struct Disk {
     /// Counter behind the "random" part of temporary names, so that runs
     /// repeat exactly.
     pub(super) names: u64,
+    /// Files bind-mounted in place (see `SimFs::set_mount_point`): their
+    /// names can be neither renamed over, renamed nor removed (`EBUSY`).
+    /// Like a container's mount table, they are there again after a crash.
+    pub(super) mounted: std::collections::BTreeSet<u64>,
 }
 
 impl Disk {
@@ -192,6 +196,7 @@ impl Disk {
             next_ino: ROOT + 1,
             clock: 1,
             names: 0,
+            mounted: std::collections::BTreeSet::new(),
         }
     }
 
@@ -323,6 +328,7 @@ impl Disk {
             mode,
             uid,
             gid,
+            mount_root: self.mounted.contains(&ino),
         })
     }
 

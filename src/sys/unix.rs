@@ -8,7 +8,7 @@ use std::sync::Arc;
 use camino::Utf8Path;
 use rustix::fs::{AtFlags, FlockOperation, OFlags};
 
-use crate::fs::{GuardPerms, Kind, LockStyle, Meta};
+use crate::fs::{GuardPerms, Kind, LockStyle, Meta, Refused, Xattr};
 
 /// `openat(dir, name)`, close-on-exec, with `flags` and `mode` for a file it
 /// creates.
@@ -154,45 +154,126 @@ pub(crate) fn euid() -> u32 {
     rustix::process::geteuid().as_raw()
 }
 
-/// The name of the POSIX access ACL's extended attribute.
-#[cfg(any(target_os = "linux", target_os = "android"))]
-const ACL_ACCESS: &str = "system.posix_acl_access";
+/// Extended attributes, where rustix has the calls.
+#[cfg(any(target_os = "linux", target_os = "android", target_vendor = "apple"))]
+mod xattr {
+    use std::ffi::OsStr;
+    use std::fs::File;
+    use std::io;
+    use std::os::unix::ffi::OsStrExt;
 
-/// The file's POSIX access ACL, as stored; `None` when it has none (or the
-/// filesystem, or the platform, has no ACLs).
-pub(crate) fn acl(file: &File) -> io::Result<Option<Vec<u8>>> {
-    #[cfg(any(target_os = "linux", target_os = "android"))]
-    {
-        use rustix::io::Errno;
-        let mut buf = vec![0; 256];
-        loop {
-            match rustix::fs::fgetxattr(file, ACL_ACCESS, &mut buf[..]) {
+    use rustix::io::Errno;
+
+    use crate::fs::{Refused, Xattr};
+
+    /// A first guess at the size of a name list or value: one call covers
+    /// every list and value of usual size.
+    const FIRST_BUFFER: usize = 1024;
+    /// Linux's limit for one value (`XATTR_SIZE_MAX`) and for a name list
+    /// (`XATTR_LIST_MAX`): larger answers are refused rather than allocated.
+    const MAX_SIZE: usize = 64 * 1024;
+
+    /// Calls `call` with a buffer, growing it to the size the kernel asks
+    /// for (`ERANGE`) a few times: the attributes may change meanwhile.
+    fn with_buffer(
+        mut call: impl FnMut(&mut [u8]) -> Result<usize, Errno>,
+        query: impl Fn() -> Result<usize, Errno>,
+    ) -> Result<Vec<u8>, Errno> {
+        let mut buf = vec![0; FIRST_BUFFER];
+        for _ in 0..4 {
+            match call(&mut buf) {
                 Ok(n) => {
                     buf.truncate(n);
-                    return Ok(Some(buf));
+                    return Ok(buf);
                 }
-                Err(Errno::NODATA | Errno::OPNOTSUPP) => return Ok(None),
-                Err(Errno::RANGE) if buf.len() < 1 << 20 => buf.resize(buf.len() * 4, 0),
+                Err(Errno::RANGE) => {
+                    let want = query()?.max(buf.len() * 2);
+                    if want > MAX_SIZE {
+                        return Err(Errno::TOOBIG);
+                    }
+                    buf.resize(want, 0);
+                }
+                Err(e) => return Err(e),
+            }
+        }
+        Err(Errno::RANGE)
+    }
+
+    /// Every extended attribute of `file` that this process can read,
+    /// with one `flistxattr` when it has none.
+    pub(crate) fn list(file: &File) -> io::Result<Vec<Xattr>> {
+        let names = match with_buffer(
+            |buf| rustix::fs::flistxattr(file, buf),
+            || rustix::fs::flistxattr_query(file),
+        ) {
+            Ok(names) => names,
+            // A filesystem without extended attributes has none to keep.
+            Err(Errno::OPNOTSUPP) => return Ok(Vec::new()),
+            Err(e) => return Err(e.into()),
+        };
+        let mut out = Vec::new();
+        for name in names.split(|&b| b == 0).filter(|name| !name.is_empty()) {
+            let os_name = OsStr::from_bytes(name);
+            match with_buffer(
+                |buf| rustix::fs::fgetxattr(file, os_name, buf),
+                || rustix::fs::fgetxattr_query(file, os_name),
+            ) {
+                Ok(value) => out.push(Xattr {
+                    name: name.to_vec(),
+                    value,
+                }),
+                // Removed since the listing: nothing to keep.
+                Err(Errno::NODATA) => {}
                 Err(e) => return Err(e.into()),
             }
         }
+        Ok(out)
     }
-    #[cfg(not(any(target_os = "linux", target_os = "android")))]
-    {
-        let _ = file;
-        Ok(None)
+
+    /// Sets each attribute on `file`; those the process may not set (a
+    /// namespace it may not write: `trusted.*` without `CAP_SYS_ADMIN`,
+    /// `security.*` without the LSM's leave, or one the filesystem does not
+    /// take) are returned instead of set.
+    pub(crate) fn set(file: &File, xattrs: &[Xattr]) -> io::Result<Vec<Refused>> {
+        let mut refused = Vec::new();
+        for xattr in xattrs {
+            let name = OsStr::from_bytes(&xattr.name);
+            match rustix::fs::fsetxattr(file, name, &xattr.value, rustix::fs::XattrFlags::empty()) {
+                Ok(()) => {}
+                Err(e @ (Errno::PERM | Errno::ACCESS | Errno::OPNOTSUPP)) => {
+                    refused.push(Refused {
+                        name: xattr.name.clone(),
+                        error: e.into(),
+                    })
+                }
+                Err(e) => return Err(e.into()),
+            }
+        }
+        Ok(refused)
     }
 }
 
-#[cfg(any(target_os = "linux", target_os = "android"))]
-fn set_acl(file: &File, acl: &[u8]) -> io::Result<()> {
-    rustix::fs::fsetxattr(file, ACL_ACCESS, acl, rustix::fs::XattrFlags::empty())?;
-    Ok(())
+#[cfg(not(any(target_os = "linux", target_os = "android", target_vendor = "apple")))]
+mod xattr {
+    //! No extended attribute calls here: nothing to keep.
+    use std::fs::File;
+    use std::io;
+
+    use crate::fs::{Refused, Xattr};
+
+    pub(crate) fn list(_: &File) -> io::Result<Vec<Xattr>> {
+        Ok(Vec::new())
+    }
+
+    pub(crate) fn set(_: &File, _: &[Xattr]) -> io::Result<Vec<Refused>> {
+        Ok(Vec::new())
+    }
 }
 
-#[cfg(not(any(target_os = "linux", target_os = "android")))]
-fn set_acl(_: &File, _: &[u8]) -> io::Result<()> {
-    Err(io::ErrorKind::Unsupported.into())
+/// The file's extended attributes (POSIX ACLs and SELinux labels among
+/// them on Linux), as stored; empty on a filesystem or platform without.
+pub(crate) fn xattrs(file: &File) -> io::Result<Vec<Xattr>> {
+    xattr::list(file)
 }
 
 /// Opens a directory by its path (the one place a directory is found by
@@ -355,16 +436,17 @@ pub(crate) fn sync_dir(dir: &File) -> io::Result<()> {
 /// owner (not root), it still keeps the group if it may (it is a member):
 /// the file then has the writer's owner and the old group, as a rewrite by
 /// that user of a shared file should. `fchown` clears set-id bits, so
-/// `fchmod` follows it. An ACL is set after the owner and before the mode:
-/// setting it also sets the group bits to its mask, and `fchmod` then only
-/// touches what still differs.
+/// `fchmod` follows it. Extended attributes are set after the owner (a
+/// chown clears file capabilities) and before the mode: setting an access
+/// ACL also sets the group bits to its mask, and `fchmod` then only touches
+/// what still differs. Returns the attributes the process may not set.
 pub(crate) fn set_owner_and_mode(
     file: &File,
     uid: u32,
     gid: u32,
     mode: u32,
-    acl: Option<&[u8]>,
-) -> io::Result<()> {
+    xattrs: &[Xattr],
+) -> io::Result<Vec<Refused>> {
     let mut ours = file.metadata()?;
     let mut chowned = false;
     if ours.uid() != uid || ours.gid() != gid {
@@ -386,14 +468,14 @@ pub(crate) fn set_owner_and_mode(
             Err(e) => return Err(e.into()),
         }
     }
-    if let Some(acl) = acl {
-        set_acl(file, acl)?;
+    let refused = xattr::set(file, xattrs)?;
+    if xattrs.iter().any(Xattr::is_access_acl) {
         ours = file.metadata()?;
     }
     if chowned || ours.mode() & 0o7777 != mode & 0o7777 {
         file.set_permissions(std::fs::Permissions::from_mode(mode & 0o7777))?;
     }
-    Ok(())
+    Ok(refused)
 }
 
 /// Translates std metadata into the protocol's view of an inode.
@@ -419,6 +501,43 @@ pub(crate) fn meta(m: &Metadata) -> Meta {
         mode: m.mode() & 0o7777,
         uid: m.uid(),
         gid: m.gid(),
+        mount_root: false,
+    }
+}
+
+/// `fstat` of an open file, telling also whether it is the root of a mount
+/// (a file bind-mounted over another): one `statx` on Linux, as std's
+/// `metadata` makes anyway.
+pub(crate) fn file_meta(file: &File) -> io::Result<Meta> {
+    #[cfg(any(target_os = "linux", target_os = "android"))]
+    {
+        use rustix::fs::{StatxAttributes, StatxFlags};
+        let st = rustix::fs::statx(file, "", AtFlags::EMPTY_PATH, StatxFlags::BASIC_STATS)?;
+        let mode = u32::from(st.stx_mode);
+        let kind = match rustix::fs::FileType::from_raw_mode(mode as rustix::fs::RawMode) {
+            rustix::fs::FileType::RegularFile => Kind::File,
+            rustix::fs::FileType::Directory => Kind::Dir,
+            rustix::fs::FileType::Symlink => Kind::Symlink,
+            _ => Kind::Other,
+        };
+        let known = st.stx_attributes_mask.contains(StatxAttributes::MOUNT_ROOT);
+        Ok(Meta {
+            kind,
+            dev: rustix::fs::makedev(st.stx_dev_major, st.stx_dev_minor),
+            ino: st.stx_ino,
+            size: st.stx_size,
+            nlink: u64::from(st.stx_nlink),
+            mtime: (st.stx_mtime.tv_sec, i64::from(st.stx_mtime.tv_nsec)),
+            ctime: (st.stx_ctime.tv_sec, i64::from(st.stx_ctime.tv_nsec)),
+            mode: mode & 0o7777,
+            uid: st.stx_uid,
+            gid: st.stx_gid,
+            mount_root: known && st.stx_attributes.contains(StatxAttributes::MOUNT_ROOT),
+        })
+    }
+    #[cfg(not(any(target_os = "linux", target_os = "android")))]
+    {
+        Ok(meta(&file.metadata()?))
     }
 }
 
@@ -444,6 +563,7 @@ fn meta_of(st: &rustix::fs::Stat) -> Meta {
         mode: mode & 0o7777,
         uid: st.st_uid as u32,
         gid: st.st_gid as u32,
+        mount_root: false,
     }
 }
 

@@ -47,8 +47,8 @@ pub(crate) fn set_owner_and_mode(
     _: u32,
     _: u32,
     _: u32,
-    _: Option<&[u8]>,
-) -> io::Result<()> {
+    _: &[crate::fs::Xattr],
+) -> io::Result<Vec<crate::fs::Refused>> {
     Err(unsupported())
 }
 pub(crate) fn open_read(_: &File, _: &str) -> io::Result<File> {
@@ -57,7 +57,7 @@ pub(crate) fn open_read(_: &File, _: &str) -> io::Result<File> {
 pub(crate) fn euid() -> u32 {
     0
 }
-pub(crate) fn acl(_: &File) -> io::Result<Option<Vec<u8>>> {
+pub(crate) fn xattrs(_: &File) -> io::Result<Vec<crate::fs::Xattr>> {
     Err(unsupported())
 }
 pub(crate) fn meta(m: &Metadata) -> Meta {
@@ -78,6 +78,7 @@ pub(crate) fn meta(m: &Metadata) -> Meta {
         mode: 0,
         uid: 0,
         gid: 0,
+        mount_root: false,
     }
 }
 pub(crate) const NAME_MAX: usize = 255;

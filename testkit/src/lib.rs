@@ -21,7 +21,7 @@
 pub mod names;
 pub mod process;
 
-pub use names::{guard_name, is_leftover_of, is_temp_of, journal_name, owned_by};
+pub use names::{guard_name, in_place_name, is_leftover_of, is_temp_of, journal_name, owned_by};
 
 /// Files that belong to no target and must never change, written beside the
 /// targets of the crash tests and the fuzz targets (invariant 6 of

@@ -5,7 +5,9 @@
 //!
 //! - guard: `name.lock`;
 //! - temporary files: `.name.XXXXXXXX.txtmp`, `X` an ASCII letter or digit;
-//! - the journal of a batch commit that includes it: `.name.txjournal`.
+//! - the journal of a batch commit that includes it: `.name.txjournal`;
+//! - the intent record of an in-place commit (a bind-mounted target):
+//!   `.name.txinplace`.
 //!
 //! Names too long for `NAME_MAX` are shortened by the library; no test here
 //! uses one. Every function takes the file's name first, then the target's.
@@ -29,6 +31,16 @@ pub fn journal_name(target: &str) -> String {
     format!(".{target}.txjournal")
 }
 
+/// The intent record's name of an in-place commit of `target` (a target
+/// that cannot be renamed over).
+///
+/// ```
+/// assert_eq!(txfile_testkit::in_place_name("a"), ".a.txinplace");
+/// ```
+pub fn in_place_name(target: &str) -> String {
+    format!(".{target}.txinplace")
+}
+
 /// Whether `file` is a temporary file of `target`: `.` + target + `.` + 8
 /// ASCII letters or digits + `.txtmp`.
 ///
@@ -48,19 +60,21 @@ pub fn is_temp_of(file: &str, target: &str) -> bool {
 }
 
 /// Whether `file` is something a finished commit of `target` must not leave
-/// behind: its journal name or one of its temporary files.
+/// behind: its journal name, its in-place intent record or one of its
+/// temporary files.
 ///
 /// ```
 /// use txfile_testkit::is_leftover_of;
 /// assert!(is_leftover_of(".a.txjournal", "a"));
+/// assert!(is_leftover_of(".a.txinplace", "a"));
 /// assert!(!is_leftover_of("a.lock", "a"));
 /// ```
 pub fn is_leftover_of(file: &str, target: &str) -> bool {
-    file == journal_name(target) || is_temp_of(file, target)
+    file == journal_name(target) || file == in_place_name(target) || is_temp_of(file, target)
 }
 
 /// Whether `file` belongs to `target`: the target itself, its guard, its
-/// journal name or one of its temporary files.
+/// journal name, its in-place intent record or one of its temporary files.
 ///
 /// ```
 /// use txfile_testkit::owned_by;
