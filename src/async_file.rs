@@ -170,6 +170,11 @@ impl AsyncTxFile {
         self.core.target()
     }
 
+    #[cfg(test)]
+    pub(crate) fn core(&self) -> &Core<TxFile> {
+        &self.core
+    }
+
     /// Replaces the contents with what `f` returns for the current contents
     /// (`None` when the file does not exist), under the lock; see
     /// [`TxFile::update`]. `f` runs on the blocking pool.

@@ -72,6 +72,25 @@ pub(crate) struct Core<T: Target> {
     /// pool).
     queues: OnceCell<Vec<Queue>>,
     updates: Mutex<Updates<T>>,
+    #[cfg(test)]
+    broken: AtomicU8,
+}
+
+/// Deliberately broken runners, for showing that the tests below catch
+/// each (the `Mutant`s of the commit protocol, for the async layer).
+#[cfg(test)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[repr(u8)]
+pub(crate) enum Broken {
+    None,
+    /// Hands every update over through the task queue, as txfile 0.1's
+    /// async layer did: each one waits for a runtime worker.
+    HandOverEach,
+    /// Keeps the queues' head from one update to the next, so that a
+    /// `begin` waits until no update is queued.
+    KeepHead,
+    /// Runs an update whose future is gone as if it were still there.
+    RunGivenUp,
 }
 
 struct Updates<T: Target> {
@@ -156,7 +175,19 @@ impl<T: Target> Core<T> {
                 waiting: VecDeque::new(),
                 running: false,
             }),
+            #[cfg(test)]
+            broken: AtomicU8::new(Broken::None as u8),
         })
+    }
+
+    #[cfg(test)]
+    pub(crate) fn set_broken(&self, broken: Broken) {
+        self.broken.store(broken as u8, Ordering::Relaxed);
+    }
+
+    #[cfg(test)]
+    fn broken(&self, broken: Broken) -> bool {
+        self.broken.load(Ordering::Relaxed) == broken as u8
     }
 
     pub(crate) fn target(&self) -> &T {
@@ -266,6 +297,13 @@ impl<T: Target> Runner<T> {
             drop(runtime.spawn_blocking(move || self.run(Place::Pool)));
             return;
         }
+        self.queue_behind();
+    }
+
+    /// Waits for the queues' heads as a task, then goes on on the blocking
+    /// pool.
+    fn queue_behind(mut self) {
+        self.turns.clear();
         let runtime = self.runtime.clone();
         drop(runtime.spawn(async move {
             for queue in &self.queues {
@@ -336,13 +374,27 @@ impl<T: Target> Runner<T> {
             };
             let (work, ticket, answer) = job.begin();
             let target = &self.core.target;
+            #[cfg(test)]
+            let ticket = match self.core.broken(Broken::RunGivenUp) {
+                true => Ticket::default(),
+                false => ticket,
+            };
             let result =
                 std::panic::catch_unwind(AssertUnwindSafe(|| work(target, locks, &ticket)));
+            #[cfg(test)]
+            if self.core.broken(Broken::KeepHead) {
+                let _ = answer.send(result);
+                continue;
+            }
             // The lock is free by now; the queues' heads go before the
             // answer, so that its task finds everything free, and whoever
             // waits for them gets them now.
             self.turns.clear();
             let _ = answer.send(result);
+            #[cfg(test)]
+            if self.core.broken(Broken::HandOverEach) {
+                return self.queue_behind();
+            }
         }
     }
 
@@ -354,6 +406,10 @@ impl<T: Target> Runner<T> {
         let mut updates = lock(&self.core.updates);
         while let Some(job) = updates.waiting.front() {
             if !job.ticket.gone() && !job.expired() {
+                break;
+            }
+            #[cfg(test)]
+            if self.core.broken(Broken::RunGivenUp) {
                 break;
             }
             ended.extend(updates.waiting.pop_front());
@@ -373,6 +429,12 @@ impl<T: Target> Runner<T> {
     fn next(&mut self) -> Option<Job<T>> {
         let mut ended = Vec::new();
         let mut updates = lock(&self.core.updates);
+        #[cfg(test)]
+        if self.core.broken(Broken::RunGivenUp) {
+            let job = updates.waiting.pop_front();
+            job.as_ref().map(|job| job.ticket.start());
+            return job;
+        }
         let next = loop {
             match updates.waiting.pop_front() {
                 Some(job) if !job.expired() && job.ticket.start() => break Some(job),
@@ -458,5 +520,199 @@ impl<T: Target> Drop for Runner<T> {
         };
         self.turns.clear();
         drop(waiting);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::path::Path;
+    use std::sync::{Arc, Condvar, Mutex};
+    use std::time::{Duration, Instant};
+
+    use super::Broken;
+    use crate::{AsyncTxFile, Durability, Error, Options};
+
+    fn increment(old: Option<&[u8]>) -> Result<Vec<u8>, Error> {
+        Ok((count(old) + 1).to_string().into_bytes())
+    }
+
+    fn count(bytes: Option<&[u8]>) -> u64 {
+        bytes.map_or(0, |b| String::from_utf8_lossy(b).parse().expect("a count"))
+    }
+
+    fn read_count(path: &Path) -> u64 {
+        count(std::fs::read(path).ok().as_deref())
+    }
+
+    fn open(path: &Path, broken: Broken, timeout: Option<Duration>) -> AsyncTxFile {
+        let mut options = Options::new().durability(Durability::None);
+        if let Some(timeout) = timeout {
+            options = options.timeout(timeout);
+        }
+        let file = AsyncTxFile::from(options.open(path).expect("open"));
+        file.core().set_broken(broken);
+        file
+    }
+
+    /// Queues an update from each of 8 tasks on a one-thread runtime, then
+    /// blocks that thread for up to `patience`: how many updates committed
+    /// meanwhile (plus the first, made before).
+    fn committed_while_runtime_blocked(broken: Broken, patience: Duration) -> u64 {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let path = dir.path().join("counter");
+        let runtime = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .expect("runtime");
+        runtime.block_on(async {
+            let file = open(&path, broken, None);
+            file.update(increment).await.expect("first update");
+            let tasks: Vec<_> = (0..8)
+                .map(|_| {
+                    let file = file.clone();
+                    tokio::spawn(async move { file.update(increment).await })
+                })
+                .collect();
+            for _ in 0..10 {
+                tokio::task::yield_now().await;
+            }
+            // Deliberately blocking the runtime's only thread.
+            let deadline = Instant::now() + patience;
+            while read_count(&path) < 9 && Instant::now() < deadline {
+                std::thread::sleep(Duration::from_millis(5));
+            }
+            let seen = read_count(&path);
+            for task in tasks {
+                task.await.expect("task").expect("update");
+            }
+            assert_eq!(read_count(&path), 9);
+            seen
+        })
+    }
+
+    /// The updates queued on a handle go one after another on the runner's
+    /// thread: none waits for a runtime worker to hand it over, so all
+    /// commit while the runtime cannot run a single task.
+    #[test]
+    fn queued_updates_run_without_a_runtime_worker() {
+        let seen = committed_while_runtime_blocked(Broken::None, Duration::from_secs(30));
+        println!("updates committed with the runtime blocked: {seen} of 9");
+        assert_eq!(seen, 9);
+        // The hand-over of txfile 0.1 (through the task queue) gets at
+        // most one update through, then waits for the runtime.
+        let seen = committed_while_runtime_blocked(Broken::HandOverEach, Duration::from_secs(1));
+        println!("handing over through the task queue: {seen} of 9");
+        assert!(seen <= 2, "{seen}");
+    }
+
+    /// 200 tasks queue an update each, whose closure waits at a gate; a
+    /// `begin` comes after them, then the gate opens: how many updates
+    /// commit before the `begin` gets the lock.
+    fn updates_before_begin(broken: Broken) -> u64 {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let path = dir.path().join("counter");
+        let runtime = tokio::runtime::Builder::new_multi_thread()
+            .worker_threads(2)
+            .enable_all()
+            .build()
+            .expect("runtime");
+        runtime.block_on(async {
+            let file = open(&path, broken, None);
+            let gate = Arc::new((Mutex::new(false), Condvar::new()));
+            let updaters: Vec<_> = (0..200)
+                .map(|_| {
+                    let (file, gate) = (file.clone(), Arc::clone(&gate));
+                    tokio::spawn(async move {
+                        file.update(move |old| {
+                            let (open, opened) = &*gate;
+                            let open = open.lock().expect("gate");
+                            drop(opened.wait_while(open, |open| !*open).expect("gate"));
+                            increment(old)
+                        })
+                        .await
+                        .expect("update");
+                    })
+                })
+                .collect();
+            // The first update now waits at the gate, holding the lock.
+            tokio::time::sleep(Duration::from_millis(200)).await;
+            let begin = tokio::spawn({
+                let file = file.clone();
+                async move {
+                    let mut tx = file.begin().await.expect("begin");
+                    let seen = count(tx.old_bytes().await.expect("old bytes"));
+                    tx.rollback().await;
+                    seen
+                }
+            });
+            tokio::time::sleep(Duration::from_millis(300)).await;
+            *gate.0.lock().expect("gate") = true;
+            gate.1.notify_all();
+            let seen = begin.await.expect("begin task");
+            for updater in updaters {
+                updater.await.expect("updater");
+            }
+            assert_eq!(read_count(&path), 200);
+            seen
+        })
+    }
+
+    /// A `begin` waits behind the update that holds the lock, not behind
+    /// every update queued on the handle: the runner gives the queues' head
+    /// back after each update.
+    #[test]
+    fn begin_is_not_starved_by_queued_updates() {
+        let (fair, keep_head) = (
+            updates_before_begin(Broken::None),
+            updates_before_begin(Broken::KeepHead),
+        );
+        println!("updates committed before the begin: {fair}; keeping the head: {keep_head}");
+        assert!(fair <= 2, "{fair}");
+        assert!(keep_head > 100, "{keep_head}");
+    }
+
+    /// An update held in the runner's queue behind a slow one, whose
+    /// future then times out (after the handle's 300 ms) or is dropped:
+    /// what the file counts once a last update went through.
+    fn count_after_given_up_updates(broken: Broken) -> u64 {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let path = dir.path().join("counter");
+        let runtime = tokio::runtime::Builder::new_multi_thread()
+            .worker_threads(2)
+            .enable_all()
+            .build()
+            .expect("runtime");
+        runtime.block_on(async {
+            let file = open(&path, broken, Some(Duration::from_millis(300)));
+            let slow = tokio::spawn({
+                let file = file.clone();
+                async move {
+                    file.update(|old| {
+                        std::thread::sleep(Duration::from_secs(1));
+                        increment(old)
+                    })
+                    .await
+                }
+            });
+            tokio::time::sleep(Duration::from_millis(100)).await;
+            let timed_out = file.update(increment).await;
+            assert!(
+                matches!(timed_out, Err(Error::Timeout { .. })),
+                "{timed_out:?}"
+            );
+            let dropped = tokio::time::timeout(Duration::from_millis(100), file.update(increment));
+            assert!(dropped.await.is_err(), "the update is still queued");
+            slow.await.expect("slow task").expect("slow update");
+            file.update(increment).await.expect("last update");
+            read_count(&path)
+        })
+    }
+
+    /// Given-up updates never run: neither the one that timed out in the
+    /// queue nor the one whose future was dropped.
+    #[test]
+    fn given_up_updates_never_run() {
+        assert_eq!(count_after_given_up_updates(Broken::None), 2);
+        assert_eq!(count_after_given_up_updates(Broken::RunGivenUp), 4);
     }
 }
