@@ -524,6 +524,8 @@ impl<T: Target> Drop for Runner<T> {
 }
 
 #[cfg(test)]
+// The tests print what they measured, for the closing notes.
+#[allow(clippy::print_stdout)]
 mod tests {
     use std::path::Path;
     use std::sync::{Arc, Condvar, Mutex};

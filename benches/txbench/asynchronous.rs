@@ -42,7 +42,7 @@ pub(crate) fn run(dir: &Utf8Path, quick: bool) {
                         let file = file.clone();
                         scope.spawn(move || {
                             for _ in 0..per_round / tasks {
-                                file.update(bump).expect("sync update");
+                                file.update(crate::bump).expect("sync update");
                             }
                         });
                     }
@@ -57,7 +57,7 @@ pub(crate) fn run(dir: &Utf8Path, quick: bool) {
                             let file = async_file.clone();
                             tokio::spawn(async move {
                                 for _ in 0..per_round / tasks {
-                                    file.update(bump).await.expect("async update");
+                                    file.update(crate::bump).await.expect("async update");
                                 }
                             })
                         })
@@ -84,13 +84,4 @@ pub(crate) fn run(dir: &Utf8Path, quick: bool) {
         );
     }
     println!();
-}
-
-/// Adds one to the 8-digit counter at the front, keeping the size.
-fn bump(old: Option<&[u8]>) -> Result<Vec<u8>, txfile::BoxError> {
-    let mut bytes = old.unwrap_or_default().to_vec();
-    bytes.resize(SIZE, b'0');
-    let n: u64 = std::str::from_utf8(&bytes[..8])?.parse().unwrap_or(0);
-    bytes[..8].copy_from_slice(format!("{:08}", (n + 1) % 100_000_000).as_bytes());
-    Ok(bytes)
 }
