@@ -121,7 +121,8 @@ impl AsyncBatch {
 
     /// Replaces every member's contents with what `f` returns for their
     /// current contents, as one batch commit; see [`Batch::update`]. `f` runs
-    /// on the blocking pool. Dropping the future before `f` returned rolls
+    /// off the runtime's workers, on the thread that runs the batch's queued
+    /// updates. Dropping the future before `f` returned rolls
     /// back; after, the commit completes.
     ///
     /// # Errors

@@ -20,9 +20,13 @@ use crate::{Error, Transaction, TxFile, commit};
 ///
 /// Waiting tasks wait as tasks, in FIFO order, however long another process
 /// holds the lock; every blocking call (the lock, reads, writes, fsyncs,
-/// the rename) runs on tokio's blocking pool, and a lock held by someone
+/// the rename) runs off the runtime's workers, on tokio's blocking pool (or
+/// on the thread that waited for the lock), and a lock held by someone
 /// else is waited for in the kernel by at most one thread per guard file,
-/// whatever the number of waiting tasks. The timeout, durability, lock style
+/// whatever the number of waiting tasks. Updates queued on one handle (and
+/// its clones) run one after another on the thread that holds the lock,
+/// each a whole transaction of its own, without a trip through the runtime
+/// between two of them. The timeout, durability, lock style
 /// and every other [`Options`](crate::Options) setting apply: build one from
 /// a `TxFile` with `From`.
 ///
@@ -177,7 +181,8 @@ impl AsyncTxFile {
 
     /// Replaces the contents with what `f` returns for the current contents
     /// (`None` when the file does not exist), under the lock; see
-    /// [`TxFile::update`]. `f` runs on the blocking pool.
+    /// [`TxFile::update`]. `f` runs off the runtime's workers, on the
+    /// thread that runs the handle's queued updates.
     ///
     /// Dropping the future before `f` returned rolls back; after, the
     /// commit completes (see [Cancellation](AsyncTxFile#cancellation)).
