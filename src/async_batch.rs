@@ -156,14 +156,17 @@ impl AsyncBatch {
         self.core
             .update(Box::new(move |batch: &Batch, locks, ticket| {
                 if ticket.gone() {
-                    return Ok(());
+                    return Ok(Vec::new());
                 }
                 let mut tx = batch.prepare(locks)?;
                 batch.apply(&mut tx, |old| f(old).map(|new| (new, ())))?;
                 if ticket.gone() {
-                    return Ok(());
+                    return Ok(Vec::new());
                 }
-                tx.commit()
+                // `BatchTransaction::commit`, keeping the replaced versions
+                // open past the release of the locks.
+                tx.commit_in_place()?;
+                Ok(tx.txs.iter_mut().filter_map(|tx| tx.old.take()).collect())
             }))
             .await
     }

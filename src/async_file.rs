@@ -223,7 +223,7 @@ impl AsyncTxFile {
         self.core
             .update(Box::new(move |file: &TxFile, locked, ticket| {
                 if ticket.gone() {
-                    return Ok(());
+                    return Ok(Vec::new());
                 }
                 let mut tx = file.prepare(locked)?;
                 let new = f(tx.old_bytes()?).map_err(|e| Error::Aborted {
@@ -232,9 +232,13 @@ impl AsyncTxFile {
                 })?;
                 tx.set_contents(new)?;
                 if ticket.gone() {
-                    return Ok(());
+                    return Ok(Vec::new());
                 }
-                tx.commit()
+                // `Transaction::commit`, keeping the replaced version open
+                // past the release of the lock.
+                tx.check_process()?;
+                commit::commit(&mut tx)?;
+                Ok(tx.old.take().into_iter().collect())
             }))
             .await
     }

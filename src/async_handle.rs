@@ -52,9 +52,17 @@ use crate::async_lock::{
 };
 
 /// An update as the runner runs it: with the target, its lock, and the
-/// ticket that says whether its future is still there.
+/// ticket that says whether its future is still there. It returns the
+/// versions its commit replaced, still open: closing the last descriptor of
+/// a replaced file frees it, which can take milliseconds (the filesystem's
+/// journal), so the runner closes them on another thread and goes on with
+/// the next update, as a sync thread's close overlaps the next thread's
+/// transaction.
 pub(crate) type Work<T> =
-    Box<dyn FnOnce(&T, <T as Target>::Locks, &Ticket) -> Result<(), Error> + Send>;
+    Box<dyn FnOnce(&T, <T as Target>::Locks, &Ticket) -> Result<Replaced, Error> + Send>;
+
+/// Replaced versions, to be closed off the runner's path.
+pub(crate) type Replaced = Vec<crate::transaction::OldFile>;
 
 /// A target whose transactions can be held across `.await`s.
 pub(crate) trait Begin: Target {
@@ -380,7 +388,15 @@ impl<T: Target> Runner<T> {
                 false => ticket,
             };
             let result =
-                std::panic::catch_unwind(AssertUnwindSafe(|| work(target, locks, &ticket)));
+                std::panic::catch_unwind(AssertUnwindSafe(|| work(target, locks, &ticket))).map(
+                    |done| {
+                        done.map(|replaced| {
+                            if !replaced.is_empty() {
+                                drop(self.runtime.spawn_blocking(move || drop(replaced)));
+                            }
+                        })
+                    },
+                );
             #[cfg(test)]
             if self.core.broken(Broken::KeepHead) {
                 let _ = answer.send(result);
