@@ -39,7 +39,11 @@ pub(crate) fn run(dir: &Utf8Path, quick: bool) {
         ("8 contending tasks", CONTENDERS, Durability::None),
     ];
     for (case, tasks, durability) in cases {
-        let label = if durability == Durability::Full { "full" } else { "none" };
+        let label = if durability == Durability::Full {
+            "full"
+        } else {
+            "none"
+        };
         let path = dir.join(format!("async-{tasks}-{label}"));
         let file = Options::new()
             .durability(durability)
