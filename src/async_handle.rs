@@ -562,6 +562,14 @@ mod tests {
         count(std::fs::read(path).ok().as_deref())
     }
 
+    fn two_workers() -> tokio::runtime::Runtime {
+        tokio::runtime::Builder::new_multi_thread()
+            .worker_threads(2)
+            .enable_all()
+            .build()
+            .expect("runtime")
+    }
+
     fn open(path: &Path, broken: Broken, timeout: Option<Duration>) -> AsyncTxFile {
         let mut options = Options::new().durability(Durability::None);
         if let Some(timeout) = timeout {
@@ -629,12 +637,7 @@ mod tests {
     fn updates_before_begin(broken: Broken) -> u64 {
         let dir = tempfile::tempdir().expect("tempdir");
         let path = dir.path().join("counter");
-        let runtime = tokio::runtime::Builder::new_multi_thread()
-            .worker_threads(2)
-            .enable_all()
-            .build()
-            .expect("runtime");
-        runtime.block_on(async {
+        two_workers().block_on(async {
             let file = open(&path, broken, None);
             let gate = Arc::new((Mutex::new(false), Condvar::new()));
             let updaters: Vec<_> = (0..200)
@@ -695,12 +698,7 @@ mod tests {
     fn count_after_given_up_updates(broken: Broken) -> u64 {
         let dir = tempfile::tempdir().expect("tempdir");
         let path = dir.path().join("counter");
-        let runtime = tokio::runtime::Builder::new_multi_thread()
-            .worker_threads(2)
-            .enable_all()
-            .build()
-            .expect("runtime");
-        runtime.block_on(async {
+        two_workers().block_on(async {
             let file = open(&path, broken, Some(Duration::from_millis(300)));
             let slow = tokio::spawn({
                 let file = file.clone();

@@ -9,9 +9,8 @@
 use std::time::Instant;
 
 use camino::Utf8Path;
-use txfile::{AsyncTxFile, Durability, Options};
+use txfile::{AsyncTxFile, Durability};
 
-const SIZE: usize = 4096;
 const CONTENDERS: usize = 8;
 
 pub(crate) fn run(dir: &Utf8Path, quick: bool) {
@@ -44,13 +43,7 @@ pub(crate) fn run(dir: &Utf8Path, quick: bool) {
         } else {
             "none"
         };
-        let path = dir.join(format!("async-{tasks}-{label}"));
-        let file = Options::new()
-            .durability(durability)
-            .open(&path)
-            .expect("open");
-        file.update(|_| Ok::<_, txfile::BoxError>(vec![b'0'; SIZE]))
-            .expect("seed");
+        let file = crate::seeded(dir, &format!("async-{tasks}-{label}"), durability);
         let async_file = AsyncTxFile::from(file.clone());
         let (mut sync_rates, mut async_rates) = (Vec::new(), Vec::new());
         for round in 0..rounds {

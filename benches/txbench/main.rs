@@ -108,6 +108,18 @@ fn main() {
     std::fs::remove_dir_all(&dir).unwrap_or_else(|e| panic!("remove {dir}: {e}"));
 }
 
+/// A handle on `dir/name` with `durability`, its file holding a 4 KiB
+/// counter for [`bump`].
+fn seeded(dir: &Utf8Path, name: &str, durability: txfile::Durability) -> txfile::TxFile {
+    let file = txfile::Options::new()
+        .durability(durability)
+        .open(dir.join(name))
+        .expect("open");
+    file.update(|_| Ok::<_, txfile::BoxError>(vec![b'0'; 4096]))
+        .expect("seed");
+    file
+}
+
 /// Adds one to the 8-digit counter at the front of a 4 KiB file, keeping
 /// the size (every update changes the contents: txfile skips no-op commits).
 fn bump(old: Option<&[u8]>) -> Result<Vec<u8>, txfile::BoxError> {
