@@ -1,17 +1,18 @@
 //! `Batch`: all-or-nothing updates of several files.
 
 use std::fmt;
-use std::io;
 use std::path::Path;
 use std::thread::ThreadId;
 
-use camino::{Utf8Path, Utf8PathBuf};
+use camino::Utf8PathBuf;
 
-use crate::commit::{self, Mutant};
+use crate::commit;
 use crate::error::{BoxError, Op};
+use crate::fs::DirHandle;
 use crate::guard::{Locked, Mode, Wait};
 use crate::journal::{self, Record};
-use crate::transaction::Transaction;
+use crate::mutants::{Mutant, active};
+use crate::state::Transaction;
 use crate::{Error, Options, TxFile};
 
 /// Several files updated as one: after a commit, or after a crash and the
@@ -97,7 +98,8 @@ impl Batch {
     ///
     /// # Errors
     ///
-    /// [`Error::InvalidPath`] when there is no member, when a target appears
+    /// [`Error::EmptyBatch`] when there is no member; [`Error::InvalidPath`]
+    /// (naming the member) when a target appears
     /// twice (however it is spelled: members are compared by their
     /// directory's identity and name, not by path), or when members are on
     /// different filesystems (a batch commit links one journal beside every
@@ -118,10 +120,7 @@ impl Batch {
     pub fn new(files: impl IntoIterator<Item = TxFile>) -> Result<Batch, Error> {
         let members: Vec<TxFile> = files.into_iter().collect();
         let Some(first) = members.first() else {
-            return Err(Error::InvalidPath {
-                path: Utf8PathBuf::new(),
-                reason: "a batch needs at least one member",
-            });
+            return Err(Error::EmptyBatch);
         };
         if members.len() > journal::MAX_RECORDS {
             return Err(Error::InvalidPath {
@@ -132,21 +131,11 @@ impl Batch {
         // Where each member's guard sits: its directory's inode and its
         // name. Two spellings of one file (`x/../x/f`, a symbolic link to
         // the directory) have the same; comparing strings would miss them,
-        // and a batch holding one guard twice would wait for itself.
+        // and a batch holding one guard twice would wait for itself. (The
+        // directories are open already: their identity costs no call.)
         fn place(file: &TxFile) -> Result<(u64, u64, &str), Error> {
-            let dir = &file.inner.dir_path;
-            let meta = file
-                .inner
-                .fs
-                .stat(dir)
-                .map_err(|e| Error::io(Op::Stat, dir, e))?;
-            let meta =
-                meta.ok_or_else(|| Error::io(Op::Stat, dir, io::ErrorKind::NotFound.into()))?;
-            Ok((
-                meta.dev,
-                meta.ino,
-                file.guard_path().file_name().unwrap_or_default(),
-            ))
+            let (dev, ino) = file.inner.dir.dev_ino();
+            Ok((dev, ino, file.guard_path().file_name().unwrap_or_default()))
         }
         let places = members.iter().map(place).collect::<Result<Vec<_>, _>>()?;
         for (i, member) in members.iter().enumerate() {
@@ -292,7 +281,7 @@ impl Batch {
         thread: Option<ThreadId>,
     ) -> Result<Option<Vec<Locked>>, Error> {
         loop {
-            let Some(locks) = lock_all(&self.members, mode, wait, thread)? else {
+            let Some(locks) = TxFile::lock_all(&self.members, mode, wait, thread)? else {
                 return Ok(None);
             };
             let mut pending = None;
@@ -465,30 +454,6 @@ fn current_thread() -> ThreadId {
     std::thread::current().id()
 }
 
-/// Locks every member in the batch order (device and inode of the guard),
-/// returning the locks in member order; `Ok(None)` when `wait` ran out.
-pub(crate) fn lock_all(
-    members: &[TxFile],
-    mode: Mode,
-    wait: Wait,
-    thread: Option<ThreadId>,
-) -> Result<Option<Vec<Locked>>, Error> {
-    let keys = members
-        .iter()
-        .map(TxFile::order_key)
-        .collect::<Result<Vec<_>, _>>()?;
-    let mut order: Vec<usize> = (0..members.len()).collect();
-    order.sort_by_key(|&i| keys[i]);
-    let mut locks: Vec<Option<Locked>> = (0..members.len()).map(|_| None).collect();
-    for i in order {
-        match members[i].lock_for(mode, wait, thread)? {
-            Some(locked) => locks[i] = Some(locked),
-            None => return Ok(None),
-        }
-    }
-    Ok(Some(locks.into_iter().flatten().collect()))
-}
-
 /// One locked update of every member of a [`Batch`]; see [`Batch::begin`].
 ///
 /// Write each member's new contents through [`member`](Self::member), then
@@ -601,7 +566,7 @@ impl<'a> BatchTransaction<'a> {
         }
         let mut changed = Vec::new();
         for (i, tx) in self.txs.iter_mut().enumerate() {
-            if commit::check(tx)? {
+            if commit::check(tx)? == commit::Checked::Changed {
                 changed.push(i);
             }
         }
@@ -649,7 +614,7 @@ fn commit_all(mut txs: Vec<&mut Transaction<'_>>) -> Result<(), Error> {
     }
     let first = txs[0].file;
     let fs = first.inner.fs.as_ref();
-    let mutant = commit::mutant(first);
+    let options = &first.inner.options;
     let members: Vec<TxFile> = txs.iter().map(|tx| tx.file.clone()).collect();
     let records: Vec<Record> = txs
         .iter()
@@ -670,32 +635,39 @@ fn commit_all(mut txs: Vec<&mut Transaction<'_>>) -> Result<(), Error> {
             }
         })
         .collect();
-    if mutant == Mutant::BatchRenameBeforeJournal {
+    if active(options.mutant, Mutant::BatchRenameBeforeJournal) {
         rename_all(&mut txs, &records)?;
     }
 
     // Every changed member can find the journal before it says anything.
     let names: Vec<Utf8PathBuf> = records.iter().map(Record::journal_path).collect();
-    let mut created: Vec<&Utf8Path> = Vec::new();
+    // Every journal name is made and removed in its member's directory,
+    // through the handle's descriptor (the paths above are for messages).
+    let dirs: Vec<(&dyn DirHandle, &str)> = txs
+        .iter()
+        .map(|tx| (&**tx.file.inner.dir, tx.file.inner.journal_name.as_str()))
+        .collect();
+    let mut created: Vec<usize> = Vec::new();
     // Set when the journal's fsync failed and voiding it failed too.
     let mut undecided = false;
     let result = (|| {
-        let mut journal = fs
-            .create_new(&names[0], 0o600)
-            .map_err(|e| Error::io(Op::CreateTemp, &names[0], e))?;
-        created.push(&names[0]);
-        for name in &names[1..] {
-            fs.link(&names[0], name)
-                .map_err(|e| Error::io(Op::CreateTemp, name, e))?;
-            created.push(name);
+        let (first_dir, first_name) = dirs[0];
+        let mut journal = first_dir
+            .create_new(first_name, 0o600)
+            .map_err(|e| Error::io(Op::CreateJournal, &names[0], e))?;
+        created.push(0);
+        for (i, &(dir, name)) in dirs.iter().enumerate().skip(1) {
+            fs.link(first_dir, first_name, dir, name)
+                .map_err(|e| Error::io(Op::LinkJournal, &names[i], e))?;
+            created.push(i);
         }
         // The staged files' names and the journal's, durable.
         journal::sync_dirs(&members)?;
         // The commit point: the journal's records, durable.
         let entry = journal::encode(&records);
-        crate::transaction::write_all(journal.as_mut(), &entry)
+        crate::fs::write_all(journal.as_mut(), &entry)
             .map_err(|e| Error::io(Op::Write, &names[0], e))?;
-        if commit::durable(first) && mutant != Mutant::BatchNoJournalFsync {
+        if commit::durable(first) && !active(options.mutant, Mutant::BatchNoJournalFsync) {
             if let Err(e) = journal.sync() {
                 // The records may have reached the disk anyway. Removing the
                 // names and staged files now could leave, after a crash, one
@@ -707,9 +679,7 @@ fn commit_all(mut txs: Vec<&mut Transaction<'_>>) -> Result<(), Error> {
                 // damage the commit entry).
                 let voided = journal
                     .seek(journal::next_block(entry.len()) as u64)
-                    .and_then(|()| {
-                        crate::transaction::write_all(journal.as_mut(), &journal::encode_void())
-                    })
+                    .and_then(|()| crate::fs::write_all(journal.as_mut(), &journal::encode_void()))
                     .and_then(|()| journal.sync())
                     .is_ok();
                 undecided = !voided;
@@ -731,8 +701,8 @@ fn commit_all(mut txs: Vec<&mut Transaction<'_>>) -> Result<(), Error> {
         }
         // Not committed: the journal goes; the staged files go with the
         // transactions.
-        for name in created {
-            let _ = crate::fs::remove_if_present(fs, name);
+        for i in created {
+            let _ = crate::fs::remove_if_present(dirs[i].0, dirs[i].1, &names[i]);
         }
         return Err(e);
     }
@@ -742,12 +712,12 @@ fn commit_all(mut txs: Vec<&mut Transaction<'_>>) -> Result<(), Error> {
     for tx in txs.iter_mut() {
         tx.unsynced = true;
     }
-    if mutant != Mutant::BatchRenameBeforeJournal {
+    if !active(options.mutant, Mutant::BatchRenameBeforeJournal) {
         rename_all(&mut txs, &records)?;
     }
     journal::sync_dirs(&members)?;
-    for name in &names {
-        crate::fs::remove_if_present(fs, name)?;
+    for (&(dir, name), path) in dirs.iter().zip(&names) {
+        crate::fs::remove_if_present(dir, name, path)?;
     }
     for tx in txs.iter_mut() {
         tx.unsynced = false;
@@ -765,14 +735,18 @@ fn commit_all(mut txs: Vec<&mut Transaction<'_>>) -> Result<(), Error> {
 /// own their temporary files afterwards (nor after an error: the journal
 /// does).
 fn rename_all(txs: &mut [&mut Transaction<'_>], records: &[Record]) -> Result<(), Error> {
-    let staged: Vec<_> = txs.iter_mut().filter_map(|tx| tx.new.temp.take()).collect();
-    let fs = txs[0].file.inner.fs.as_ref();
-    for (temp, record) in staged.iter().zip(records) {
-        let target = record.target_path();
-        fs.rename(&temp.path, &target)
+    let staged: Vec<_> = txs
+        .iter_mut()
+        .filter_map(|tx| Some((tx.new.temp.take()?, tx.file)))
+        .collect();
+    for ((temp, file), record) in staged.iter().zip(records) {
+        let inner = &*file.inner;
+        inner
+            .dir
+            .rename(&temp.name, &inner.name)
             .map_err(|source| Error::Rename {
                 from: temp.path.clone(),
-                to: target,
+                to: record.target_path(),
                 source,
             })?;
     }
@@ -826,16 +800,18 @@ impl Options {
             .fs
             .clone()
             .unwrap_or_else(|| std::sync::Arc::new(crate::fs::real::RealFs));
-        let names = fs
+        let handle = fs
             .open_dir(dir)
-            .and_then(|handle| handle.list())
             .map_err(|e| Error::io(Op::ListDir, dir, e))?;
+        let names = handle.list().map_err(|e| Error::io(Op::ListDir, dir, e))?;
         let mut found = 0;
         let mut foreign = Vec::new();
         for name in names {
             if let Some(target) = crate::names::journal_target(&name) {
                 let path = dir.join(&name);
-                let meta = fs.lstat(&path).map_err(|e| Error::io(Op::Stat, &path, e))?;
+                let meta = handle
+                    .lstat(&name)
+                    .map_err(|e| Error::io(Op::Stat, &path, e))?;
                 if meta.is_some_and(|meta| {
                     journal::classify(fs.as_ref(), &meta) == journal::Found::Foreign
                 }) {

@@ -36,7 +36,10 @@ use std::time::{Duration, Instant};
 use camino::Utf8Path;
 
 use crate::error::Op;
-use crate::fs::{Fs, GuardFile, GuardPerms, Kind, LockHeld, Locking, Marker, Meta};
+pub(crate) use crate::fs::Mode;
+use crate::fs::{
+    Blocking, DirHandle, Fs, GuardFile, GuardPerms, Kind, LockHeld, Locking, Marker, Meta,
+};
 use crate::{Error, LockStyle};
 
 /// (filesystem id, device, inode).
@@ -89,13 +92,6 @@ pub(crate) enum Foreign {
     Trust,
 }
 
-/// Exclusive for transactions, shared for consistent reads of a batch.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub(crate) enum Mode {
-    Exclusive,
-    Shared,
-}
-
 /// Keyed by the process that registered the entry, then the guard: a
 /// forked child finds none of its parent's entries.
 static REGISTRY: Mutex<BTreeMap<(u32, Key), Slot>> = Mutex::new(BTreeMap::new());
@@ -127,10 +123,10 @@ pub(crate) struct GuardRef {
 }
 
 impl GuardRef {
-    /// Finds this process's registered descriptor for the guard at `path`,
-    /// or opens (creating it with `perms` if needed), checks and registers
-    /// it. `target` is only for the error that refuses a file that is not a
-    /// guard.
+    /// Finds this process's registered descriptor for the guard `name` in
+    /// `dir` (`path`, in messages), or opens (creating it with `perms` if
+    /// needed), checks and registers it. `target` is only for the error that
+    /// refuses a file that is not a guard.
     ///
     /// What is already at `path` must be a guard: a regular file with one
     /// link, holding nothing but the marker (see [`foreign_reason`]). That
@@ -138,8 +134,11 @@ impl GuardRef {
     /// opened descriptor (`O_NOFOLLOW`, `O_NONBLOCK`), which is closed at
     /// once if it fails: no other descriptor of that inode is registered,
     /// so closing it cannot release a POSIX lock of this process.
+    #[allow(clippy::too_many_arguments)]
     pub(crate) fn open(
         fs: &dyn Fs,
+        dir: &dyn DirHandle,
+        name: &str,
         path: &Utf8Path,
         target: &Utf8Path,
         foreign: Foreign,
@@ -153,7 +152,7 @@ impl GuardRef {
             reason,
         };
         let mut registry = lock(&REGISTRY);
-        let seen = fs.lstat(path).map_err(|e| Error::io(Op::Stat, path, e))?;
+        let seen = dir.lstat(name).map_err(|e| Error::io(Op::Stat, path, e))?;
         if let Some(meta) = seen {
             let key = key_of(fs, &meta);
             if let Some(slot) = registry.get_mut(&(pid, key)) {
@@ -169,7 +168,7 @@ impl GuardRef {
             }
         }
         let perms = perms().map_err(|e| Error::io(Op::OpenGuard, path, e))?;
-        let file = match fs.open_guard(path, perms) {
+        let file = match dir.open_guard(name, perms) {
             Ok(file) => file,
             // A symbolic link planted after the lstat (`O_NOFOLLOW`).
             Err(e) if e.raw_os_error() == Some(ELOOP) => {
@@ -470,7 +469,7 @@ pub(crate) enum Got {
 }
 
 /// One OS lock to take: its kind and whether it is shared.
-type Step = (LockStyle, bool);
+type Step = (LockStyle, Mode);
 
 /// The OS locks a holder takes, in the one order every process uses (so
 /// that two holders taking both never wait for each other crosswise):
@@ -483,14 +482,15 @@ type Step = (LockStyle, bool);
 /// write lock, is kept out by the shared one.
 fn plan(locking: Locking, style: LockStyle, shared: bool, one_kind: bool) -> &'static [Step] {
     use LockStyle::{Flock, Posix};
+    use Mode::{Exclusive, Shared};
     match (locking.merged || one_kind, style, shared) {
-        (true, Flock, false) => &[(Flock, false)],
-        (true, Flock, true) => &[(Flock, true)],
-        (true, Posix, false) => &[(Posix, false)],
-        (true, Posix, true) => &[(Posix, true)],
-        (false, _, true) => &[(Flock, true), (Posix, true)],
-        (false, _, false) if locking.read_only => &[(Flock, false), (Posix, true)],
-        (false, _, false) => &[(Flock, false), (Posix, false)],
+        (true, Flock, false) => &[(Flock, Exclusive)],
+        (true, Flock, true) => &[(Flock, Shared)],
+        (true, Posix, false) => &[(Posix, Exclusive)],
+        (true, Posix, true) => &[(Posix, Shared)],
+        (false, _, true) => &[(Flock, Shared), (Posix, Shared)],
+        (false, _, false) if locking.read_only => &[(Flock, Exclusive), (Posix, Shared)],
+        (false, _, false) => &[(Flock, Exclusive), (Posix, Exclusive)],
     }
 }
 
@@ -510,9 +510,9 @@ impl Drop for OsLocks {
 /// what was taken is released again if a later step is busy.
 fn try_os_lock(file: &dyn GuardFile, plan: &[Step]) -> io::Result<Option<OsLocks>> {
     let mut held = OsLocks(Vec::with_capacity(plan.len()));
-    for &(kind, shared) in plan {
+    for &(kind, mode) in plan {
         let got = loop {
-            match file.lock(kind, shared, false) {
+            match file.lock(kind, mode, Blocking::Try) {
                 Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
                 Err(e) if e.raw_os_error() == Some(EDEADLK) => break None,
                 Err(e) => return Err(explain(file, e)),
@@ -532,9 +532,9 @@ fn try_os_lock(file: &dyn GuardFile, plan: &[Step]) -> io::Result<Option<OsLocks
 /// side moves).
 fn blocking_os_lock(file: &dyn GuardFile, plan: &[Step]) -> io::Result<OsLocks> {
     let mut held = OsLocks(Vec::with_capacity(plan.len()));
-    for &(kind, shared) in plan {
+    for &(kind, mode) in plan {
         loop {
-            match file.lock(kind, shared, true) {
+            match file.lock(kind, mode, Blocking::Block) {
                 Ok(Some(one)) => {
                     held.0.push(one);
                     break;
@@ -924,13 +924,25 @@ mod tests {
     fn only_the_owning_thread_is_told_it_holds_the_lock() {
         let dir = tempfile::tempdir().expect("tempdir");
         let path = Utf8PathBuf::from_path_buf(dir.path().join("a.lock")).expect("UTF-8");
+        let parent = RealFs
+            .open_dir(path.parent().expect("parent"))
+            .expect("open dir");
         let perms = || {
             Ok(GuardPerms {
                 mode: 0o644,
                 gid: 0,
             })
         };
-        let guard = GuardRef::open(&RealFs, &path, &path, Foreign::Refuse, perms).expect("open");
+        let guard = GuardRef::open(
+            &RealFs,
+            &*parent,
+            "a.lock",
+            &path,
+            &path,
+            Foreign::Refuse,
+            perms,
+        )
+        .expect("open");
         let me = Some(thread::current().id());
         let soon = || Wait::Until(Instant::now() + Duration::from_millis(50));
 

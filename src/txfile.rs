@@ -6,10 +6,11 @@ use std::sync::{Arc, Mutex, PoisonError};
 
 use camino::{Utf8Component, Utf8Path, Utf8PathBuf};
 
-use crate::commit::Mutant;
 use crate::error::{BoxError, Op};
+use crate::fs::shared::SharedDir;
 use crate::fs::{DirHandle, Fs, GuardPerms, Kind, Marker, real::RealFs};
 use crate::guard::{Foreign, Got, GuardRef, Holder, Locked, Mode, Wait};
+use crate::mutants::{Mutant, active};
 use crate::transaction::Transaction;
 use crate::{Error, Options, Symlinks, journal, names};
 
@@ -25,8 +26,11 @@ const MAX_GUARD_REOPENS: usize = 16;
 /// A handle on one target file, for locked, atomic, durable updates.
 ///
 /// Open it once and keep it for the life of a worker: it holds the target's
-/// directory and, from its first transaction on, the process's one
-/// descriptor of the guard file `<name>.lock`. It is cheap to clone, and
+/// directory (one descriptor per directory, shared by every handle of the
+/// process on a file in it; every call is relative to it, so the handle
+/// follows the directory if it is renamed, see [`TxFile::path`]) and, from
+/// its first transaction on, the process's one descriptor of the guard file
+/// `<name>.lock`. It is cheap to clone, and
 /// clones (and handles opened separately on the same target) share that
 /// descriptor and exclude each other.
 ///
@@ -58,14 +62,33 @@ pub struct TxFile {
 pub(crate) struct Inner {
     pub(crate) fs: Arc<dyn Fs>,
     pub(crate) options: Options,
-    /// The file that is replaced: the resolved file under `Symlinks::Follow`.
+    /// The file that is replaced, as given at open (the resolved file
+    /// under `Symlinks::Follow`). Only for messages and journal records:
+    /// every call goes through `dir` and `name`.
     pub(crate) path: Utf8PathBuf,
+    /// `path`'s directory, as given at open (for messages).
     pub(crate) dir_path: Utf8PathBuf,
-    pub(crate) dir: Box<dyn DirHandle>,
+    /// The target's directory, opened once at open and shared with every
+    /// handle of the process on a file in it: the target, its temporary
+    /// files, its default guard and its journal are names in it, so a
+    /// rename of the directory (or of any parent) changes nothing for the
+    /// handle.
+    pub(crate) dir: Arc<SharedDir>,
+    /// The target's name in `dir`.
+    pub(crate) name: String,
     pub(crate) guard_path: Utf8PathBuf,
+    /// The guard's directory: `dir` for the default guard `<name>.lock`,
+    /// the directory of [`Options::guard_path`] (opened at open, possibly
+    /// another) for a chosen one.
+    pub(crate) guard_dir: Arc<SharedDir>,
+    /// The guard's name in `guard_dir`.
+    pub(crate) guard_name: String,
     pub(crate) temp_prefix: String,
-    /// Where a batch commit that includes this target leaves its journal.
+    /// Where a batch commit that includes this target leaves its journal
+    /// (for messages and journal records).
     pub(crate) journal_path: Utf8PathBuf,
+    /// The journal's name in `dir`.
+    pub(crate) journal_name: String,
     /// The registered guard descriptor, opened by the first transaction (see
     /// [`TxFile::guard`]); replaced when the guard path turns out to name
     /// another inode.
@@ -153,11 +176,15 @@ impl TxFile {
             Symlinks::Replace => path,
         };
         let (dir_path, name) = split(&path)?;
+        // The one lookup of the directory by path: from here on, every
+        // name is looked up in this descriptor.
+        let dir = SharedDir::open(fs.as_ref(), &dir_path)
+            .map_err(|e| Error::io(Op::OpenDir, &dir_path, e))?;
         // What the target is: a regular file or nothing. Under `Replace` the
         // old contents are read through a link, so what it points to counts.
         let meta = match options.symlinks {
-            Symlinks::Replace => fs.stat(&path),
-            Symlinks::Follow | Symlinks::Reject => fs.lstat(&path),
+            Symlinks::Replace => dir.stat(&name),
+            Symlinks::Follow | Symlinks::Reject => dir.lstat(&name),
         };
         let meta = meta.map_err(|e| Error::io(Op::Stat, &path, e))?;
         let invalid = |reason| Error::InvalidPath {
@@ -173,20 +200,32 @@ impl TxFile {
             }
             Some(Kind::File | Kind::Symlink) | None => {}
         }
-        let guard_path = match &options.guard_path {
-            Some(guard) => absolute(utf8_path(guard)?)?,
-            None => dir_path.join(names::guard_name(&name)),
+        let (guard_path, guard_dir, guard_name) = match &options.guard_path {
+            Some(guard) => {
+                let guard_path = absolute(utf8_path(guard)?)?;
+                if guard_path == path {
+                    return Err(invalid("it cannot be its own lock file"));
+                }
+                let (guard_dir_path, guard_name) = split(&guard_path)?;
+                let guard_dir = SharedDir::open(fs.as_ref(), &guard_dir_path)
+                    .map_err(|e| Error::io(Op::OpenDir, &guard_dir_path, e))?;
+                if Arc::ptr_eq(&guard_dir, &dir) && guard_name == name {
+                    return Err(invalid("it cannot be its own lock file"));
+                }
+                (guard_path, guard_dir, guard_name)
+            }
+            None => {
+                let guard_name = names::guard_name(&name);
+                (dir_path.join(&guard_name), Arc::clone(&dir), guard_name)
+            }
         };
-        if guard_path == path {
-            return Err(invalid("it cannot be its own lock file"));
-        }
         let foreign = foreign_policy(&options);
         // A first look that creates nothing: refuse a file that is not a
-        // guard before the directory is even opened. (Opening the guard
-        // checks again, on the descriptor.)
+        // guard before anything is created. (Opening the guard checks
+        // again, on the descriptor.)
         if foreign == Foreign::Refuse {
-            let seen = fs
-                .lstat(&guard_path)
+            let seen = guard_dir
+                .lstat(&guard_name)
                 .map_err(|e| Error::io(Op::Stat, &guard_path, e))?;
             if let Some(reason) = seen.as_ref().and_then(crate::guard::foreign_reason) {
                 return Err(Error::ForeignGuard {
@@ -196,28 +235,36 @@ impl TxFile {
                 });
             }
         }
-        let dir = fs
-            .open_dir(&dir_path)
-            .map_err(|e| Error::io(Op::OpenDir, &dir_path, e))?;
         let on_nfs = real_fs && crate::mountinfo::check(&dir_path, &options, &path)?;
+        let journal_name = names::journal_name(&name);
         Ok(TxFile {
             inner: Arc::new(Inner {
                 fs,
                 options,
                 temp_prefix: names::temp_prefix(&name),
-                journal_path: dir_path.join(names::journal_name(&name)),
+                journal_path: dir_path.join(&journal_name),
+                journal_name,
                 path,
                 dir_path,
                 dir,
+                name,
                 guard_path,
+                guard_dir,
+                guard_name,
                 guard: Mutex::new(None),
                 on_nfs,
             }),
         })
     }
 
-    /// The file this handle replaces (after resolving symbolic links under
-    /// [`Symlinks::Follow`]).
+    /// The file this handle replaces, as given at open (absolute, and after
+    /// resolving symbolic links under [`Symlinks::Follow`]).
+    ///
+    /// It is the path at open, not now: the handle works on the directory
+    /// it opened, not on a path. If that directory (or a parent) is renamed
+    /// afterwards, the handle keeps reading and committing the file in it,
+    /// under its new path, while `path()` still shows the old one; nothing
+    /// appears at the old path.
     ///
     /// # Examples
     ///
@@ -259,9 +306,15 @@ impl TxFile {
         let inner = &*self.inner;
         let fs = inner.fs.as_ref();
         let foreign = foreign_policy(&inner.options);
-        GuardRef::open(fs, &inner.guard_path, &inner.path, foreign, || {
-            guard_perms(fs, &inner.path, &inner.dir_path)
-        })
+        GuardRef::open(
+            fs,
+            &**inner.guard_dir,
+            &inner.guard_name,
+            &inner.guard_path,
+            &inner.path,
+            foreign,
+            || guard_perms(&**inner.dir, &inner.name),
+        )
     }
 
     /// The guard file whose lock serialises transactions on this target.
@@ -376,8 +429,8 @@ impl TxFile {
         let path = &self.inner.journal_path;
         let Some(meta) = self
             .inner
-            .fs
-            .lstat(path)
+            .dir
+            .lstat(&self.inner.journal_name)
             .map_err(|e| Error::io(Op::Stat, path, e))?
         else {
             return Ok(false);
@@ -423,7 +476,7 @@ impl TxFile {
         let inner = &*self.inner;
         let _wait = crate::trace::step!("lock_wait", inner.path);
         let fs = inner.fs.as_ref();
-        let mutant = crate::commit::mutant(self);
+        let options = &self.inner.options;
         let holder = Holder {
             pid: std::process::id(),
             thread,
@@ -431,11 +484,11 @@ impl TxFile {
         let mut last_seen = None;
         for _ in 0..MAX_GUARD_REOPENS {
             let guard = self.guard()?;
-            if !guard.registered_by(holder.pid) && mutant != Mutant::NoForkCheck {
+            if !guard.registered_by(holder.pid) && !active(options.mutant, Mutant::NoForkCheck) {
                 self.reopen_guard(&guard)?;
                 continue;
             }
-            let one_kind = mutant == Mutant::OneLockKind;
+            let one_kind = active(options.mutant, Mutant::OneLockKind);
             let got = guard
                 .lock(inner.options.lock_style, mode, wait, holder, one_kind)
                 .map_err(|e| Error::io(Op::Lock, &inner.guard_path, e))?;
@@ -448,10 +501,11 @@ impl TxFile {
                     });
                 }
             };
-            let now = fs
-                .lstat(&inner.guard_path)
+            let now = inner
+                .guard_dir
+                .lstat(&inner.guard_name)
                 .map_err(|e| Error::io(Op::Stat, &inner.guard_path, e))?;
-            let trusted = mutant == Mutant::NoGuardIdentityCheck;
+            let trusted = active(options.mutant, Mutant::NoGuardIdentityCheck);
             if trusted || now.is_some_and(|meta| guard.is_inode(fs, &meta)) {
                 let mut locked = locked;
                 if mode == Mode::Exclusive {
@@ -518,11 +572,10 @@ impl TxFile {
         let euid = fs.euid();
         let mut target_owner = None;
         for name in names {
-            if !crate::commit::is_stale_temp(self, &name) {
+            if !is_stale_temp(self, &name) {
                 continue;
             }
-            let path = inner.dir_path.join(&name);
-            let Ok(Some(meta)) = fs.lstat(&path) else {
+            let Ok(Some(meta)) = inner.dir.lstat(&name) else {
                 continue;
             };
             if meta.kind != Kind::File || meta.nlink != 1 {
@@ -531,11 +584,11 @@ impl TxFile {
             let ours = meta.uid == euid
                 || (euid == 0
                     && *target_owner.get_or_insert_with(|| {
-                        fs.lstat(&inner.path).ok().flatten().map(|m| m.uid)
+                        inner.dir.lstat(&inner.name).ok().flatten().map(|m| m.uid)
                     }) == Some(meta.uid));
-            if ours || crate::commit::mutant(self) == Mutant::SweepForeignTemp {
+            if ours || active(self.inner.options.mutant, Mutant::SweepForeignTemp) {
                 // Gone already, or not ours to remove after all: skip.
-                let _ = fs.remove_file(&path);
+                let _ = inner.dir.remove_file(&name);
             }
         }
         Ok(())
@@ -660,6 +713,65 @@ impl TxFile {
     }
 }
 
+/// Several handles locked together (a batch, or recovery of its journal).
+impl TxFile {
+    /// Locks every member in the batch order (device and inode of the guard),
+    /// returning the locks in member order; `Ok(None)` when `wait` ran out.
+    pub(crate) fn lock_all(
+        members: &[TxFile],
+        mode: Mode,
+        wait: Wait,
+        thread: Option<std::thread::ThreadId>,
+    ) -> Result<Option<Vec<Locked>>, Error> {
+        let keys = members
+            .iter()
+            .map(TxFile::order_key)
+            .collect::<Result<Vec<_>, _>>()?;
+        let mut order: Vec<usize> = (0..members.len()).collect();
+        order.sort_by_key(|&i| keys[i]);
+        let mut locks: Vec<Option<Locked>> = (0..members.len()).map(|_| None).collect();
+        for i in order {
+            match members[i].lock_for(mode, wait, thread)? {
+                Some(locked) => locks[i] = Some(locked),
+                None => return Ok(None),
+            }
+        }
+        Ok(Some(locks.into_iter().flatten().collect()))
+    }
+}
+
+/// Whether `name` is a temporary file that a dead writer of `file`'s target
+/// left behind.
+fn is_stale_temp(file: &TxFile, name: &str) -> bool {
+    if active(file.inner.options.mutant, Mutant::SweepForeignTemp) {
+        let stem = file.inner.temp_prefix.trim_end_matches('.');
+        return name.starts_with(stem) && name.contains(".t");
+    }
+    names::is_temp_of(&file.inner.temp_prefix, name)
+}
+
+/// Opening a handle is the handle's business; the options only describe it.
+impl Options {
+    /// Opens a handle on `path` with these options.
+    ///
+    /// # Errors
+    ///
+    /// As for [`TxFile::open`].
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// # let dir = tempfile::tempdir()?;
+    /// # let path = camino::Utf8Path::from_path(dir.path()).unwrap().join("data");
+    /// let file = txfile::Options::new().open(&path)?;
+    /// assert_eq!(file.read()?, None);
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
+    pub fn open(&self, path: impl AsRef<Path>) -> Result<TxFile, Error> {
+        TxFile::with_options(path.as_ref(), self.clone())
+    }
+}
+
 /// Reads, changes and commits `path` in one locked transaction; shorthand for
 /// [`TxFile::open`] then [`TxFile::update`]. Keep a [`TxFile`] instead when
 /// updating the same file repeatedly.
@@ -690,7 +802,7 @@ where
 /// protocol) or trusted (the `MarkForeignGuard` mutant): decided once here
 /// for the early look at `open` and for the real open of the guard.
 fn foreign_policy(options: &Options) -> Foreign {
-    if crate::commit::mutant_of(options) == Mutant::MarkForeignGuard {
+    if active(options.mutant, Mutant::MarkForeignGuard) {
         Foreign::Trust
     } else {
         Foreign::Refuse
@@ -705,14 +817,11 @@ pub(crate) fn utf8_path(path: &Path) -> Result<&Utf8Path, Error> {
 }
 
 /// The permissions a new guard gets: see [`GuardPerms::like`]; from the
-/// target, or from its directory while it does not exist.
-fn guard_perms(fs: &dyn Fs, path: &Utf8Path, dir: &Utf8Path) -> std::io::Result<GuardPerms> {
-    match fs.stat(path)? {
+/// target `name` in `dir`, or from the directory while it does not exist.
+fn guard_perms(dir: &dyn DirHandle, name: &str) -> std::io::Result<GuardPerms> {
+    match dir.stat(name)? {
         Some(meta) => Ok(GuardPerms::like(&meta)),
-        None => fs
-            .stat(dir)?
-            .map(|meta| GuardPerms::like(&meta))
-            .ok_or_else(|| std::io::ErrorKind::NotFound.into()),
+        None => Ok(GuardPerms::like(&dir.meta()?)),
     }
 }
 
@@ -793,13 +902,17 @@ mod tests {
     use camino::{Utf8Path, Utf8PathBuf};
 
     use super::*;
-    use crate::fs::{GuardFile, Meta, ReadFile, TempFile};
+    use crate::fs::{GuardFile, Meta, ReadFile, WriteFile};
     use crate::sim::SimFs;
 
     /// A filesystem on which the guard path never names the inode that was
     /// opened: as if someone replaced the guard file in a loop.
     #[derive(Debug)]
     struct Replacing(SimFs);
+
+    /// A directory of [`Replacing`].
+    #[derive(Debug)]
+    struct ReplacingDir(Box<dyn DirHandle>);
 
     impl Fs for Replacing {
         fn id(&self) -> u64 {
@@ -809,56 +922,76 @@ mod tests {
             self.0.euid()
         }
         fn lstat(&self, path: &Utf8Path) -> io::Result<Option<Meta>> {
-            let meta = self.0.lstat(path)?;
+            self.0.lstat(path)
+        }
+        fn read_link(&self, path: &Utf8Path) -> io::Result<Utf8PathBuf> {
+            self.0.read_link(path)
+        }
+        fn open_dir(&self, path: &Utf8Path) -> io::Result<Box<dyn DirHandle>> {
+            Ok(Box::new(ReplacingDir(self.0.open_dir(path)?)))
+        }
+        fn link(&self, _: &dyn DirHandle, _: &str, _: &dyn DirHandle, _: &str) -> io::Result<()> {
+            Err(io::ErrorKind::Unsupported.into())
+        }
+    }
+
+    impl DirHandle for ReplacingDir {
+        fn meta(&self) -> io::Result<Meta> {
+            self.0.meta()
+        }
+        fn sync(&self) -> io::Result<()> {
+            self.0.sync()
+        }
+        fn list(&self) -> io::Result<Vec<String>> {
+            self.0.list()
+        }
+        fn revalidate(&self) -> io::Result<()> {
+            self.0.revalidate()
+        }
+        fn lstat(&self, name: &str) -> io::Result<Option<Meta>> {
+            let meta = self.0.lstat(name)?;
             Ok(meta.map(|mut meta| {
-                if path.as_str().ends_with(".lock") {
+                if name.ends_with(".lock") {
                     meta.ino += 1_000_000;
                 }
                 meta
             }))
         }
-        fn stat(&self, path: &Utf8Path) -> io::Result<Option<Meta>> {
-            self.0.stat(path)
+        fn stat(&self, name: &str) -> io::Result<Option<Meta>> {
+            self.0.stat(name)
         }
-        fn read_link(&self, path: &Utf8Path) -> io::Result<Utf8PathBuf> {
-            self.0.read_link(path)
-        }
-        fn open_read(&self, path: &Utf8Path) -> io::Result<Option<Box<dyn ReadFile>>> {
-            self.0.open_read(path)
+        fn open_read(&self, name: &str) -> io::Result<Option<Box<dyn ReadFile>>> {
+            self.0.open_read(name)
         }
         fn open_guard(
             &self,
-            path: &Utf8Path,
+            name: &str,
             perms: crate::fs::GuardPerms,
         ) -> io::Result<Box<dyn GuardFile>> {
-            self.0.open_guard(path, perms)
-        }
-        fn open_dir(&self, path: &Utf8Path) -> io::Result<Box<dyn DirHandle>> {
-            self.0.open_dir(path)
+            self.0.open_guard(name, perms)
         }
         fn create_temp(
             &self,
-            dir: &Utf8Path,
             prefix: &str,
             suffix: &str,
             mode: u32,
-        ) -> io::Result<(Utf8PathBuf, Box<dyn TempFile>)> {
-            self.0.create_temp(dir, prefix, suffix, mode)
+        ) -> io::Result<(String, Box<dyn WriteFile>)> {
+            self.0.create_temp(prefix, suffix, mode)
         }
-        fn create_new(&self, path: &Utf8Path, mode: u32) -> io::Result<Box<dyn TempFile>> {
-            self.0.create_new(path, mode)
+        fn create_new(&self, name: &str, mode: u32) -> io::Result<Box<dyn WriteFile>> {
+            self.0.create_new(name, mode)
         }
-        fn open_write(&self, path: &Utf8Path) -> io::Result<Option<Box<dyn TempFile>>> {
-            self.0.open_write(path)
+        fn open_write(&self, name: &str) -> io::Result<Option<Box<dyn WriteFile>>> {
+            self.0.open_write(name)
         }
-        fn rename(&self, from: &Utf8Path, to: &Utf8Path) -> io::Result<()> {
+        fn rename(&self, from: &str, to: &str) -> io::Result<()> {
             self.0.rename(from, to)
         }
-        fn link(&self, existing: &Utf8Path, new: &Utf8Path) -> io::Result<()> {
-            self.0.link(existing, new)
+        fn remove_file(&self, name: &str) -> io::Result<()> {
+            self.0.remove_file(name)
         }
-        fn remove_file(&self, path: &Utf8Path) -> io::Result<()> {
-            self.0.remove_file(path)
+        fn as_any(&self) -> &dyn std::any::Any {
+            self
         }
     }
 

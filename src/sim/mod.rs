@@ -120,6 +120,27 @@ impl Default for SimFs {
     }
 }
 
+/// The simulated filesystem is chosen through the options, but it is the
+/// simulator's part of them.
+impl crate::Options {
+    /// Opens handles on a simulated filesystem instead of the real one.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// let sim = txfile::sim::SimFs::new();
+    /// sim.create_dir_all("/data")?;
+    /// let file = txfile::Options::new().filesystem(&sim).open("/data/counter")?;
+    /// file.update(|_| Ok::<_, std::io::Error>(b"1".to_vec()))?;
+    /// assert_eq!(sim.read_file("/data/counter")?.as_deref(), Some(&b"1"[..]));
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
+    pub fn filesystem(mut self, fs: &crate::sim::SimFs) -> Self {
+        self.fs = Some(fs.as_fs());
+        self
+    }
+}
+
 impl SimFs {
     /// A machine with an empty, durable root directory `/`.
     ///
@@ -256,6 +277,49 @@ impl SimFs {
                 "not a directory path",
             )),
         }
+    }
+
+    /// Renames a directory (or a file), durably and without counting an
+    /// operation: another program moving it, as `mv` would. Handles opened
+    /// before keep naming the directory itself, not its old path.
+    ///
+    /// # Errors
+    ///
+    /// When `from` does not exist, `to`'s directory does not exist, or
+    /// something is already at `to`.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// let sim = txfile::sim::SimFs::new();
+    /// sim.create_dir_all("/a/x")?;
+    /// sim.rename_dir("/a", "/b")?;
+    /// assert_eq!(sim.list_dir("/b")?, ["x"]);
+    /// assert!(sim.list_dir("/a").is_err());
+    /// # Ok::<(), std::io::Error>(())
+    /// ```
+    pub fn rename_dir(&self, from: impl AsRef<Path>, to: impl AsRef<Path>) -> io::Result<()> {
+        let (from, to) = (utf8(from.as_ref())?, utf8(to.as_ref())?);
+        let mut state = self.state();
+        let disk = &mut state.disk;
+        let (from_dir, from_name) = disk.parent(from)?;
+        let (to_dir, to_name) = disk.parent(to)?;
+        let ino = disk
+            .entry(from_dir, &from_name)?
+            .ok_or_else(|| not_found(from))?;
+        if disk.entry(to_dir, &to_name)?.is_some() {
+            return Err(io::Error::new(
+                io::ErrorKind::AlreadyExists,
+                format!("`{to}` exists"),
+            ));
+        }
+        let entries = disk.dir_mut(from_dir)?;
+        entries.volatile.remove(&from_name);
+        entries.durable.remove(&from_name);
+        let entries = disk.dir_mut(to_dir)?;
+        entries.volatile.insert(to_name.clone(), ino);
+        entries.durable.insert(to_name, ino);
+        Ok(())
     }
 
     /// Writes a whole file durably, as if long ago and synced, without
@@ -583,6 +647,18 @@ impl SimFs {
         self.state().unlock_hook = Some(Box::new(hook));
     }
 
+    /// Makes this filesystem inject the fault of `mutant`, where the
+    /// mutant is one a filesystem can produce by itself: with
+    /// `IgnoreFsyncError` a failed fsync of a temporary file reports
+    /// success (the data stays in doubt, as after any failed fsync). Only in
+    /// the project's own test builds (`--cfg txfile_mutants`, see
+    /// `src/mutants.rs`); never for real data.
+    #[cfg(txfile_mutants)]
+    #[doc(hidden)]
+    pub fn mutant(&self, mutant: crate::mutants::Mutant) {
+        self.state().mutant = mutant;
+    }
+
     /// Makes `flock` and POSIX locks one lock on this machine, as Linux does
     /// on NFS: a lock of either kind then conflicts with every other
     /// owner's lock of either kind. By default they are independent, as on
@@ -807,7 +883,7 @@ fn tuples(records: Vec<crate::journal::Record>) -> Vec<(String, String, String)>
 /// assert!(decode_journal(&bytes[..bytes.len() - 1]).is_err());
 /// ```
 pub fn decode_journal(bytes: &[u8]) -> Result<Vec<(String, String, String)>, String> {
-    crate::journal::decode(bytes, true)
+    crate::journal::decode(bytes)
         .map(tuples)
         .map_err(|torn| torn.0.to_string())
 }
@@ -846,10 +922,10 @@ pub type JournalDecision = Result<Option<Vec<(String, String, String)>>, String>
 /// ```
 pub fn journal_decision(bytes: &[u8]) -> JournalDecision {
     use crate::journal::Decision;
-    match crate::journal::decide(bytes, true) {
+    match crate::journal::decide(bytes) {
         Decision::Commit(records) => Ok(Some(tuples(records))),
         Decision::Void => Ok(None),
-        Decision::Torn(reason) => Err(reason.to_string()),
+        Decision::Rejected(reason) => Err(reason.to_string()),
     }
 }
 

@@ -242,6 +242,11 @@ impl Disk {
         Ok(Some(ino))
     }
 
+    /// The inode `name` names in directory `dir` (volatile view).
+    pub(super) fn entry(&self, dir: u64, name: &str) -> io::Result<Option<u64>> {
+        Ok(self.dir(dir)?.volatile.get(name).copied())
+    }
+
     pub(super) fn inode(&self, ino: u64) -> io::Result<&Inode> {
         self.inodes.get(&ino).ok_or_else(stale)
     }
@@ -443,6 +448,9 @@ pub(super) struct State {
     pub(super) merged_locks: bool,
     pub(super) next_handle: u64,
     pub(super) unlock_hook: Option<Box<dyn FnOnce() + Send>>,
+    /// The mutant whose fault this filesystem injects (see `SimFs::mutant`).
+    #[cfg(txfile_mutants)]
+    pub(super) mutant: crate::mutants::Mutant,
 }
 
 impl std::fmt::Debug for State {
@@ -493,6 +501,8 @@ impl State {
             merged_locks: false,
             next_handle: 1,
             unlock_hook: None,
+            #[cfg(txfile_mutants)]
+            mutant: crate::mutants::Mutant::None,
         }
     }
 
