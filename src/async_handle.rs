@@ -62,7 +62,7 @@ pub(crate) type Work<T> =
     Box<dyn FnOnce(&T, <T as Target>::Locks, &Ticket) -> Result<Replaced, Error> + Send>;
 
 /// Replaced versions, to be closed off the runner's path.
-pub(crate) type Replaced = Vec<crate::transaction::OldFile>;
+pub(crate) type Replaced = Vec<crate::state::OldFile>;
 
 /// A target whose transactions can be held across `.await`s.
 pub(crate) trait Begin: Target {
