@@ -4,16 +4,13 @@ use std::fmt;
 use std::io;
 use std::pin::Pin;
 use std::sync::Arc;
-use std::sync::atomic::Ordering;
 use std::task::{Context, Poll};
 use std::time::Instant;
 
 use camino::{Utf8Path, Utf8PathBuf};
-use tokio::sync::OnceCell;
 
-use crate::async_lock::{
-    self, DropFlag, Held, Patience, Pipe, Queue, Sink, Target, Turn, blocking,
-};
+use crate::async_handle::{Begin, Core};
+use crate::async_lock::{self, Held, Patience, Pipe, Sink, Target, Turn, blocking};
 use crate::error::{BoxError, Op};
 use crate::guard::{Locked, Mode, Wait};
 use crate::{Batch, BatchTransaction, Error, TxFile};
@@ -45,15 +42,12 @@ use crate::{Batch, BatchTransaction, Error, TxFile};
 /// ```
 #[derive(Clone)]
 pub struct AsyncBatch {
-    batch: Batch,
-    /// The async queues of the members' guards, in locking order; found on
-    /// first use.
-    queues: Arc<OnceCell<Vec<Queue>>>,
+    core: Arc<Core<Batch>>,
 }
 
 impl fmt::Debug for AsyncBatch {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_tuple("AsyncBatch").field(&self.batch).finish()
+        f.debug_tuple("AsyncBatch").field(&self.core).finish()
     }
 }
 
@@ -71,8 +65,7 @@ impl From<Batch> for AsyncBatch {
     /// ```
     fn from(batch: Batch) -> AsyncBatch {
         AsyncBatch {
-            batch,
-            queues: Arc::new(OnceCell::new()),
+            core: Core::new(batch),
         }
     }
 }
@@ -123,24 +116,13 @@ impl AsyncBatch {
     /// # Ok::<(), Box<dyn std::error::Error>>(())
     /// ```
     pub fn as_sync(&self) -> &Batch {
-        &self.batch
-    }
-
-    async fn queues(&self) -> Result<Vec<Queue>, Error> {
-        let queues = self
-            .queues
-            .get_or_try_init(|| async {
-                let batch = self.batch.clone();
-                let keys = blocking(self.batch.path(), move || batch.keys()).await??;
-                Ok::<_, Error>(keys.into_iter().map(async_lock::queue).collect())
-            })
-            .await?;
-        Ok(queues.clone())
+        self.core.target()
     }
 
     /// Replaces every member's contents with what `f` returns for their
     /// current contents, as one batch commit; see [`Batch::update`]. `f` runs
-    /// on the blocking pool. Dropping the future before `f` returned rolls
+    /// off the runtime's workers, on the thread that runs the batch's queued
+    /// updates. Dropping the future before `f` returned rolls
     /// back; after, the commit completes.
     ///
     /// # Errors
@@ -171,25 +153,22 @@ impl AsyncBatch {
         F: FnOnce(&[Option<&[u8]>]) -> Result<Vec<Vec<u8>>, E> + Send + 'static,
         E: Into<BoxError>,
     {
-        let dropped = DropFlag::default();
-        let flag = dropped.flag();
-        let queues = self.queues().await?;
-        let job = move |batch: Batch, locks: Vec<Locked>, turns: Vec<Turn>| {
-            if flag.load(Ordering::Acquire) {
-                return Ok(());
-            }
-            let mut tx = batch.prepare(locks)?;
-            batch.apply(&mut tx, |old| f(old).map(|new| (new, ())))?;
-            if flag.load(Ordering::Acquire) {
-                return Ok(());
-            }
-            tx.commit()?;
-            drop(turns);
-            Ok(())
-        };
-        async_lock::with_lock(&self.batch, &queues, Patience::Timeout, job).await?;
-        dropped.disarm();
-        Ok(())
+        self.core
+            .update(Box::new(move |batch: &Batch, locks, ticket| {
+                if ticket.gone() {
+                    return Ok(Vec::new());
+                }
+                let mut tx = batch.prepare(locks)?;
+                batch.apply(&mut tx, |old| f(old).map(|new| (new, ())))?;
+                if ticket.gone() {
+                    return Ok(Vec::new());
+                }
+                // `BatchTransaction::commit`, keeping the replaced versions
+                // open past the release of the locks.
+                tx.commit_in_place()?;
+                Ok(tx.txs.iter_mut().filter_map(|tx| tx.old.take()).collect())
+            }))
+            .await
     }
 
     /// Reads every member under the locks, so that the result is one
@@ -214,17 +193,17 @@ impl AsyncBatch {
     /// # }
     /// ```
     pub async fn read(&self) -> Result<Vec<Option<Vec<u8>>>, Error> {
-        let queues = self.queues().await?;
+        let queues = self.core.queues().await?;
         let job = |reader: Reader, locks: Vec<Locked>, turns: Vec<Turn>| {
             let contents = reader.0.read_locked();
             drop(locks);
             drop(turns);
             contents
         };
-        let reader = Reader(self.batch.clone());
+        let reader = Reader(self.as_sync().clone());
         async_lock::with_lock(&reader, &queues, Patience::Timeout, job)
             .await?
-            .ok_or_else(|| self.batch.timeout_error())
+            .ok_or_else(|| self.as_sync().timeout_error())
     }
 
     /// Starts a transaction on every member, waiting for their locks as long
@@ -254,7 +233,7 @@ impl AsyncBatch {
     pub async fn begin(&self) -> Result<AsyncBatchTransaction, Error> {
         self.start(Patience::Timeout)
             .await?
-            .ok_or_else(|| self.batch.timeout_error())
+            .ok_or_else(|| self.as_sync().timeout_error())
     }
 
     /// Starts a transaction on every member if all their locks are free
@@ -284,19 +263,21 @@ impl AsyncBatch {
     }
 
     async fn start(&self, patience: Patience) -> Result<Option<AsyncBatchTransaction>, Error> {
-        let queues = self.queues().await?;
-        let runtime = tokio::runtime::Handle::current();
-        let job = move |batch: Batch, locks: Vec<Locked>, turns: Vec<Turn>| {
-            let path = batch.path().to_owned();
-            let members = batch.members().len();
-            let tx = OwnedBatchTx::try_new(batch, |batch| batch.prepare(locks))?;
-            let held = Held { tx, _turns: turns };
-            Ok(AsyncBatchTransaction {
-                pipe: Pipe::new(held, runtime, path),
-                members,
-            })
+        let Some(pipe) = self.core.begin(patience).await? else {
+            return Ok(None);
         };
-        async_lock::with_lock(&self.batch, &queues, patience, job).await
+        Ok(Some(AsyncBatchTransaction {
+            pipe,
+            members: self.as_sync().members().len(),
+        }))
+    }
+}
+
+impl Begin for Batch {
+    type Tx = OwnedBatchTx;
+
+    fn begin_tx(self, locks: Vec<Locked>) -> Result<OwnedBatchTx, Error> {
+        OwnedBatchTx::try_new(self, |batch| batch.prepare(locks))
     }
 }
 
@@ -593,13 +574,7 @@ impl AsyncBatchTransaction {
     /// # }
     /// ```
     pub async fn rollback(self) {
-        let _ = self
-            .pipe
-            .finish(|held| {
-                drop(held);
-                Ok(())
-            })
-            .await;
+        self.pipe.rollback().await;
     }
 }
 

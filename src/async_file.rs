@@ -4,16 +4,13 @@ use std::fmt;
 use std::io;
 use std::pin::Pin;
 use std::sync::Arc;
-use std::sync::atomic::Ordering;
 use std::task::{Context, Poll};
 use std::time::Instant;
 
 use camino::{Utf8Path, Utf8PathBuf};
-use tokio::sync::OnceCell;
 
-use crate::async_lock::{
-    self, DropFlag, Held, Patience, Pipe, Queue, Sink, Target, Turn, blocking,
-};
+use crate::async_handle::{Begin, Core};
+use crate::async_lock::{Patience, Pipe, Sink, Target, blocking};
 use crate::error::{BoxError, Op};
 use crate::guard::{Locked, Mode, Wait};
 use crate::{Error, Transaction, TxFile, commit};
@@ -23,9 +20,13 @@ use crate::{Error, Transaction, TxFile, commit};
 ///
 /// Waiting tasks wait as tasks, in FIFO order, however long another process
 /// holds the lock; every blocking call (the lock, reads, writes, fsyncs,
-/// the rename) runs on tokio's blocking pool, and a lock held by someone
+/// the rename) runs off the runtime's workers, on tokio's blocking pool (or
+/// on the thread that waited for the lock), and a lock held by someone
 /// else is waited for in the kernel by at most one thread per guard file,
-/// whatever the number of waiting tasks. The timeout, durability, lock style
+/// whatever the number of waiting tasks. Updates queued on one handle (and
+/// its clones) run one after another on the thread that holds the lock,
+/// each a whole transaction of its own, without a trip through the runtime
+/// between two of them. The timeout, durability, lock style
 /// and every other [`Options`](crate::Options) setting apply: build one from
 /// a `TxFile` with `From`.
 ///
@@ -81,15 +82,12 @@ use crate::{Error, Transaction, TxFile, commit};
 /// ```
 #[derive(Clone)]
 pub struct AsyncTxFile {
-    file: TxFile,
-    /// The async queue of the target's guard, found on first use (finding
-    /// it may touch the disk, so it is done once, on the blocking pool).
-    queue: Arc<OnceCell<Vec<Queue>>>,
+    core: Arc<Core<TxFile>>,
 }
 
 impl fmt::Debug for AsyncTxFile {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_tuple("AsyncTxFile").field(&self.file).finish()
+        f.debug_tuple("AsyncTxFile").field(&self.core).finish()
     }
 }
 
@@ -112,8 +110,7 @@ impl From<TxFile> for AsyncTxFile {
     /// ```
     fn from(file: TxFile) -> AsyncTxFile {
         AsyncTxFile {
-            file,
-            queue: Arc::new(OnceCell::new()),
+            core: Core::new(file),
         }
     }
 }
@@ -159,7 +156,7 @@ impl AsyncTxFile {
     /// # Ok::<(), Box<dyn std::error::Error>>(())
     /// ```
     pub fn path(&self) -> &Utf8Path {
-        self.file.path()
+        self.core.target().path()
     }
 
     /// The sync handle underneath, for code that runs on a thread of its own.
@@ -174,24 +171,18 @@ impl AsyncTxFile {
     /// # Ok::<(), Box<dyn std::error::Error>>(())
     /// ```
     pub fn as_sync(&self) -> &TxFile {
-        &self.file
+        self.core.target()
     }
 
-    async fn queues(&self) -> Result<Vec<Queue>, Error> {
-        let queue = self
-            .queue
-            .get_or_try_init(|| async {
-                let file = self.file.clone();
-                let keys = blocking(self.path(), move || file.keys()).await??;
-                Ok::<_, Error>(keys.into_iter().map(async_lock::queue).collect())
-            })
-            .await?;
-        Ok(queue.clone())
+    #[cfg(test)]
+    pub(crate) fn core(&self) -> &Core<TxFile> {
+        &self.core
     }
 
     /// Replaces the contents with what `f` returns for the current contents
     /// (`None` when the file does not exist), under the lock; see
-    /// [`TxFile::update`]. `f` runs on the blocking pool.
+    /// [`TxFile::update`]. `f` runs off the runtime's workers, on the
+    /// thread that runs the handle's queued updates.
     ///
     /// Dropping the future before `f` returned rolls back; after, the
     /// commit completes (see [Cancellation](AsyncTxFile#cancellation)).
@@ -229,29 +220,27 @@ impl AsyncTxFile {
         F: FnOnce(Option<&[u8]>) -> Result<Vec<u8>, E> + Send + 'static,
         E: Into<BoxError>,
     {
-        let dropped = DropFlag::default();
-        let flag = dropped.flag();
-        let queues = self.queues().await?;
-        let job = move |file: TxFile, locked: Locked, turns: Vec<Turn>| {
-            if flag.load(Ordering::Acquire) {
-                return Ok(());
-            }
-            let mut tx = file.prepare(locked)?;
-            let new = f(tx.old_bytes()?).map_err(|e| Error::Aborted {
-                path: file.path().to_owned(),
-                source: e.into(),
-            })?;
-            tx.set_contents(new)?;
-            if flag.load(Ordering::Acquire) {
-                return Ok(());
-            }
-            tx.commit()?;
-            drop(turns);
-            Ok(())
-        };
-        async_lock::with_lock(&self.file, &queues, Patience::Timeout, job).await?;
-        dropped.disarm();
-        Ok(())
+        self.core
+            .update(Box::new(move |file: &TxFile, locked, ticket| {
+                if ticket.gone() {
+                    return Ok(Vec::new());
+                }
+                let mut tx = file.prepare(locked)?;
+                let new = f(tx.old_bytes()?).map_err(|e| Error::Aborted {
+                    path: file.path().to_owned(),
+                    source: e.into(),
+                })?;
+                tx.set_contents(new)?;
+                if ticket.gone() {
+                    return Ok(Vec::new());
+                }
+                // `Transaction::commit`, keeping the replaced version open
+                // past the release of the lock.
+                tx.check_process()?;
+                commit::commit(&mut tx)?;
+                Ok(tx.old.take().into_iter().collect())
+            }))
+            .await
     }
 
     /// Reads the current contents without taking the lock, on the blocking
@@ -274,7 +263,7 @@ impl AsyncTxFile {
     /// # }
     /// ```
     pub async fn read(&self) -> Result<Option<Vec<u8>>, Error> {
-        let file = self.file.clone();
+        let file = self.as_sync().clone();
         blocking(self.path(), move || file.read()).await?
     }
 
@@ -305,7 +294,7 @@ impl AsyncTxFile {
     pub async fn begin(&self) -> Result<AsyncTransaction, Error> {
         self.start(Patience::Timeout)
             .await?
-            .ok_or_else(|| self.file.timeout_error())
+            .ok_or_else(|| self.as_sync().timeout_error())
     }
 
     /// Starts a transaction if the lock is free right now, else returns
@@ -335,20 +324,23 @@ impl AsyncTxFile {
     }
 
     async fn start(&self, patience: Patience) -> Result<Option<AsyncTransaction>, Error> {
-        let queues = self.queues().await?;
-        let runtime = tokio::runtime::Handle::current();
-        let job = move |file: TxFile, locked: Locked, turns: Vec<Turn>| {
-            let path = file.path().to_owned();
-            let tx = OwnedTx::try_new(file, |file| file.prepare(locked))?;
-            let exists = tx.borrow_tx().exists();
-            let held = Held { tx, _turns: turns };
-            Ok(AsyncTransaction {
-                pipe: Pipe::new(held, runtime, path.clone()),
-                path,
-                exists,
-            })
+        let Some(pipe) = self.core.begin(patience).await? else {
+            return Ok(None);
         };
-        async_lock::with_lock(&self.file, &queues, patience, job).await
+        let exists = pipe.get().is_some_and(|held| held.tx.borrow_tx().exists());
+        Ok(Some(AsyncTransaction {
+            pipe,
+            path: self.path().to_owned(),
+            exists,
+        }))
+    }
+}
+
+impl Begin for TxFile {
+    type Tx = OwnedTx;
+
+    fn begin_tx(self, locked: Locked) -> Result<OwnedTx, Error> {
+        OwnedTx::try_new(self, |file| file.prepare(locked))
     }
 }
 
@@ -606,13 +598,7 @@ impl AsyncTransaction {
     /// # }
     /// ```
     pub async fn rollback(self) {
-        let _ = self
-            .pipe
-            .finish(|held| {
-                drop(held);
-                Ok(())
-            })
-            .await;
+        self.pipe.rollback().await;
     }
 }
 

@@ -5,7 +5,10 @@
 //! (a mutex and a condition variable) and then blocks in the kernel for the
 //! OS lock. Neither may happen on a runtime worker. So, per guard:
 //!
-//! 1. async users queue on a tokio mutex, in FIFO order, waiting as tasks;
+//! 1. async users queue on a tokio mutex, in FIFO order, waiting as tasks
+//!    (a transaction started with `begin` queues itself; `update`s queue
+//!    on their handle, whose runner queues here for them all: see
+//!    [`async_handle`](crate::async_handle));
 //! 2. the task at the head tries the lock without waiting, on the blocking
 //!    pool (taking the lock also touches the disk: identity check, sweep,
 //!    journal recovery, opening the old version);
@@ -26,7 +29,6 @@
 
 use std::collections::BTreeMap;
 use std::io;
-use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex, PoisonError, Weak};
 use std::task::{Context, Poll, ready};
 use std::time::Instant;
@@ -160,7 +162,7 @@ enum Attempt<R, J> {
 }
 
 /// `future`'s output, or `None` once `deadline` has passed.
-async fn until<F: Future>(deadline: Option<Instant>, future: F) -> Option<F::Output> {
+pub(crate) async fn until<F: Future>(deadline: Option<Instant>, future: F) -> Option<F::Output> {
     match deadline {
         None => Some(future.await),
         Some(deadline) => tokio::time::timeout_at(tokio::time::Instant::from_std(deadline), future)
@@ -215,7 +217,7 @@ async fn wait_in_kernel<T: Target>(
     }
 }
 
-fn lost(path: &camino::Utf8Path) -> Error {
+pub(crate) fn lost(path: &camino::Utf8Path) -> Error {
     Error::io(
         Op::Lock,
         path,
@@ -249,28 +251,6 @@ pub(crate) fn unwrap_io(e: io::Error, path: &camino::Utf8Path) -> Error {
         return Error::io(Op::Write, path, io::Error::other("write failed"));
     }
     Error::io(Op::Write, path, e)
-}
-
-/// Set when the future it lives in is dropped before it finished: the
-/// blocking side reads it to roll back instead of committing.
-#[derive(Debug, Default)]
-pub(crate) struct DropFlag(Arc<AtomicBool>);
-
-impl DropFlag {
-    pub(crate) fn flag(&self) -> Arc<AtomicBool> {
-        Arc::clone(&self.0)
-    }
-
-    /// The future finished: nothing to flag.
-    pub(crate) fn disarm(self) {
-        std::mem::forget(self);
-    }
-}
-
-impl Drop for DropFlag {
-    fn drop(&mut self) {
-        self.0.store(true, Ordering::Release);
-    }
 }
 
 /// A transaction held on the blocking side, with the heads of its queues.
@@ -479,6 +459,19 @@ impl<T: Sink> Pipe<T> {
             Err(e) if e.is_panic() => std::panic::resume_unwind(e.into_panic()),
             Err(_) => Err(lost(&self.path)),
         }
+    }
+}
+
+impl<T: Sink> Pipe<T> {
+    /// Abandons the transaction and waits until it is rolled back and the
+    /// lock and the turns are released.
+    pub(crate) async fn rollback(self) {
+        let _ = self
+            .finish(|held| {
+                drop(held);
+                Ok(())
+            })
+            .await;
     }
 }
 

@@ -8,6 +8,8 @@ mod async_batch;
 #[cfg(feature = "tokio")]
 mod async_file;
 #[cfg(feature = "tokio")]
+mod async_handle;
+#[cfg(feature = "tokio")]
 mod async_lock;
 mod batch;
 mod commit;

@@ -47,6 +47,14 @@ macro_rules! wait_span {
     };
 }
 
+/// What `wait_span!` gives, for an async update to keep while it is
+/// queued.
+#[cfg(all(feature = "tracing", feature = "tokio"))]
+pub(crate) type Waiting = Step<Box<tracing::Span>>;
+
+#[cfg(all(not(feature = "tracing"), feature = "tokio"))]
+pub(crate) type Waiting = ();
+
 pub(crate) use step;
 #[cfg(feature = "tokio")]
 pub(crate) use wait_span;

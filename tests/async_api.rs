@@ -168,6 +168,51 @@ fn sync_and_async_users_of_one_process_exclude_each_other() {
     assert_eq!(std::fs::read(&path).unwrap(), b"1");
 }
 
+/// Sync threads and async tasks (through two separately made async
+/// handles, so two runners) of one process updating one counter at once
+/// lose no update: every queued update takes and releases the in-process
+/// turn and the OS lock of its own, as a thread's does.
+#[test]
+fn sync_threads_and_async_tasks_lose_no_update() {
+    let (_dir, dir) = tempdir();
+    let path = dir.join("counter");
+    let sync = Options::new()
+        .durability(Durability::None)
+        .open(&path)
+        .unwrap();
+    let handles = [
+        AsyncTxFile::from(sync.clone()),
+        AsyncTxFile::from(sync.clone()),
+    ];
+    std::thread::scope(|scope| {
+        for _ in 0..4 {
+            let sync = sync.clone();
+            scope.spawn(move || {
+                for _ in 0..50 {
+                    sync.update(increment).unwrap();
+                }
+            });
+        }
+        runtime(2).block_on(async {
+            let tasks: Vec<_> = (0..8)
+                .map(|i| {
+                    let file = handles[i % 2].clone();
+                    tokio::spawn(async move {
+                        for _ in 0..50 {
+                            file.update(increment).await.unwrap();
+                        }
+                    })
+                })
+                .collect();
+            for task in tasks {
+                task.await.unwrap();
+            }
+        });
+    });
+    assert_eq!(std::fs::read(&path).unwrap(), b"600");
+    verify_no_leftovers(&dir);
+}
+
 #[test]
 fn async_batch_update_read_begin() {
     let (_dir, dir) = tempdir();

@@ -6,6 +6,7 @@
 //! CARGO_TARGET_DIR=/work/target-bench cargo bench --bench txbench -- --quick # fewer rounds, smaller files
 //! CARGO_TARGET_DIR=/work/target-bench cargo bench --bench txbench -- commit  # one part: commit, contention, memory or async
 //! CARGO_TARGET_DIR=/work/target-bench cargo bench --bench txbench --features tokio -- async  # async against sync
+//! benches/tracing-cost.sh                                                    # feature `tracing` on against off (two builds)
 //! ```
 //!
 //! Its own harness (`harness = false`) rather than criterion, because every
@@ -20,6 +21,7 @@ mod asynchronous;
 mod commit;
 mod contention;
 mod memory;
+mod tracing_cost;
 
 use std::process::Command;
 
@@ -30,7 +32,8 @@ use clap::Parser;
 #[command(about = "txfile benchmarks: commit cost, contention, memory")]
 struct Args {
     /// Parts to run: commit, contention, memory, async (all when none given;
-    /// async needs `--features tokio`).
+    /// async needs `--features tokio`); tracing (only when named: half of
+    /// `benches/tracing-cost.sh`).
     parts: Vec<String>,
     /// Fewer rounds and smaller files, for a smoke run.
     #[arg(long)]
@@ -93,6 +96,9 @@ fn main() {
     if wanted("memory") {
         memory::run(&dir, quick);
     }
+    if args.parts.iter().any(|p| p == "tracing") {
+        tracing_cost::run(&dir, quick);
+    }
     if wanted("async") {
         #[cfg(feature = "tokio")]
         asynchronous::run(&dir, quick);
@@ -100,6 +106,29 @@ fn main() {
         println!("(the async part needs `--features tokio`)\n");
     }
     std::fs::remove_dir_all(&dir).unwrap_or_else(|e| panic!("remove {dir}: {e}"));
+}
+
+/// A handle on `dir/name` with `durability`, its file holding a 4 KiB
+/// counter for [`bump`].
+fn seeded(dir: &Utf8Path, name: &str, durability: txfile::Durability) -> txfile::TxFile {
+    let file = txfile::Options::new()
+        .durability(durability)
+        .open(dir.join(name))
+        .expect("open");
+    file.update(|_| Ok::<_, txfile::BoxError>(vec![b'0'; 4096]))
+        .expect("seed");
+    file
+}
+
+/// Adds one to the 8-digit counter at the front of a 4 KiB file, keeping
+/// the size (every update changes the contents: txfile skips no-op commits).
+fn bump(old: Option<&[u8]>) -> Result<Vec<u8>, txfile::BoxError> {
+    const SIZE: usize = 4096;
+    let mut bytes = old.unwrap_or_default().to_vec();
+    bytes.resize(SIZE, b'0');
+    let n: u64 = std::str::from_utf8(&bytes[..8])?.parse().unwrap_or(0);
+    bytes[..8].copy_from_slice(format!("{:08}", (n + 1) % 100_000_000).as_bytes());
+    Ok(bytes)
 }
 
 /// `<target dir>/txbench`: the bench binary lives in `<target>/release/deps/`.
