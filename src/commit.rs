@@ -8,16 +8,23 @@
 //!    target (new files were created with the configured mode minus umask);
 //! 4. fsync the temporary file;
 //! 5. rename it over the target;
-//! 6. fsync the directory;
-//! 7. release the lock (dropping the transaction).
+//! 6. release the lock, leaving the guard's marker at "unsynced": the
+//!    version in place is not durable until a directory fsync covers its
+//!    rename, so a next holder that vouches for it syncs first;
+//! 7. wait for a directory fsync that started after the rename, shared
+//!    with the other commits of this process waiting for one
+//!    ([`crate::group_sync`]); `Ok` only once it succeeded.
 //!
-//! With `Durability::None`, steps 4 and 6 are skipped. Any failure before
-//! step 5 removes the temporary file and leaves the target as it was.
+//! With `Durability::None`, steps 4 and 7 are skipped and the lock is
+//! released last. Any failure before step 5 removes the temporary file and
+//! leaves the target as it was. A batch keeps the lock until its directory
+//! fsyncs are done (`crate::batch`).
 
 use std::io;
 
 use crate::error::Op;
 use crate::fs::Meta;
+use crate::group_sync::Cover;
 use crate::guard::Locked;
 use crate::transaction::{BUFFER, Existing, NewContents, OldFile, Temp, Transaction};
 use crate::{Durability, Error, Symlinks, TxFile, names};
@@ -69,6 +76,13 @@ pub enum Mutant {
     /// A handle used in a forked child keeps using the parent's guard
     /// descriptor and in-process state.
     NoForkCheck,
+    /// Group commit: release the lock with the marker saying the version in
+    /// place is durable before a directory fsync has covered its rename,
+    /// so a next holder's no-op commit acknowledges it uncovered.
+    AckBeforeDirSync,
+    /// Group commit: count a directory fsync that was already running (it
+    /// may have started before this commit's rename) as covering it.
+    CoverByRunningSync,
     /// NFS: open the target without first revalidating its directory, so a
     /// name cached before another host's rename can open a replaced version
     /// (only the NFS test, `tests/nfs/run.sh --mode no-nfs-revalidate`,
@@ -151,7 +165,32 @@ pub(crate) fn commit(tx: &mut Transaction<'_>) -> Result<(), Error> {
         drop(tx.locked.take());
     }
     install(tx)?;
-    finish(tx)
+    if !durable(tx.file) {
+        return finish(tx);
+    }
+    release_renamed(tx);
+    let inner = &*tx.file.inner;
+    let cover = match mutant(tx.file) {
+        Mutant::CoverByRunningSync => Cover::Running,
+        _ => Cover::Later,
+    };
+    let _sync = crate::trace::step!("sync_dir", inner.path);
+    inner
+        .group
+        .sync(inner.dir.as_ref(), cover)
+        .map_err(|e| Error::io(Op::SyncDir, &inner.dir_path, e))
+}
+
+/// Step 6 for a durable commit: the lock goes right after the rename. The
+/// marker left says "unsynced" (the rename is not durable yet), so the next
+/// holder never vouches for this version without a directory fsync of its
+/// own; the fsync this commit waits for covers whatever an earlier holder
+/// owed, too.
+fn release_renamed(tx: &mut Transaction<'_>) {
+    let clean = mutant(tx.file) == Mutant::AckBeforeDirSync;
+    if let Some(locked) = tx.locked.take() {
+        locked.release_renamed(clean);
+    }
 }
 
 /// Step 6 for one transaction: sync the directory (also when this handle
@@ -264,8 +303,8 @@ pub(crate) fn sync_dir(file: &TxFile, owed: bool) -> Result<bool, Error> {
     if wanted {
         let _sync = crate::trace::step!("sync_dir", inner.path);
         inner
-            .dir
-            .sync()
+            .group
+            .sync(inner.dir.as_ref(), Cover::Later)
             .map_err(|e| Error::io(Op::SyncDir, &inner.dir_path, e))?;
     }
     Ok(wanted)

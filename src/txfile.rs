@@ -9,6 +9,7 @@ use camino::{Utf8Component, Utf8Path, Utf8PathBuf};
 use crate::commit::Mutant;
 use crate::error::{BoxError, Op};
 use crate::fs::{DirHandle, Fs, GuardPerms, Kind, Marker, real::RealFs};
+use crate::group_sync::GroupSync;
 use crate::guard::{Foreign, Got, GuardRef, Holder, Locked, Mode, Wait};
 use crate::transaction::Transaction;
 use crate::{Error, Options, Symlinks, journal, names};
@@ -62,6 +63,9 @@ pub(crate) struct Inner {
     pub(crate) path: Utf8PathBuf,
     pub(crate) dir_path: Utf8PathBuf,
     pub(crate) dir: Box<dyn DirHandle>,
+    /// This process's directory fsyncs of `dir`, shared by every handle on
+    /// it (see [`crate::group_sync`]).
+    pub(crate) group: Arc<GroupSync>,
     pub(crate) guard_path: Utf8PathBuf,
     pub(crate) temp_prefix: String,
     /// Where a batch commit that includes this target leaves its journal.
@@ -202,6 +206,7 @@ impl TxFile {
         let on_nfs = real_fs && crate::mountinfo::check(&dir_path, &options, &path)?;
         Ok(TxFile {
             inner: Arc::new(Inner {
+                group: GroupSync::of(fs.id(), &dir_path),
                 fs,
                 options,
                 temp_prefix: names::temp_prefix(&name),

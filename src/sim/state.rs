@@ -443,6 +443,8 @@ pub(super) struct State {
     pub(super) merged_locks: bool,
     pub(super) next_handle: u64,
     pub(super) unlock_hook: Option<Box<dyn FnOnce() + Send>>,
+    /// Run after the next operation of their kind (`SimFs::after_next`).
+    pub(super) after_hooks: Vec<(OpKind, Box<dyn FnOnce() + Send>)>,
 }
 
 impl std::fmt::Debug for State {
@@ -493,6 +495,7 @@ impl State {
             merged_locks: false,
             next_handle: 1,
             unlock_hook: None,
+            after_hooks: Vec::new(),
         }
     }
 
