@@ -140,17 +140,13 @@ pub(crate) fn create_temp(file: &TxFile, existing: Option<&Existing>) -> Result<
         (Some(existing), None) => existing.mode & 0o777,
         (Some(existing), Some(_)) => existing.mode & 0o700,
     };
-    let (path, handle) = inner
-        .fs
-        .create_temp(
-            &inner.dir_path,
-            &inner.temp_prefix,
-            names::temp_suffix(),
-            mode,
-        )
+    let (name, handle) = inner
+        .dir
+        .create_temp(&inner.temp_prefix, names::temp_suffix(), mode)
         .map_err(|e| Error::io(Op::CreateTemp, &inner.dir_path, e))?;
     Ok(Temp {
-        path,
+        path: inner.dir_path.join(&name),
+        name,
         file: handle,
         acl,
     })
@@ -168,16 +164,19 @@ pub(crate) fn commit(tx: &mut Transaction<'_>) -> Result<(), Error> {
     if !durable(tx.file) {
         return finish(tx);
     }
+    // The process that took the lock (checked when the commit began).
+    let pid = tx.locked.as_ref().map(Locked::pid);
     release_renamed(tx);
     let inner = &*tx.file.inner;
     let cover = match mutant(tx.file) {
+        Mutant::NoDirFsync => return Ok(()),
         Mutant::CoverByRunningSync => Cover::Running,
         _ => Cover::Later,
     };
     let _sync = crate::trace::step!("sync_dir", inner.path);
     inner
-        .group
-        .sync(inner.dir.as_ref(), cover)
+        .dir
+        .sync_shared(pid, cover)
         .map_err(|e| Error::io(Op::SyncDir, &inner.dir_path, e))
 }
 
@@ -280,7 +279,7 @@ pub(crate) fn install(tx: &mut Transaction<'_>) -> Result<(), Error> {
     let inner = &*tx.file.inner;
     let temp = tx.new.temp.as_mut().expect("staged before install");
     let _rename = crate::trace::step!("rename", inner.path);
-    if let Err(source) = inner.fs.rename(&temp.path, &inner.path) {
+    if let Err(source) = inner.dir.rename(&temp.name, &inner.name) {
         return Err(Error::Rename {
             from: temp.path.clone(),
             to: inner.path.clone(),
@@ -303,8 +302,8 @@ pub(crate) fn sync_dir(file: &TxFile, owed: bool) -> Result<bool, Error> {
     if wanted {
         let _sync = crate::trace::step!("sync_dir", inner.path);
         inner
-            .group
-            .sync(inner.dir.as_ref(), Cover::Later)
+            .dir
+            .sync()
             .map_err(|e| Error::io(Op::SyncDir, &inner.dir_path, e))?;
     }
     Ok(wanted)
@@ -395,8 +394,8 @@ fn read_exact_at(
 fn check_no_outside_writer(file: &TxFile, began: Option<&Meta>) -> Result<(), Error> {
     let inner = &*file.inner;
     let now = match inner.options.symlinks {
-        Symlinks::Replace => inner.fs.stat(&inner.path),
-        Symlinks::Follow | Symlinks::Reject => inner.fs.lstat(&inner.path),
+        Symlinks::Replace => inner.dir.stat(&inner.name),
+        Symlinks::Follow | Symlinks::Reject => inner.dir.lstat(&inner.name),
     }
     .map_err(|e| Error::io(Op::Stat, &inner.path, e))?;
     let same = match (began, now) {

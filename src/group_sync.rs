@@ -20,22 +20,20 @@
 //! place may not be durable yet, so the next holder that vouches for it
 //! syncs first (see `crate::commit`).
 //!
-//! Coordinators are shared per directory through a process-wide map keyed by
-//! the filesystem and the directory's path; one that no handle uses any more
-//! is dropped. Two paths to one directory get two coordinators, which only
-//! costs sharing.
+//! Each directory's coordinator lives in its [`SharedDir`](crate::fs::shared::SharedDir),
+//! the process's one open handle of that directory (by device and inode), so
+//! every handle of the process on a file in it shares it.
 
-use std::collections::BTreeMap;
 use std::io;
-use std::sync::{Arc, Condvar, Mutex, MutexGuard, OnceLock, PoisonError, Weak};
-
-use camino::{Utf8Path, Utf8PathBuf};
-
-use crate::fs::DirHandle;
+use std::sync::{Arc, Condvar, Mutex, MutexGuard, OnceLock, PoisonError};
 
 /// The directory fsyncs of one directory in this process.
-#[derive(Debug, Default)]
+#[derive(Debug)]
 pub(crate) struct GroupSync {
+    /// The process whose threads share the fsyncs: a forked child inherits
+    /// the coordinator as it was at the fork, with rounds that no thread of
+    /// its own will finish, and must not use it.
+    pid: u32,
     state: Mutex<State>,
     /// Signalled when an fsync finishes.
     finished: Condvar,
@@ -102,9 +100,6 @@ pub(crate) enum Cover {
     Running,
 }
 
-/// Coordinators in use, by filesystem id and directory path.
-static GROUPS: Mutex<BTreeMap<(u64, Utf8PathBuf), Weak<GroupSync>>> = Mutex::new(BTreeMap::new());
-
 fn lock<T>(mutex: &Mutex<T>) -> MutexGuard<'_, T> {
     // Nothing panics while these are held; a panic elsewhere must not
     // turn every later commit into a poison error.
@@ -112,24 +107,29 @@ fn lock<T>(mutex: &Mutex<T>) -> MutexGuard<'_, T> {
 }
 
 impl GroupSync {
-    /// The coordinator of directory `dir` on filesystem `fs_id`, shared by
-    /// every handle of this process on that directory.
-    pub(crate) fn of(fs_id: u64, dir: &Utf8Path) -> Arc<GroupSync> {
-        let mut groups = lock(&GROUPS);
-        let key = (fs_id, dir.to_owned());
-        if let Some(group) = groups.get(&key).and_then(Weak::upgrade) {
-            return group;
+    /// A coordinator for the threads of process `pid`.
+    pub(crate) fn new(pid: u32) -> GroupSync {
+        GroupSync {
+            pid,
+            state: Mutex::default(),
+            finished: Condvar::new(),
         }
-        groups.retain(|_, group| group.strong_count() > 0);
-        let group = Arc::new(GroupSync::default());
-        groups.insert(key, Arc::downgrade(&group));
-        group
+    }
+
+    /// The process whose threads may use it.
+    pub(crate) fn pid(&self) -> u32 {
+        self.pid
     }
 
     /// Returns once a directory fsync that started after this call has
     /// succeeded (with `Cover::Later`), running it here if no other thread
     /// is; fails if that fsync failed.
-    pub(crate) fn sync(&self, dir: &dyn DirHandle, cover: Cover) -> io::Result<()> {
+    /// `fsync` is the directory's fsync.
+    pub(crate) fn sync(
+        &self,
+        fsync: impl FnOnce() -> io::Result<()>,
+        cover: Cover,
+    ) -> io::Result<()> {
         let mut state = lock(&self.state);
         let mine = match (&state.running, cover) {
             (Some(running), Cover::Running) => Arc::clone(running),
@@ -140,7 +140,7 @@ impl GroupSync {
                 return outcome.result();
             }
             if state.running.is_none() && Arc::ptr_eq(&state.next, &mine) {
-                return self.lead(state, mine, dir);
+                return self.lead(state, mine, fsync);
             }
             state = self
                 .finished
@@ -155,12 +155,12 @@ impl GroupSync {
         &self,
         mut state: MutexGuard<'_, State>,
         round: Arc<Round>,
-        dir: &dyn DirHandle,
+        fsync: impl FnOnce() -> io::Result<()>,
     ) -> io::Result<()> {
         state.next = Arc::new(Round::default());
         state.running = Some(Arc::clone(&round));
         drop(state);
-        let result = dir.sync();
+        let result = fsync();
         let mut state = lock(&self.state);
         let _ = round.outcome.set(Outcome::of(&result));
         state.running = None;
@@ -201,15 +201,11 @@ mod tests {
         release: Mutex<mpsc::Receiver<io::Result<()>>>,
     }
 
-    impl DirHandle for Gate {
+    impl Gate {
         fn sync(&self) -> io::Result<()> {
             let n = self.started.fetch_add(1, Ordering::SeqCst) + 1;
             lock(&self.started_tx).send(n).expect("test alive");
             lock(&self.release).recv().expect("test alive")
-        }
-
-        fn list(&self) -> io::Result<Vec<String>> {
-            Ok(Vec::new())
         }
     }
 
@@ -235,13 +231,13 @@ mod tests {
     /// two fsyncs.
     #[test]
     fn late_arrivals_share_the_next_fsync() {
-        let group = GroupSync::default();
+        let group = GroupSync::new(std::process::id());
         let (dir, started, release) = gate();
         thread::scope(|s| {
-            let first = s.spawn(|| group.sync(&dir, Cover::Later));
+            let first = s.spawn(|| group.sync(|| dir.sync(), Cover::Later));
             assert_eq!(started.recv().expect("first fsync"), 1);
             let late: Vec<_> = (0..2)
-                .map(|_| s.spawn(|| group.sync(&dir, Cover::Later)))
+                .map(|_| s.spawn(|| group.sync(|| dir.sync(), Cover::Later)))
                 .collect();
             wait_for_waiters(&group, 2);
             release.send(Ok(())).expect("release");
@@ -261,12 +257,12 @@ mod tests {
     /// before any fsync started after it: what the test above catches.
     #[test]
     fn counting_a_running_fsync_acknowledges_early() {
-        let group = GroupSync::default();
+        let group = GroupSync::new(std::process::id());
         let (dir, started, release) = gate();
         thread::scope(|s| {
-            let first = s.spawn(|| group.sync(&dir, Cover::Later));
+            let first = s.spawn(|| group.sync(|| dir.sync(), Cover::Later));
             started.recv().expect("first fsync");
-            let late = s.spawn(|| group.sync(&dir, Cover::Running));
+            let late = s.spawn(|| group.sync(|| dir.sync(), Cover::Running));
             wait_for_waiters(&group, 1);
             release.send(Ok(())).expect("release");
             first.join().expect("first").expect("synced");
@@ -283,13 +279,13 @@ mod tests {
     /// code; the next round is a new fsync.
     #[test]
     fn a_failed_fsync_fails_everyone_it_covered() {
-        let group = GroupSync::default();
+        let group = GroupSync::new(std::process::id());
         let (dir, started, release) = gate();
         thread::scope(|s| {
-            let first = s.spawn(|| group.sync(&dir, Cover::Later));
+            let first = s.spawn(|| group.sync(|| dir.sync(), Cover::Later));
             started.recv().expect("first fsync");
             let late: Vec<_> = (0..3)
-                .map(|_| s.spawn(|| group.sync(&dir, Cover::Later)))
+                .map(|_| s.spawn(|| group.sync(|| dir.sync(), Cover::Later)))
                 .collect();
             wait_for_waiters(&group, 3);
             release.send(Ok(())).expect("release");
@@ -305,19 +301,10 @@ mod tests {
                     .expect_err("covered by a failed fsync");
                 assert_eq!(err.raw_os_error(), Some(5));
             }
-            let after = s.spawn(|| group.sync(&dir, Cover::Later));
+            let after = s.spawn(|| group.sync(|| dir.sync(), Cover::Later));
             assert_eq!(started.recv().expect("third fsync"), 3);
             release.send(Ok(())).expect("release");
             after.join().expect("after").expect("synced");
         });
-    }
-
-    #[test]
-    fn handles_on_one_directory_share_a_coordinator() {
-        let a = GroupSync::of(u64::MAX, Utf8Path::new("/x"));
-        let b = GroupSync::of(u64::MAX, Utf8Path::new("/x"));
-        let c = GroupSync::of(u64::MAX, Utf8Path::new("/y"));
-        assert!(Arc::ptr_eq(&a, &b));
-        assert!(!Arc::ptr_eq(&a, &c));
     }
 }
