@@ -54,7 +54,7 @@ use camino::{Utf8Path, Utf8PathBuf};
 
 use crate::commit::Mutant;
 use crate::error::Op;
-use crate::fs::{DirHandle, Fs, Kind, Meta, TempFile, remove_if_present};
+use crate::fs::{DirHandle, Fs, Kind, Meta, WriteFile, remove_if_present};
 use crate::guard::{Mode, Wait};
 use crate::{Error, Options, TxFile};
 
@@ -281,7 +281,7 @@ pub(crate) fn next_block(offset: usize) -> usize {
 /// A journal opened by recovery: read through the descriptor that will
 /// add to it, so that what is decided and what is written are one file.
 struct Journal {
-    file: Box<dyn TempFile>,
+    file: Box<dyn WriteFile>,
     bytes: Vec<u8>,
 }
 

@@ -7,7 +7,7 @@ use std::sync::Arc;
 use camino::{Utf8Path, Utf8PathBuf};
 
 use crate::error::Op;
-use crate::fs::{Meta, ReadFile, TempFile};
+use crate::fs::{Meta, ReadFile, WriteFile};
 use crate::guard::Locked;
 use crate::{Error, TxFile, commit};
 
@@ -400,7 +400,7 @@ impl OldFile {
 }
 
 /// Writes all of `data` (a `write` may take less than asked).
-pub(crate) fn write_all(file: &mut dyn TempFile, mut data: &[u8]) -> io::Result<()> {
+pub(crate) fn write_all(file: &mut dyn WriteFile, mut data: &[u8]) -> io::Result<()> {
     while !data.is_empty() {
         match file.write(data) {
             Ok(0) => return Err(io::ErrorKind::WriteZero.into()),
@@ -465,7 +465,7 @@ pub(crate) struct Temp {
     pub(crate) name: String,
     /// Its path as the target's was given at open (for messages).
     pub(crate) path: Utf8PathBuf,
-    pub(crate) file: Box<dyn TempFile>,
+    pub(crate) file: Box<dyn WriteFile>,
     /// The replaced target's access ACL, which the temporary file gets
     /// before the rename.
     pub(crate) acl: Option<Vec<u8>>,

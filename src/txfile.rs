@@ -843,7 +843,7 @@ mod tests {
     use camino::{Utf8Path, Utf8PathBuf};
 
     use super::*;
-    use crate::fs::{GuardFile, Meta, ReadFile, TempFile};
+    use crate::fs::{GuardFile, Meta, ReadFile, WriteFile};
     use crate::sim::SimFs;
 
     /// A filesystem on which the guard path never names the inode that was
@@ -916,13 +916,13 @@ mod tests {
             prefix: &str,
             suffix: &str,
             mode: u32,
-        ) -> io::Result<(String, Box<dyn TempFile>)> {
+        ) -> io::Result<(String, Box<dyn WriteFile>)> {
             self.0.create_temp(prefix, suffix, mode)
         }
-        fn create_new(&self, name: &str, mode: u32) -> io::Result<Box<dyn TempFile>> {
+        fn create_new(&self, name: &str, mode: u32) -> io::Result<Box<dyn WriteFile>> {
             self.0.create_new(name, mode)
         }
-        fn open_write(&self, name: &str) -> io::Result<Option<Box<dyn TempFile>>> {
+        fn open_write(&self, name: &str) -> io::Result<Option<Box<dyn WriteFile>>> {
             self.0.open_write(name)
         }
         fn rename(&self, from: &str, to: &str) -> io::Result<()> {

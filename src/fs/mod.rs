@@ -150,13 +150,13 @@ pub(crate) trait DirHandle: Send + Sync + Debug + Any {
         prefix: &str,
         suffix: &str,
         mode: u32,
-    ) -> io::Result<(String, Box<dyn TempFile>)>;
+    ) -> io::Result<(String, Box<dyn WriteFile>)>;
     /// Creates exactly `name` with `O_EXCL` and `mode` (umask applied).
-    fn create_new(&self, name: &Name, mode: u32) -> io::Result<Box<dyn TempFile>>;
+    fn create_new(&self, name: &Name, mode: u32) -> io::Result<Box<dyn WriteFile>>;
     /// Opens an existing regular file for reading and writing, without
     /// following a symbolic link; `Ok(None)` when it does not exist. Writes
-    /// start at offset 0 until [`TempFile::seek`] moves them.
-    fn open_write(&self, name: &Name) -> io::Result<Option<Box<dyn TempFile>>>;
+    /// start at offset 0 until [`WriteFile::seek`] moves them.
+    fn open_write(&self, name: &Name) -> io::Result<Option<Box<dyn WriteFile>>>;
     /// Atomically replaces `to` with `from`, both in this directory (the
     /// protocol never renames across directories).
     fn rename(&self, from: &Name, to: &Name) -> io::Result<()>;
@@ -229,7 +229,7 @@ pub(crate) trait ReadFile: Send + Sync + Debug {
 
 /// A file open for writing: a freshly created temporary file or journal,
 /// or a journal reopened by recovery.
-pub(crate) trait TempFile: Send + Sync + Debug {
+pub(crate) trait WriteFile: Send + Sync + Debug {
     /// `fstat`.
     fn meta(&self) -> io::Result<Meta>;
     /// Writes at the current position and moves it; may write less than
@@ -267,14 +267,32 @@ pub(crate) trait GuardFile: Send + Sync + Debug {
     /// How this descriptor can be locked.
     fn locking(&self) -> Locking;
     /// Takes one kind of lock (`flock` or POSIX), shared or exclusive;
-    /// `Ok(None)` when `wait` is false and a conflicting holder has it.
+    /// `Ok(None)` with [`Blocking::Try`] when a conflicting holder has it.
     /// Dropping the returned value unlocks.
     fn lock(
         &self,
         kind: LockStyle,
-        shared: bool,
-        wait: bool,
+        mode: Mode,
+        blocking: Blocking,
     ) -> io::Result<Option<Box<dyn LockHeld>>>;
+}
+
+/// Exclusive for transactions, shared for consistent reads of a batch.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum Mode {
+    Exclusive,
+    Shared,
+}
+
+/// Whether one OS lock call waits for a conflicting holder. (The guard's
+/// `Wait` also has a deadline, which no single lock call can honour: the
+/// guard polls or hands the blocking call to a helper thread for it.)
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum Blocking {
+    /// Wait until the lock is free.
+    Block,
+    /// Return `Ok(None)` at once when it is not.
+    Try,
 }
 
 /// What the guard's size says about the target, for the next holder. A
