@@ -56,7 +56,10 @@ fn mutants_built() -> bool {
     }
     let reason = "skipped: the mutants are compiled only with `--cfg txfile_mutants` \
         (the repository's .cargo/config.toml sets it; a RUSTFLAGS environment variable replaces it)";
-    assert!(std::env::var_os("TXFILE_REQUIRE_MUTANTS").is_none(), "{reason}");
+    assert!(
+        std::env::var_os("TXFILE_REQUIRE_MUTANTS").is_none(),
+        "{reason}"
+    );
     eprintln!("{reason}");
     false
 }
