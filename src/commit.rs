@@ -8,16 +8,23 @@
 //!    target (new files were created with the configured mode minus umask);
 //! 4. fsync the temporary file;
 //! 5. rename it over the target;
-//! 6. fsync the directory;
-//! 7. release the lock (dropping the transaction).
+//! 6. release the lock, leaving the guard's marker at "unsynced": the
+//!    version in place is not durable until a directory fsync covers its
+//!    rename, so a next holder that vouches for it syncs first;
+//! 7. wait for a directory fsync that started after the rename, shared
+//!    with the other commits of this process waiting for one
+//!    ([`crate::group_sync`]); `Ok` only once it succeeded.
 //!
-//! With `Durability::None`, steps 4 and 6 are skipped. Any failure before
-//! step 5 removes the temporary file and leaves the target as it was.
+//! With `Durability::None`, steps 4 and 7 are skipped and the lock is
+//! released last. Any failure before step 5 removes the temporary file and
+//! leaves the target as it was. A batch keeps the lock until its directory
+//! fsyncs are done (`crate::batch`).
 
 use std::io;
 
 use crate::error::Op;
 use crate::fs::Meta;
+use crate::group_sync::Cover;
 use crate::guard::Locked;
 use crate::mutants::{Mutant, active};
 use crate::state::{BUFFER, NewContents, OldFile, Temp, Transaction};
@@ -32,7 +39,39 @@ pub(crate) fn commit(tx: &mut Transaction<'_>) -> Result<(), Error> {
         drop(tx.locked.take());
     }
     install(tx)?;
-    finish(tx)
+    if !durable(tx.file) {
+        return finish(tx);
+    }
+    // The process that took the lock (checked when the commit began).
+    let pid = tx.locked.as_ref().map(Locked::pid);
+    release_renamed(tx);
+    let inner = &*tx.file.inner;
+    let selected = inner.options.mutant;
+    if active(selected, Mutant::NoDirFsync) {
+        return Ok(());
+    }
+    let cover = if active(selected, Mutant::CoverByRunningSync) {
+        Cover::Running
+    } else {
+        Cover::Later
+    };
+    let _sync = crate::trace::step!("sync_dir", inner.path);
+    inner
+        .dir
+        .sync_shared(pid, cover)
+        .map_err(|e| Error::io(Op::SyncDir, &inner.dir_path, e))
+}
+
+/// Step 6 for a durable commit: the lock goes right after the rename. The
+/// marker left says "unsynced" (the rename is not durable yet), so the next
+/// holder never vouches for this version without a directory fsync of its
+/// own; the fsync this commit waits for covers whatever an earlier holder
+/// owed, too.
+fn release_renamed(tx: &mut Transaction<'_>) {
+    let clean = active(tx.file.inner.options.mutant, Mutant::AckBeforeDirSync);
+    if let Some(locked) = tx.locked.take() {
+        locked.release_renamed(clean);
+    }
 }
 
 /// Step 6 for one transaction: sync the directory (also when this handle

@@ -13,6 +13,7 @@ mod batch;
 mod commit;
 mod error;
 mod fs;
+mod group_sync;
 mod guard;
 mod journal;
 mod mountinfo;

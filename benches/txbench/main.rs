@@ -4,7 +4,7 @@
 //! ```text
 //! CARGO_TARGET_DIR=/work/target-bench cargo bench --bench txbench            # everything
 //! CARGO_TARGET_DIR=/work/target-bench cargo bench --bench txbench -- --quick # fewer rounds, smaller files
-//! CARGO_TARGET_DIR=/work/target-bench cargo bench --bench txbench -- commit  # one part: commit, contention, memory or async
+//! CARGO_TARGET_DIR=/work/target-bench cargo bench --bench txbench -- commit  # one part: commit, contention, group, memory or async
 //! CARGO_TARGET_DIR=/work/target-bench cargo bench --bench txbench --features tokio -- async  # async against sync
 //! ```
 //!
@@ -29,7 +29,7 @@ use clap::Parser;
 #[derive(Parser, Debug)]
 #[command(about = "txfile benchmarks: commit cost, contention, memory")]
 struct Args {
-    /// Parts to run: commit, contention, memory, async (all when none given;
+    /// Parts to run: commit, contention, group, memory, async (all when none given;
     /// async needs `--features tokio`).
     parts: Vec<String>,
     /// Fewer rounds and smaller files, for a smoke run.
@@ -89,6 +89,9 @@ fn main() {
     }
     if wanted("contention") {
         contention::run(&dir, quick);
+    }
+    if wanted("group") {
+        contention::run_group(&dir, quick);
     }
     if wanted("memory") {
         memory::run(&dir, quick);
