@@ -8,17 +8,26 @@
 //!    target (new files were created with the configured mode minus umask);
 //! 4. fsync the temporary file;
 //! 5. rename it over the target (a target that cannot be renamed over, a
-//!    bind-mounted file, is copied over in place instead: `crate::inplace`);
-//! 6. fsync the directory;
-//! 7. release the lock (dropping the transaction).
+//!    bind-mounted file, is copied over in place instead: `crate::inplace`;
+//!    that commit fsyncs the directory and releases the lock last, as with
+//!    `Durability::None` below, and never takes part in group commit);
+//! 6. release the lock, leaving the guard's marker at "unsynced": the
+//!    version in place is not durable until a directory fsync covers its
+//!    rename, so a next holder that vouches for it syncs first;
+//! 7. wait for a directory fsync that started after the rename, shared
+//!    with the other commits of this process waiting for one
+//!    ([`crate::group_sync`]); `Ok` only once it succeeded.
 //!
-//! With `Durability::None`, steps 4 and 6 are skipped. Any failure before
-//! step 5 removes the temporary file and leaves the target as it was.
+//! With `Durability::None`, steps 4 and 7 are skipped and the lock is
+//! released last. Any failure before step 5 removes the temporary file and
+//! leaves the target as it was. A batch keeps the lock until its directory
+//! fsyncs are done (`crate::batch`).
 
 use std::io;
 
 use crate::error::Op;
 use crate::fs::{Meta, Xattr};
+use crate::group_sync::Cover;
 use crate::guard::Locked;
 use crate::mutants::{Mutant, active};
 use crate::state::{BUFFER, NewContents, OldFile, Temp, Transaction};
@@ -32,8 +41,42 @@ pub(crate) fn commit(tx: &mut Transaction<'_>) -> Result<(), Error> {
     if active(tx.file.inner.options.mutant, Mutant::UnlockBeforeRename) {
         drop(tx.locked.take());
     }
-    install(tx)?;
-    finish(tx)
+    let installed = install(tx)?;
+    // An in-place commit has no rename for a group fsync to cover: it keeps
+    // the lock to the end, its directory fsync its own.
+    if !durable(tx.file) || installed == Installed::InPlace {
+        return finish(tx);
+    }
+    // The process that took the lock (checked when the commit began).
+    let pid = tx.locked.as_ref().map(Locked::pid);
+    release_renamed(tx);
+    let inner = &*tx.file.inner;
+    let selected = inner.options.mutant;
+    if active(selected, Mutant::NoDirFsync) {
+        return Ok(());
+    }
+    let cover = if active(selected, Mutant::CoverByRunningSync) {
+        Cover::Running
+    } else {
+        Cover::Later
+    };
+    let _sync = crate::trace::step!("sync_dir", inner.path);
+    inner
+        .dir
+        .sync_shared(pid, cover)
+        .map_err(|e| Error::io(Op::SyncDir, &inner.dir_path, e))
+}
+
+/// Step 6 for a durable commit: the lock goes right after the rename. The
+/// marker left says "unsynced" (the rename is not durable yet), so the next
+/// holder never vouches for this version without a directory fsync of its
+/// own; the fsync this commit waits for covers whatever an earlier holder
+/// owed, too.
+fn release_renamed(tx: &mut Transaction<'_>) {
+    let clean = active(tx.file.inner.options.mutant, Mutant::AckBeforeDirSync);
+    if let Some(locked) = tx.locked.take() {
+        locked.release_renamed(clean);
+    }
 }
 
 /// Step 6 for one transaction: sync the directory (also when this handle
@@ -137,16 +180,16 @@ pub(crate) fn stage(tx: &mut Transaction<'_>) -> Result<(), Error> {
 /// A target that cannot be renamed over (a bind-mounted file) is copied
 /// over in place instead (see `crate::inplace`), unless
 /// `Options::in_place_fallback` is off.
-pub(crate) fn install(tx: &mut Transaction<'_>) -> Result<(), Error> {
+pub(crate) fn install(tx: &mut Transaction<'_>) -> Result<Installed, Error> {
     if crate::inplace::wanted(tx) {
-        return crate::inplace::commit(tx);
+        return crate::inplace::commit(tx).map(|()| Installed::InPlace);
     }
     let inner = &*tx.file.inner;
     let temp = tx.new.temp.as_ref().expect("staged before install");
     let _rename = crate::trace::step!("rename", inner.path);
     if let Err(source) = inner.dir.rename(&temp.name, &inner.name) {
         if crate::inplace::after_rename_error(tx, &source) {
-            return crate::inplace::commit(tx);
+            return crate::inplace::commit(tx).map(|()| Installed::InPlace);
         }
         let temp = tx.new.temp.as_ref().expect("staged before install");
         return Err(Error::Rename {
@@ -159,7 +202,17 @@ pub(crate) fn install(tx: &mut Transaction<'_>) -> Result<(), Error> {
     if durable(tx.file) && active(inner.options.mutant, Mutant::RenameBeforeFsync) {
         sync(&mut temp)?;
     }
-    Ok(())
+    Ok(Installed::Renamed)
+}
+
+/// How step 5 put the new version in place.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum Installed {
+    /// Renamed over the target: durable once a directory fsync covers it.
+    Renamed,
+    /// Copied over the target in place (`crate::inplace`), which synced
+    /// the target and removed its record.
+    InPlace,
 }
 
 /// Step 6: the rename made durable, when the handle's durability asks for

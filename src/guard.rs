@@ -823,6 +823,22 @@ impl Locked {
         self.unsynced = !synced;
     }
 
+    /// Unlocks after a durable commit's rename, before the directory fsync
+    /// that will make it durable: the marker says "unsynced" (or, for the
+    /// `AckBeforeDirSync` mutant, `clean`), as the version in place may not
+    /// survive power loss until that fsync succeeds. What an earlier holder
+    /// owed is covered by the same fsync.
+    pub(crate) fn release_renamed(mut self, clean: bool) {
+        self.owe_sync = false;
+        self.unsynced = !clean;
+        self.unmark();
+    }
+
+    /// The process that took the lock.
+    pub(crate) fn pid(&self) -> u32 {
+        self.pid
+    }
+
     /// Whether this lock was taken by this process: false for a transaction
     /// a forked child inherited, which it must neither commit nor clean up.
     /// Called only where the transaction ends (commit, drop).

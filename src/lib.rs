@@ -15,6 +15,7 @@ mod batch;
 mod commit;
 mod error;
 mod fs;
+mod group_sync;
 mod guard;
 mod inplace;
 mod journal;

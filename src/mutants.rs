@@ -68,6 +68,13 @@ pub enum Mutant {
     /// In-place recovery: act on a record without checking its CRC, reading
     /// whatever a torn write left (missing bytes as zeros).
     InPlaceTrustsTornRecord,
+    /// Group commit: release the lock with the marker saying the version in
+    /// place is durable before a directory fsync has covered its rename,
+    /// so a next holder's no-op commit acknowledges it uncovered.
+    AckBeforeDirSync,
+    /// Group commit: count a directory fsync that was already running (it
+    /// may have started before this commit's rename) as covering it.
+    CoverByRunningSync,
     /// NFS: open the target without first revalidating its directory, so a
     /// name cached before another host's rename can open a replaced version
     /// (only the NFS test, `tests/nfs/run.sh --mode no-nfs-revalidate`,

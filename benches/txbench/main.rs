@@ -4,7 +4,7 @@
 //! ```text
 //! CARGO_TARGET_DIR=/work/target-bench cargo bench --bench txbench            # everything
 //! CARGO_TARGET_DIR=/work/target-bench cargo bench --bench txbench -- --quick # fewer rounds, smaller files
-//! CARGO_TARGET_DIR=/work/target-bench cargo bench --bench txbench -- commit  # one part: commit, contention, memory or async
+//! CARGO_TARGET_DIR=/work/target-bench cargo bench --bench txbench -- commit  # one part: commit, contention, group, memory or async
 //! CARGO_TARGET_DIR=/work/target-bench cargo bench --bench txbench --features tokio -- async  # async against sync
 //! benches/tracing-cost.sh                                                    # feature `tracing` on against off (two builds)
 //! ```
@@ -31,9 +31,9 @@ use clap::Parser;
 #[derive(Parser, Debug)]
 #[command(about = "txfile benchmarks: commit cost, contention, memory")]
 struct Args {
-    /// Parts to run: commit, contention, memory, async (all when none given;
-    /// async needs `--features tokio`); tracing (only when named: half of
-    /// `benches/tracing-cost.sh`).
+    /// Parts to run: commit, contention, group, memory, async (all when none
+    /// given; async needs `--features tokio`); tracing (only when named: half
+    /// of `benches/tracing-cost.sh`).
     parts: Vec<String>,
     /// Fewer rounds and smaller files, for a smoke run.
     #[arg(long)]
@@ -92,6 +92,9 @@ fn main() {
     }
     if wanted("contention") {
         contention::run(&dir, quick);
+    }
+    if wanted("group") {
+        contention::run_group(&dir, quick);
     }
     if wanted("memory") {
         memory::run(&dir, quick);

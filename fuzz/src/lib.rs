@@ -89,6 +89,8 @@ fn mutant() -> txfile::Mutant {
         Ok("TrustForeignJournal") => Mutant::TrustForeignJournal,
         Ok("OneLockKind") => Mutant::OneLockKind,
         Ok("NoForkCheck") => Mutant::NoForkCheck,
+        Ok("AckBeforeDirSync") => Mutant::AckBeforeDirSync,
+        Ok("CoverByRunningSync") => Mutant::CoverByRunningSync,
         Ok(other) => panic!("TXFILE_FUZZ_MUTANT={other}: not a txfile::Mutant"),
     })
 }

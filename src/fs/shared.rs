@@ -22,6 +22,7 @@ use std::sync::{Arc, Mutex, MutexGuard, PoisonError, Weak};
 use camino::Utf8Path;
 
 use super::{DirHandle, Fs, Meta};
+use crate::group_sync::{Cover, GroupSync};
 
 /// (filesystem id, device, inode).
 type Key = (u64, u64, u64);
@@ -41,6 +42,9 @@ pub(crate) struct SharedDir {
     key: Key,
     meta: Meta,
     handle: Box<dyn DirHandle>,
+    /// This process's directory fsyncs of it, shared by the commits waiting
+    /// for one (group commit).
+    group: GroupSync,
 }
 
 impl SharedDir {
@@ -56,7 +60,12 @@ impl SharedDir {
             drop(dirs);
             return Ok(shared);
         }
-        let shared = Arc::new(SharedDir { key, meta, handle });
+        let shared = Arc::new(SharedDir {
+            key,
+            meta,
+            handle,
+            group: GroupSync::new(std::process::id()),
+        });
         dirs.insert(key, Arc::downgrade(&shared));
         Ok(shared)
     }
@@ -65,6 +74,19 @@ impl SharedDir {
     /// identity: what two spellings of its path have in common).
     pub(crate) fn dev_ino(&self) -> (u64, u64) {
         (self.meta.dev, self.meta.ino)
+    }
+
+    /// Returns once an fsync of the directory that started after this call
+    /// has succeeded, sharing it with the other threads of process `pid`
+    /// waiting for one (see [`crate::group_sync`]). In a forked child (this
+    /// handle is the parent's, `pid` the child's) it fsyncs on its own: the
+    /// parent's threads that may have been sharing an fsync at the fork do
+    /// not exist here.
+    pub(crate) fn sync_shared(&self, pid: Option<u32>, cover: Cover) -> io::Result<()> {
+        if pid != Some(self.group.pid()) {
+            return self.handle.sync();
+        }
+        self.group.sync(|| self.handle.sync(), cover)
     }
 
     /// Whether the directory `(dev, ino)` of filesystem `fs` is open

@@ -698,6 +698,48 @@ impl SimFs {
         self.state().mutant = mutant;
     }
 
+    /// Runs `hook` right after the next operation of `kind` (by any process
+    /// on this machine) returns, in the thread that made it and without the
+    /// machine's lock held, so the hook may use the filesystem, or start
+    /// threads that do, while that thread waits. Writes and file fsyncs are
+    /// not hooked; nothing runs once the machine is down.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use std::sync::{Arc, Mutex};
+    /// use txfile::sim::{OpKind, SimFs};
+    /// let sim = SimFs::new();
+    /// sim.write_file("/a", b"old")?;
+    /// let seen = Arc::new(Mutex::new(None));
+    /// let (reader, slot) = (sim.clone(), Arc::clone(&seen));
+    /// // Between the rename and the directory fsync, others see the new version.
+    /// sim.after_next(OpKind::Rename, move || {
+    ///     *slot.lock().unwrap() = reader.read_file("/a").unwrap();
+    /// });
+    /// let file = txfile::Options::new().filesystem(&sim).open("/a")?;
+    /// file.update(|_| Ok::<_, std::io::Error>(b"new".to_vec()))?;
+    /// assert_eq!(seen.lock().unwrap().as_deref(), Some(&b"new"[..]));
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
+    pub fn after_next(&self, kind: OpKind, hook: impl FnOnce() + Send + 'static) {
+        self.state().after_hooks.push((kind, Box::new(hook)));
+    }
+
+    /// Takes and runs the hook waiting for an operation of `kind`.
+    fn run_after_hook(&self, kind: OpKind) {
+        let hook = {
+            let mut state = self.state();
+            match state.after_hooks.iter().position(|(k, _)| *k == kind) {
+                Some(i) if !state.crashed => Some(state.after_hooks.remove(i).1),
+                _ => None,
+            }
+        };
+        if let Some(hook) = hook {
+            hook();
+        }
+    }
+
     /// Makes `flock` and POSIX locks one lock on this machine, as Linux does
     /// on NFS: a lock of either kind then conflicts with every other
     /// owner's lock of either kind. By default they are independent, as on

@@ -23,6 +23,17 @@ impl SimFs {
         path: &Utf8Path,
         f: impl FnOnce(&mut State) -> io::Result<T>,
     ) -> io::Result<T> {
+        let result = self.op_unhooked(kind, path, f);
+        self.run_after_hook(kind);
+        result
+    }
+
+    fn op_unhooked<T>(
+        &self,
+        kind: OpKind,
+        path: &Utf8Path,
+        f: impl FnOnce(&mut State) -> io::Result<T>,
+    ) -> io::Result<T> {
         let mut state = self.state();
         match state.step(kind, path) {
             Ok(Step::Run) => f(&mut state),

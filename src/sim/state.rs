@@ -457,6 +457,8 @@ pub(super) struct State {
     /// The mutant whose fault this filesystem injects (see `SimFs::mutant`).
     #[cfg(txfile_mutants)]
     pub(super) mutant: crate::mutants::Mutant,
+    /// Run after the next operation of their kind (`SimFs::after_next`).
+    pub(super) after_hooks: Vec<(OpKind, Box<dyn FnOnce() + Send>)>,
 }
 
 impl std::fmt::Debug for State {
@@ -509,6 +511,7 @@ impl State {
             unlock_hook: None,
             #[cfg(txfile_mutants)]
             mutant: crate::mutants::Mutant::None,
+            after_hooks: Vec::new(),
         }
     }
 
