@@ -765,16 +765,20 @@ fn commit_all(mut txs: Vec<&mut Transaction<'_>>) -> Result<(), Error> {
 /// own their temporary files afterwards (nor after an error: the journal
 /// does).
 fn rename_all(txs: &mut [&mut Transaction<'_>], records: &[Record]) -> Result<(), Error> {
-    let staged: Vec<_> = txs.iter_mut().filter_map(|tx| tx.new.temp.take()).collect();
+    let staged: Vec<_> = txs
+        .iter_mut()
+        .filter_map(|tx| {
+            let retry = tx.file.inner.options.replace_retry;
+            // Our handle on the old version would keep Windows from
+            // replacing it (see `commit::install`).
+            tx.old = None;
+            tx.new.existing = None;
+            tx.new.temp.take().map(|temp| (temp, retry))
+        })
+        .collect();
     let fs = txs[0].file.inner.fs.as_ref();
-    for (temp, record) in staged.iter().zip(records) {
-        let target = record.target_path();
-        fs.rename(&temp.path, &target)
-            .map_err(|source| Error::Rename {
-                from: temp.path.clone(),
-                to: target,
-                source,
-            })?;
+    for ((temp, retry), record) in staged.iter().zip(records) {
+        crate::replace::rename(fs, &temp.path, &record.target_path(), *retry)?;
     }
     Ok(())
 }

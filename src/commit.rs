@@ -239,15 +239,20 @@ pub(crate) fn stage(tx: &mut Transaction<'_>) -> Result<(), Error> {
 /// temporary file to clean up.
 pub(crate) fn install(tx: &mut Transaction<'_>) -> Result<(), Error> {
     let inner = &*tx.file.inner;
-    let temp = tx.new.temp.as_mut().expect("staged before install");
+    let temp = tx.new.temp.as_ref().expect("staged before install");
     let _rename = crate::trace::step!("rename", inner.path);
-    if let Err(source) = inner.fs.rename(&temp.path, &inner.path) {
-        return Err(Error::Rename {
-            from: temp.path.clone(),
-            to: inner.path.clone(),
-            source,
-        });
-    }
+    // Close our handle on the old version first: on Windows any open
+    // handle, even one that allows deletion, keeps a rename from replacing
+    // the file (an `OldReader` still alive holds it open too, and the
+    // rename then waits for it like for another program's handle).
+    tx.old = None;
+    tx.new.existing = None;
+    crate::replace::rename(
+        inner.fs.as_ref(),
+        &temp.path,
+        &inner.path,
+        inner.options.replace_retry,
+    )?;
     let mut temp = tx.new.temp.take().expect("still there after the rename");
     let mutant = mutant(tx.file);
     if durable(tx.file) && mutant == Mutant::RenameBeforeFsync {

@@ -66,6 +66,23 @@ pub enum Error {
         /// The cause (written in the message).
         source: io::Error,
     },
+    /// Another program held the target open in a way that forbids
+    /// replacing it (on Windows: opened without `FILE_SHARE_DELETE`, as
+    /// editors, virus scanners and indexers often do) for longer than
+    /// [`Options::replace_retry`](crate::Options::replace_retry); the
+    /// rename was retried until then. The target is unchanged and the
+    /// temporary file removed (in a [`Batch`](crate::Batch) after its
+    /// commit point, the journal keeps it, and recovery completes the batch
+    /// once the file is free). Never returned on Unix, where a rename is not
+    /// refused that way.
+    HeldOpen {
+        /// The target.
+        path: Utf8PathBuf,
+        /// How long the rename was retried.
+        waited: Duration,
+        /// The last refusal (written in the message).
+        source: io::Error,
+    },
     /// The lock was not acquired within the configured timeout.
     Timeout {
         /// The target whose lock was wanted.
@@ -162,6 +179,15 @@ impl fmt::Display for Error {
             Error::Rename { from, to, source } => {
                 write!(f, "failed to rename `{from}` to `{to}`: {source}")
             }
+            Error::HeldOpen {
+                path,
+                waited,
+                source,
+            } => write!(
+                f,
+                "failed to replace `{path}` (retried for {waited:?}; see Options::replace_retry): \
+                 {source}; the target is unchanged"
+            ),
             Error::Timeout { path, timeout } => {
                 write!(
                     f,
@@ -219,7 +245,9 @@ impl std::error::Error for Error {
     /// The cause's own source: the cause itself is already in the message.
     fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
         match self {
-            Error::Io { source, .. } | Error::Rename { source, .. } => source.source(),
+            Error::Io { source, .. }
+            | Error::Rename { source, .. }
+            | Error::HeldOpen { source, .. } => source.source(),
             Error::Aborted { source, .. } => source.source(),
             Error::Timeout { .. }
             | Error::Conflict { .. }
@@ -244,7 +272,8 @@ impl Error {
     /// [`Error::HeldByThisThread`] is [`Deadlock`](io::ErrorKind::Deadlock),
     /// [`Error::LocalLock`] is [`Unsupported`](io::ErrorKind::Unsupported),
     /// [`Error::ForeignGuard`] and [`Error::ForeignJournal`] are
-    /// [`AlreadyExists`](io::ErrorKind::AlreadyExists).
+    /// [`AlreadyExists`](io::ErrorKind::AlreadyExists), [`Error::HeldOpen`]
+    /// is [`ResourceBusy`](io::ErrorKind::ResourceBusy).
     ///
     /// # Examples
     ///
@@ -255,6 +284,7 @@ impl Error {
     pub fn kind(&self) -> io::ErrorKind {
         match self {
             Error::Io { source, .. } | Error::Rename { source, .. } => source.kind(),
+            Error::HeldOpen { .. } => io::ErrorKind::ResourceBusy,
             Error::Timeout { .. } => io::ErrorKind::TimedOut,
             Error::Conflict { .. } | Error::ForeignGuard { .. } => io::ErrorKind::AlreadyExists,
             Error::InvalidPath { .. } | Error::Symlink { .. } => io::ErrorKind::InvalidInput,

@@ -18,6 +18,7 @@ mod journal;
 mod mountinfo;
 mod names;
 mod options;
+mod replace;
 #[cfg(feature = "sim")]
 pub mod sim;
 mod stale;

@@ -114,6 +114,7 @@ pub struct Options {
     pub(crate) symlinks: Symlinks,
     pub(crate) mode: u32,
     pub(crate) allow_local_locks: bool,
+    pub(crate) replace_retry: Duration,
     pub(crate) guard_path: Option<PathBuf>,
     pub(crate) fs: Option<Arc<dyn Fs>>,
     #[cfg(feature = "sim")]
@@ -145,6 +146,7 @@ impl Options {
             symlinks: Symlinks::Follow,
             mode: 0o666,
             allow_local_locks: false,
+            replace_retry: crate::replace::DEFAULT_RETRY,
             guard_path: None,
             fs: None,
             #[cfg(feature = "sim")]
@@ -220,6 +222,30 @@ impl Options {
     #[cfg(unix)]
     pub fn mode(mut self, mode: u32) -> Self {
         self.mode = mode & 0o7777;
+        self
+    }
+
+    /// How long a commit keeps retrying the rename while another program
+    /// holds the target open in a way that forbids replacing it, before it
+    /// gives up with [`Error::HeldOpen`](crate::Error::HeldOpen) (the target
+    /// unchanged, the temporary file removed). By default 2 seconds;
+    /// `Duration::ZERO` tries once.
+    ///
+    /// This happens on Windows, where a program that opens a file without
+    /// `FILE_SHARE_DELETE` (editors, virus scanners, search indexers and
+    /// backup tools often do, for moments) keeps it from being replaced
+    /// until it closes it; the attempts pause 1 ms, doubling up to 100 ms.
+    /// txfile's own readers always allow it. Unix renames are never refused
+    /// that way, so there this changes nothing.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// let opts = txfile::Options::new().replace_retry(std::time::Duration::from_secs(10));
+    /// # let _ = opts;
+    /// ```
+    pub fn replace_retry(mut self, retry: Duration) -> Self {
+        self.replace_retry = retry;
         self
     }
 

@@ -450,7 +450,7 @@ pub(crate) fn read_all(
 #[derive(Debug)]
 pub(crate) struct NewContents {
     /// The target the temporary file will replace, if any.
-    existing: Option<Existing>,
+    pub(crate) existing: Option<Existing>,
     pub(crate) buf: Vec<u8>,
     pub(crate) temp: Option<Temp>,
     pub(crate) len: u64,

@@ -42,10 +42,16 @@ impl Fs for RealFs {
     }
 
     fn lstat(&self, path: &Utf8Path) -> io::Result<Option<Meta>> {
+        #[cfg(windows)]
+        return not_found_to_none(sys::stat_path(path.as_std_path(), false));
+        #[cfg(not(windows))]
         not_found_to_none(std::fs::symlink_metadata(path)).map(|m| m.map(|m| sys::meta(&m)))
     }
 
     fn stat(&self, path: &Utf8Path) -> io::Result<Option<Meta>> {
+        #[cfg(windows)]
+        return not_found_to_none(sys::stat_path(path.as_std_path(), true));
+        #[cfg(not(windows))]
         not_found_to_none(std::fs::metadata(path)).map(|m| m.map(|m| sys::meta(&m)))
     }
 
@@ -98,14 +104,23 @@ impl Fs for RealFs {
     }
 
     fn rename(&self, from: &Utf8Path, to: &Utf8Path) -> io::Result<()> {
+        #[cfg(windows)]
+        return sys::rename(from.as_std_path(), to.as_std_path());
+        #[cfg(not(windows))]
         std::fs::rename(from, to)
     }
 
     fn link(&self, existing: &Utf8Path, new: &Utf8Path) -> io::Result<()> {
+        #[cfg(windows)]
+        return sys::link(existing.as_std_path(), new.as_std_path());
+        #[cfg(not(windows))]
         std::fs::hard_link(existing, new)
     }
 
     fn remove_file(&self, path: &Utf8Path) -> io::Result<()> {
+        #[cfg(windows)]
+        return sys::remove(path.as_std_path());
+        #[cfg(not(windows))]
         std::fs::remove_file(path)
     }
 }
@@ -115,6 +130,9 @@ struct RealFile(File);
 
 impl ReadFile for RealFile {
     fn meta(&self) -> io::Result<Meta> {
+        #[cfg(windows)]
+        return sys::fstat(&self.0);
+        #[cfg(not(windows))]
         Ok(sys::meta(&self.0.metadata()?))
     }
 
@@ -193,6 +211,9 @@ struct RealGuard {
 
 impl GuardFile for RealGuard {
     fn meta(&self) -> io::Result<Meta> {
+        #[cfg(windows)]
+        return sys::fstat(&self.file);
+        #[cfg(not(windows))]
         Ok(sys::meta(&self.file.metadata()?))
     }
 
