@@ -1,14 +1,14 @@
 //! `Batch`: all-or-nothing updates of several files.
 
 use std::fmt;
-use std::io;
 use std::path::Path;
 use std::thread::ThreadId;
 
-use camino::{Utf8Path, Utf8PathBuf};
+use camino::Utf8PathBuf;
 
 use crate::commit::{self, Mutant};
 use crate::error::{BoxError, Op};
+use crate::fs::DirHandle;
 use crate::guard::{Locked, Mode, Wait};
 use crate::journal::{self, Record};
 use crate::transaction::Transaction;
@@ -132,21 +132,11 @@ impl Batch {
         // Where each member's guard sits: its directory's inode and its
         // name. Two spellings of one file (`x/../x/f`, a symbolic link to
         // the directory) have the same; comparing strings would miss them,
-        // and a batch holding one guard twice would wait for itself.
+        // and a batch holding one guard twice would wait for itself. (The
+        // directories are open already: their identity costs no call.)
         fn place(file: &TxFile) -> Result<(u64, u64, &str), Error> {
-            let dir = &file.inner.dir_path;
-            let meta = file
-                .inner
-                .fs
-                .stat(dir)
-                .map_err(|e| Error::io(Op::Stat, dir, e))?;
-            let meta =
-                meta.ok_or_else(|| Error::io(Op::Stat, dir, io::ErrorKind::NotFound.into()))?;
-            Ok((
-                meta.dev,
-                meta.ino,
-                file.guard_path().file_name().unwrap_or_default(),
-            ))
+            let (dev, ino) = file.inner.dir.dev_ino();
+            Ok((dev, ino, file.guard_path().file_name().unwrap_or_default()))
         }
         let places = members.iter().map(place).collect::<Result<Vec<_>, _>>()?;
         for (i, member) in members.iter().enumerate() {
@@ -676,18 +666,25 @@ fn commit_all(mut txs: Vec<&mut Transaction<'_>>) -> Result<(), Error> {
 
     // Every changed member can find the journal before it says anything.
     let names: Vec<Utf8PathBuf> = records.iter().map(Record::journal_path).collect();
-    let mut created: Vec<&Utf8Path> = Vec::new();
+    // Every journal name is made and removed in its member's directory,
+    // through the handle's descriptor (the paths above are for messages).
+    let dirs: Vec<(&dyn DirHandle, &str)> = txs
+        .iter()
+        .map(|tx| (&**tx.file.inner.dir, tx.file.inner.journal_name.as_str()))
+        .collect();
+    let mut created: Vec<usize> = Vec::new();
     // Set when the journal's fsync failed and voiding it failed too.
     let mut undecided = false;
     let result = (|| {
-        let mut journal = fs
-            .create_new(&names[0], 0o600)
+        let (first_dir, first_name) = dirs[0];
+        let mut journal = first_dir
+            .create_new(first_name, 0o600)
             .map_err(|e| Error::io(Op::CreateTemp, &names[0], e))?;
-        created.push(&names[0]);
-        for name in &names[1..] {
-            fs.link(&names[0], name)
-                .map_err(|e| Error::io(Op::CreateTemp, name, e))?;
-            created.push(name);
+        created.push(0);
+        for (i, &(dir, name)) in dirs.iter().enumerate().skip(1) {
+            fs.link(first_dir, first_name, dir, name)
+                .map_err(|e| Error::io(Op::CreateTemp, &names[i], e))?;
+            created.push(i);
         }
         // The staged files' names and the journal's, durable.
         journal::sync_dirs(&members)?;
@@ -731,8 +728,8 @@ fn commit_all(mut txs: Vec<&mut Transaction<'_>>) -> Result<(), Error> {
         }
         // Not committed: the journal goes; the staged files go with the
         // transactions.
-        for name in created {
-            let _ = crate::fs::remove_if_present(fs, name);
+        for i in created {
+            let _ = crate::fs::remove_if_present(dirs[i].0, dirs[i].1, &names[i]);
         }
         return Err(e);
     }
@@ -746,8 +743,8 @@ fn commit_all(mut txs: Vec<&mut Transaction<'_>>) -> Result<(), Error> {
         rename_all(&mut txs, &records)?;
     }
     journal::sync_dirs(&members)?;
-    for name in &names {
-        crate::fs::remove_if_present(fs, name)?;
+    for (&(dir, name), path) in dirs.iter().zip(&names) {
+        crate::fs::remove_if_present(dir, name, path)?;
     }
     for tx in txs.iter_mut() {
         tx.unsynced = false;
@@ -768,17 +765,21 @@ fn rename_all(txs: &mut [&mut Transaction<'_>], records: &[Record]) -> Result<()
     let staged: Vec<_> = txs
         .iter_mut()
         .filter_map(|tx| {
-            let retry = tx.file.inner.options.replace_retry;
             // Our handle on the old version would keep Windows from
             // replacing it (see `commit::install`).
             tx.old = None;
             tx.new.existing = None;
-            tx.new.temp.take().map(|temp| (temp, retry))
+            Some((tx.new.temp.take()?, tx.file))
         })
         .collect();
-    let fs = txs[0].file.inner.fs.as_ref();
-    for ((temp, retry), record) in staged.iter().zip(records) {
-        crate::replace::rename(fs, &temp.path, &record.target_path(), *retry)?;
+    for ((temp, file), record) in staged.iter().zip(records) {
+        let inner = &*file.inner;
+        crate::replace::rename(
+            &**inner.dir,
+            (&temp.name, &temp.path),
+            (&inner.name, &record.target_path()),
+            inner.options.replace_retry,
+        )?;
     }
     Ok(())
 }
@@ -830,16 +831,18 @@ impl Options {
             .fs
             .clone()
             .unwrap_or_else(|| std::sync::Arc::new(crate::fs::real::RealFs));
-        let names = fs
+        let handle = fs
             .open_dir(dir)
-            .and_then(|handle| handle.list())
             .map_err(|e| Error::io(Op::ListDir, dir, e))?;
+        let names = handle.list().map_err(|e| Error::io(Op::ListDir, dir, e))?;
         let mut found = 0;
         let mut foreign = Vec::new();
         for name in names {
             if let Some(target) = crate::names::journal_target(&name) {
                 let path = dir.join(&name);
-                let meta = fs.lstat(&path).map_err(|e| Error::io(Op::Stat, &path, e))?;
+                let meta = handle
+                    .lstat(&name)
+                    .map_err(|e| Error::io(Op::Stat, &path, e))?;
                 if meta.is_some_and(|meta| {
                     journal::classify(fs.as_ref(), &meta) == journal::Found::Foreign
                 }) {

@@ -126,17 +126,13 @@ pub(crate) fn create_temp(file: &TxFile, existing: Option<&Existing>) -> Result<
         (Some(existing), None) => existing.mode & 0o777,
         (Some(existing), Some(_)) => existing.mode & 0o700,
     };
-    let (path, handle) = inner
-        .fs
-        .create_temp(
-            &inner.dir_path,
-            &inner.temp_prefix,
-            names::temp_suffix(),
-            mode,
-        )
+    let (name, handle) = inner
+        .dir
+        .create_temp(&inner.temp_prefix, names::temp_suffix(), mode)
         .map_err(|e| Error::io(Op::CreateTemp, &inner.dir_path, e))?;
     Ok(Temp {
-        path,
+        path: inner.dir_path.join(&name),
+        name,
         file: handle,
         acl,
     })
@@ -248,9 +244,9 @@ pub(crate) fn install(tx: &mut Transaction<'_>) -> Result<(), Error> {
     tx.old = None;
     tx.new.existing = None;
     crate::replace::rename(
-        inner.fs.as_ref(),
-        &temp.path,
-        &inner.path,
+        &**inner.dir,
+        (&temp.name, &temp.path),
+        (&inner.name, &inner.path),
         inner.options.replace_retry,
     )?;
     let mut temp = tx.new.temp.take().expect("still there after the rename");
@@ -361,8 +357,8 @@ fn read_exact_at(
 fn check_no_outside_writer(file: &TxFile, began: Option<&Meta>) -> Result<(), Error> {
     let inner = &*file.inner;
     let now = match inner.options.symlinks {
-        Symlinks::Replace => inner.fs.stat(&inner.path),
-        Symlinks::Follow | Symlinks::Reject => inner.fs.lstat(&inner.path),
+        Symlinks::Replace => inner.dir.stat(&inner.name),
+        Symlinks::Follow | Symlinks::Reject => inner.dir.lstat(&inner.name),
     }
     .map_err(|e| Error::io(Op::Stat, &inner.path, e))?;
     let same = match (began, now) {

@@ -36,7 +36,7 @@ use std::time::{Duration, Instant};
 use camino::Utf8Path;
 
 use crate::error::Op;
-use crate::fs::{Fs, GuardFile, GuardPerms, Kind, LockHeld, Locking, Marker, Meta};
+use crate::fs::{DirHandle, Fs, GuardFile, GuardPerms, Kind, LockHeld, Locking, Marker, Meta};
 use crate::{Error, LockStyle};
 
 /// (filesystem id, device, inode).
@@ -127,10 +127,10 @@ pub(crate) struct GuardRef {
 }
 
 impl GuardRef {
-    /// Finds this process's registered descriptor for the guard at `path`,
-    /// or opens (creating it with `perms` if needed), checks and registers
-    /// it. `target` is only for the error that refuses a file that is not a
-    /// guard.
+    /// Finds this process's registered descriptor for the guard `name` in
+    /// `dir` (`path`, in messages), or opens (creating it with `perms` if
+    /// needed), checks and registers it. `target` is only for the error that
+    /// refuses a file that is not a guard.
     ///
     /// What is already at `path` must be a guard: a regular file with one
     /// link, holding nothing but the marker (see [`foreign_reason`]). That
@@ -138,8 +138,11 @@ impl GuardRef {
     /// opened descriptor (`O_NOFOLLOW`, `O_NONBLOCK`), which is closed at
     /// once if it fails: no other descriptor of that inode is registered,
     /// so closing it cannot release a POSIX lock of this process.
+    #[allow(clippy::too_many_arguments)]
     pub(crate) fn open(
         fs: &dyn Fs,
+        dir: &dyn DirHandle,
+        name: &str,
         path: &Utf8Path,
         target: &Utf8Path,
         foreign: Foreign,
@@ -153,7 +156,7 @@ impl GuardRef {
             reason,
         };
         let mut registry = lock(&REGISTRY);
-        let seen = fs.lstat(path).map_err(|e| Error::io(Op::Stat, path, e))?;
+        let seen = dir.lstat(name).map_err(|e| Error::io(Op::Stat, path, e))?;
         if let Some(meta) = seen {
             let key = key_of(fs, &meta);
             if let Some(slot) = registry.get_mut(&(pid, key)) {
@@ -169,7 +172,7 @@ impl GuardRef {
             }
         }
         let perms = perms().map_err(|e| Error::io(Op::OpenGuard, path, e))?;
-        let file = match fs.open_guard(path, perms) {
+        let file = match dir.open_guard(name, perms) {
             Ok(file) => file,
             // A symbolic link planted after the lstat (`O_NOFOLLOW`).
             Err(e) if e.raw_os_error() == Some(ELOOP) => {

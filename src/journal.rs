@@ -54,7 +54,7 @@ use camino::{Utf8Path, Utf8PathBuf};
 
 use crate::commit::Mutant;
 use crate::error::Op;
-use crate::fs::{Fs, Kind, Meta, TempFile, remove_if_present};
+use crate::fs::{DirHandle, Fs, Kind, Meta, TempFile, remove_if_present};
 use crate::guard::{Mode, Wait};
 use crate::{Error, Options, TxFile};
 
@@ -286,10 +286,11 @@ struct Journal {
 }
 
 impl Journal {
-    /// Opens and reads the journal at `path`; `None` when it is gone.
-    fn open(fs: &dyn Fs, path: &Utf8Path) -> Result<Option<Journal>, Error> {
-        let Some(file) = fs
-            .open_write(path)
+    /// Opens and reads the journal `name` in `dir` (`path` in messages);
+    /// `None` when it is gone.
+    fn open(dir: &dyn DirHandle, name: &str, path: &Utf8Path) -> Result<Option<Journal>, Error> {
+        let Some(file) = dir
+            .open_write(name)
             .map_err(|e| Error::io(Op::Open, path, e))?
         else {
             return Ok(None);
@@ -415,6 +416,7 @@ fn proven_records(
     file: &TxFile,
     journal: &Meta,
     records: Vec<Record>,
+    members: &[TxFile],
 ) -> Result<Vec<Record>, Error> {
     if crate::commit::mutant(file) == Mutant::TrustForeignJournal {
         return Ok(records);
@@ -423,7 +425,19 @@ fn proven_records(
     let mut proven = Vec::with_capacity(records.len());
     for record in records {
         let path = record.journal_path();
-        let name = fs.lstat(&path).map_err(|e| Error::io(Op::Stat, &path, e))?;
+        // Through the directory the member's handle holds when there is
+        // one (this member's own, and every member once they are opened
+        // for roll forward: what is proven is then what is renamed); a
+        // record's path otherwise.
+        let target = record.target_path();
+        let member = std::iter::once(file)
+            .chain(members)
+            .find(|member| member.inner.path == target);
+        let name = match member {
+            Some(member) => member.inner.dir.lstat(&member.inner.journal_name),
+            None => fs.lstat(&path),
+        }
+        .map_err(|e| Error::io(Op::Stat, &path, e))?;
         if name.is_some_and(|name| name.kind == Kind::File && name.same_inode(journal)) {
             proven.push(record);
         }
@@ -443,8 +457,9 @@ pub(crate) fn recover(file: &TxFile) -> Result<(), Error> {
         let Some(mut locked) = file.lock(Mode::Exclusive, Wait::Forever)? else {
             return Ok(());
         };
-        let meta = fs
-            .lstat(journal_path)
+        let meta = inner
+            .dir
+            .lstat(&inner.journal_name)
             .map_err(|e| Error::io(Op::Stat, journal_path, e))?;
         let Some(meta) = meta else {
             return Ok(()); // someone recovered it meanwhile
@@ -466,7 +481,8 @@ pub(crate) fn recover(file: &TxFile) -> Result<(), Error> {
                 ));
             }
         }
-        let Some(mut journal) = Journal::open(fs, journal_path)? else {
+        let Some(mut journal) = Journal::open(&**inner.dir, &inner.journal_name, journal_path)?
+        else {
             return Ok(()); // someone recovered it meanwhile
         };
         let opened = journal
@@ -476,7 +492,7 @@ pub(crate) fn recover(file: &TxFile) -> Result<(), Error> {
             return Ok(()); // replaced meanwhile: look again
         }
         match journal.decide(file) {
-            Decision::Commit(records) => (proven_records(file, &opened, records)?, opened),
+            Decision::Commit(records) => (proven_records(file, &opened, records, &[])?, opened),
             decision => {
                 // Never committed. Once that is durable, this member's name
                 // goes, and its staged file goes with the sweep of the
@@ -486,7 +502,7 @@ pub(crate) fn recover(file: &TxFile) -> Result<(), Error> {
                 locked
                     .mark()
                     .map_err(|e| Error::io(Op::MarkGuard, &inner.guard_path, e))?;
-                return remove_if_present(fs, journal_path);
+                return remove_if_present(&**inner.dir, &inner.journal_name, journal_path);
             }
         }
     };
@@ -513,7 +529,7 @@ pub(crate) fn recover(file: &TxFile) -> Result<(), Error> {
         Wait::Forever,
         Some(std::thread::current().id()),
     )?;
-    let Some(mut journal) = Journal::open(fs, journal_path)? else {
+    let Some(mut journal) = Journal::open(&**inner.dir, &inner.journal_name, journal_path)? else {
         return Ok(());
     };
     let opened = journal
@@ -525,43 +541,40 @@ pub(crate) fn recover(file: &TxFile) -> Result<(), Error> {
     let Decision::Commit(all) = journal.decide(file) else {
         return Ok(()); // changed meanwhile: the caller looks again
     };
-    if proven_records(file, &opened, all.clone())? != records {
+    if proven_records(file, &opened, all.clone(), &members)? != records {
         return Ok(());
     }
     // The decision made durable is the journal's own, every record of it.
     journal.settle(file, &Decision::Commit(all))?;
-    roll_forward(file, &records, &members)?;
+    roll_forward(&records, &members)?;
     // A journal names every member that has a name for it, so this is
     // normally gone already; if it were not, `begin` would find it again
     // forever.
-    remove_if_present(fs, journal_path)
+    remove_if_present(&**inner.dir, &inner.journal_name, journal_path)
 }
 
 /// Renames every staged file still present over its target, makes that
-/// durable, then removes every name of the journal.
-pub(crate) fn roll_forward(
-    file: &TxFile,
-    records: &[Record],
-    members: &[TxFile],
-) -> Result<(), Error> {
-    let fs = file.inner.fs.as_ref();
-    for record in records {
-        let (staged, target) = (record.staged_path(), record.target_path());
-        match fs.rename(&staged, &target) {
+/// durable, then removes every name of the journal. `members` are the
+/// records' members, in the records' order: each rename and removal goes
+/// through its member's directory.
+pub(crate) fn roll_forward(records: &[Record], members: &[TxFile]) -> Result<(), Error> {
+    for (record, member) in records.iter().zip(members) {
+        match member.inner.dir.rename(&record.staged, &record.target) {
             Ok(()) => {}
             Err(e) if e.kind() == io::ErrorKind::NotFound => {} // renamed before the crash
             Err(source) => {
                 return Err(Error::Rename {
-                    from: staged,
-                    to: target,
+                    from: record.staged_path(),
+                    to: record.target_path(),
                     source,
                 });
             }
         }
     }
     sync_dirs(members)?;
-    for record in records {
-        remove_if_present(fs, &record.journal_path())?;
+    for member in members {
+        let inner = &*member.inner;
+        remove_if_present(&**inner.dir, &inner.journal_name, &inner.journal_path)?;
     }
     Ok(())
 }
@@ -570,16 +583,15 @@ pub(crate) fn roll_forward(
 pub(crate) fn sync_dirs(members: &[TxFile]) -> Result<(), Error> {
     let mut dirs = BTreeMap::new();
     for member in members {
-        dirs.entry(member.inner.dir_path.as_path())
-            .or_insert(member);
+        dirs.entry(member.inner.dir.dev_ino()).or_insert(member);
     }
-    for (dir, member) in dirs {
+    for member in dirs.into_values() {
         if member.inner.options.durability == crate::Durability::Full {
             member
                 .inner
                 .dir
                 .sync()
-                .map_err(|e| Error::io(Op::SyncDir, dir, e))?;
+                .map_err(|e| Error::io(Op::SyncDir, &member.inner.dir_path, e))?;
         }
     }
     Ok(())

@@ -19,7 +19,7 @@ use std::time::{Duration, Instant};
 use camino::Utf8Path;
 
 use crate::Error;
-use crate::fs::Fs;
+use crate::fs::{DirHandle, Name};
 
 /// Default of [`Options::replace_retry`](crate::Options::replace_retry).
 pub(crate) const DEFAULT_RETRY: Duration = Duration::from_secs(2);
@@ -58,12 +58,13 @@ pub(crate) fn is_held_open(e: &io::Error) -> bool {
     e.get_ref().is_some_and(|inner| inner.is::<HeldOpen>())
 }
 
-/// Renames `from` over `to`, retrying for up to `retry` (pauses from 1 ms
-/// doubling to 100 ms) while the platform reports the target held open.
+/// Renames `from` over `to` in `dir` (each a name and the path it is
+/// reported as), retrying for up to `retry` (pauses from 1 ms doubling to
+/// 100 ms) while the platform reports the target held open.
 pub(crate) fn rename(
-    fs: &dyn Fs,
-    from: &Utf8Path,
-    to: &Utf8Path,
+    dir: &dyn DirHandle,
+    (from, from_path): (&Name, &Utf8Path),
+    (to, to_path): (&Name, &Utf8Path),
     retry: Duration,
 ) -> Result<(), Error> {
     let retry = if no_retry_mutant() {
@@ -74,13 +75,13 @@ pub(crate) fn rename(
     let start = Instant::now();
     let mut pause = Duration::from_millis(1);
     loop {
-        match fs.rename(from, to) {
+        match dir.rename(from, to) {
             Ok(()) => return Ok(()),
             Err(source) if is_held_open(&source) => {
                 let waited = start.elapsed();
                 let Some(left) = retry.checked_sub(waited).filter(|left| !left.is_zero()) else {
                     return Err(Error::HeldOpen {
-                        path: to.to_owned(),
+                        path: to_path.to_owned(),
                         waited,
                         source,
                     });
@@ -90,8 +91,8 @@ pub(crate) fn rename(
             }
             Err(source) => {
                 return Err(Error::Rename {
-                    from: from.to_owned(),
-                    to: to.to_owned(),
+                    from: from_path.to_owned(),
+                    to: to_path.to_owned(),
                     source,
                 });
             }

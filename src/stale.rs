@@ -6,10 +6,14 @@
 //! (the server still holds it, e.g. in nfsd's open-file cache), which under
 //! the lock would be a lost update. Two defences:
 //!
-//! - [`open_current`]: on NFS, open the target's directory first. An `open`
-//!   revalidates the directory's attributes with the server (close-to-open),
+//! - [`open_current`]: on NFS, revalidate the target's directory first:
+//!   its attributes are fetched from the server (`statx` with
+//!   `AT_STATX_FORCE_SYNC` on the directory descriptor the handle holds),
 //!   and a changed directory invalidates the cached names under it, so the
-//!   target's name is looked up afresh.
+//!   target's name is looked up afresh. (Before handles kept their
+//!   directory open, opening the directory by path did this, close-to-open;
+//!   a descriptor held for the handle's life is opened once, so it no
+//!   longer would, and the revalidation is asked for explicitly.)
 //! - [`retry`]: an `ESTALE` from the open, `fstat` or `read` starts over, a
 //!   bounded number of times. The path names a complete version all the
 //!   while, so opening it again is the fix.
@@ -24,12 +28,10 @@ use crate::{Error, Op, TxFile};
 pub(crate) fn open_current(file: &TxFile) -> Result<Option<OldFile>, Error> {
     let inner = &*file.inner;
     if inner.on_nfs && crate::commit::mutant(file) != crate::commit::Mutant::NoNfsRevalidate {
-        drop(
-            inner
-                .fs
-                .open_dir(&inner.dir_path)
-                .map_err(|e| Error::io(Op::OpenDir, &inner.dir_path, e))?,
-        );
+        inner
+            .dir
+            .revalidate()
+            .map_err(|e| Error::io(Op::OpenDir, &inner.dir_path, e))?;
     }
     OldFile::open(file)
 }

@@ -343,8 +343,8 @@ impl OldFile {
     pub(crate) fn open(file: &TxFile) -> Result<Option<OldFile>, Error> {
         let inner = &*file.inner;
         let Some(handle) = inner
-            .fs
-            .open_read(&inner.path)
+            .dir
+            .open_read(&inner.name)
             .map_err(|e| Error::io(Op::Open, &inner.path, e))?
         else {
             return Ok(None);
@@ -461,6 +461,9 @@ pub(crate) struct NewContents {
 
 #[derive(Debug)]
 pub(crate) struct Temp {
+    /// Its name in the target's directory, which every call uses.
+    pub(crate) name: String,
+    /// Its path as the target's was given at open (for messages).
     pub(crate) path: Utf8PathBuf,
     pub(crate) file: Box<dyn TempFile>,
     /// The replaced target's access ACL, which the temporary file gets
@@ -575,7 +578,7 @@ impl NewContents {
         match self.temp.take() {
             Some(temp) => {
                 drop(temp.file);
-                file.inner.fs.remove_file(&temp.path).is_ok()
+                file.inner.dir.remove_file(&temp.name).is_ok()
             }
             None => true,
         }

@@ -8,6 +8,7 @@ use camino::{Utf8Component, Utf8Path, Utf8PathBuf};
 
 use crate::commit::Mutant;
 use crate::error::{BoxError, Op};
+use crate::fs::shared::SharedDir;
 use crate::fs::{DirHandle, Fs, GuardPerms, Kind, Marker, real::RealFs};
 use crate::guard::{Foreign, Got, GuardRef, Holder, Locked, Mode, Wait};
 use crate::transaction::Transaction;
@@ -58,14 +59,33 @@ pub struct TxFile {
 pub(crate) struct Inner {
     pub(crate) fs: Arc<dyn Fs>,
     pub(crate) options: Options,
-    /// The file that is replaced: the resolved file under `Symlinks::Follow`.
+    /// The file that is replaced, as given at open (the resolved file
+    /// under `Symlinks::Follow`). Only for messages and journal records:
+    /// every call goes through `dir` and `name`.
     pub(crate) path: Utf8PathBuf,
+    /// `path`'s directory, as given at open (for messages).
     pub(crate) dir_path: Utf8PathBuf,
-    pub(crate) dir: Box<dyn DirHandle>,
+    /// The target's directory, opened once at open and shared with every
+    /// handle of the process on a file in it: the target, its temporary
+    /// files, its default guard and its journal are names in it, so a
+    /// rename of the directory (or of any parent) changes nothing for the
+    /// handle.
+    pub(crate) dir: Arc<SharedDir>,
+    /// The target's name in `dir`.
+    pub(crate) name: String,
     pub(crate) guard_path: Utf8PathBuf,
+    /// The guard's directory: `dir` for the default guard `<name>.lock`,
+    /// the directory of [`Options::guard_path`] (opened at open, possibly
+    /// another) for a chosen one.
+    pub(crate) guard_dir: Arc<SharedDir>,
+    /// The guard's name in `guard_dir`.
+    pub(crate) guard_name: String,
     pub(crate) temp_prefix: String,
-    /// Where a batch commit that includes this target leaves its journal.
+    /// Where a batch commit that includes this target leaves its journal
+    /// (for messages and journal records).
     pub(crate) journal_path: Utf8PathBuf,
+    /// The journal's name in `dir`.
+    pub(crate) journal_name: String,
     /// The registered guard descriptor, opened by the first transaction (see
     /// [`TxFile::guard`]); replaced when the guard path turns out to name
     /// another inode.
@@ -153,11 +173,15 @@ impl TxFile {
             Symlinks::Replace => path,
         };
         let (dir_path, name) = split(&path)?;
+        // The one lookup of the directory by path: from here on, every
+        // name is looked up in this descriptor.
+        let dir = SharedDir::open(fs.as_ref(), &dir_path)
+            .map_err(|e| Error::io(Op::OpenDir, &dir_path, e))?;
         // What the target is: a regular file or nothing. Under `Replace` the
         // old contents are read through a link, so what it points to counts.
         let meta = match options.symlinks {
-            Symlinks::Replace => fs.stat(&path),
-            Symlinks::Follow | Symlinks::Reject => fs.lstat(&path),
+            Symlinks::Replace => dir.stat(&name),
+            Symlinks::Follow | Symlinks::Reject => dir.lstat(&name),
         };
         let meta = meta.map_err(|e| Error::io(Op::Stat, &path, e))?;
         let invalid = |reason| Error::InvalidPath {
@@ -173,20 +197,32 @@ impl TxFile {
             }
             Some(Kind::File | Kind::Symlink) | None => {}
         }
-        let guard_path = match &options.guard_path {
-            Some(guard) => absolute(utf8_path(guard)?)?,
-            None => dir_path.join(names::guard_name(&name)),
+        let (guard_path, guard_dir, guard_name) = match &options.guard_path {
+            Some(guard) => {
+                let guard_path = absolute(utf8_path(guard)?)?;
+                if guard_path == path {
+                    return Err(invalid("it cannot be its own lock file"));
+                }
+                let (guard_dir_path, guard_name) = split(&guard_path)?;
+                let guard_dir = SharedDir::open(fs.as_ref(), &guard_dir_path)
+                    .map_err(|e| Error::io(Op::OpenDir, &guard_dir_path, e))?;
+                if Arc::ptr_eq(&guard_dir, &dir) && guard_name == name {
+                    return Err(invalid("it cannot be its own lock file"));
+                }
+                (guard_path, guard_dir, guard_name)
+            }
+            None => {
+                let guard_name = names::guard_name(&name);
+                (dir_path.join(&guard_name), Arc::clone(&dir), guard_name)
+            }
         };
-        if guard_path == path {
-            return Err(invalid("it cannot be its own lock file"));
-        }
         let foreign = foreign_policy(&options);
         // A first look that creates nothing: refuse a file that is not a
-        // guard before the directory is even opened. (Opening the guard
-        // checks again, on the descriptor.)
+        // guard before anything is created. (Opening the guard checks
+        // again, on the descriptor.)
         if foreign == Foreign::Refuse {
-            let seen = fs
-                .lstat(&guard_path)
+            let seen = guard_dir
+                .lstat(&guard_name)
                 .map_err(|e| Error::io(Op::Stat, &guard_path, e))?;
             if let Some(reason) = seen.as_ref().and_then(crate::guard::foreign_reason) {
                 return Err(Error::ForeignGuard {
@@ -196,28 +232,36 @@ impl TxFile {
                 });
             }
         }
-        let dir = fs
-            .open_dir(&dir_path)
-            .map_err(|e| Error::io(Op::OpenDir, &dir_path, e))?;
         let on_nfs = real_fs && crate::mountinfo::check(&dir_path, &options, &path)?;
+        let journal_name = names::journal_name(&name);
         Ok(TxFile {
             inner: Arc::new(Inner {
                 fs,
                 options,
                 temp_prefix: names::temp_prefix(&name),
-                journal_path: dir_path.join(names::journal_name(&name)),
+                journal_path: dir_path.join(&journal_name),
+                journal_name,
                 path,
                 dir_path,
                 dir,
+                name,
                 guard_path,
+                guard_dir,
+                guard_name,
                 guard: Mutex::new(None),
                 on_nfs,
             }),
         })
     }
 
-    /// The file this handle replaces (after resolving symbolic links under
-    /// [`Symlinks::Follow`]).
+    /// The file this handle replaces, as given at open (absolute, and after
+    /// resolving symbolic links under [`Symlinks::Follow`]).
+    ///
+    /// It is the path at open, not now: the handle works on the directory
+    /// it opened, not on a path. If that directory (or a parent) is renamed
+    /// afterwards, the handle keeps reading and committing the file in it,
+    /// under its new path, while `path()` still shows the old one; nothing
+    /// appears at the old path.
     ///
     /// # Examples
     ///
@@ -259,9 +303,15 @@ impl TxFile {
         let inner = &*self.inner;
         let fs = inner.fs.as_ref();
         let foreign = foreign_policy(&inner.options);
-        GuardRef::open(fs, &inner.guard_path, &inner.path, foreign, || {
-            guard_perms(fs, &inner.path, &inner.dir_path)
-        })
+        GuardRef::open(
+            fs,
+            &**inner.guard_dir,
+            &inner.guard_name,
+            &inner.guard_path,
+            &inner.path,
+            foreign,
+            || guard_perms(&**inner.dir, &inner.name),
+        )
     }
 
     /// The guard file whose lock serialises transactions on this target.
@@ -376,8 +426,8 @@ impl TxFile {
         let path = &self.inner.journal_path;
         let Some(meta) = self
             .inner
-            .fs
-            .lstat(path)
+            .dir
+            .lstat(&self.inner.journal_name)
             .map_err(|e| Error::io(Op::Stat, path, e))?
         else {
             return Ok(false);
@@ -448,8 +498,9 @@ impl TxFile {
                     });
                 }
             };
-            let now = fs
-                .lstat(&inner.guard_path)
+            let now = inner
+                .guard_dir
+                .lstat(&inner.guard_name)
                 .map_err(|e| Error::io(Op::Stat, &inner.guard_path, e))?;
             let trusted = mutant == Mutant::NoGuardIdentityCheck;
             if trusted || now.is_some_and(|meta| guard.is_inode(fs, &meta)) {
@@ -521,8 +572,7 @@ impl TxFile {
             if !crate::commit::is_stale_temp(self, &name) {
                 continue;
             }
-            let path = inner.dir_path.join(&name);
-            let Ok(Some(meta)) = fs.lstat(&path) else {
+            let Ok(Some(meta)) = inner.dir.lstat(&name) else {
                 continue;
             };
             if meta.kind != Kind::File || meta.nlink != 1 {
@@ -531,11 +581,11 @@ impl TxFile {
             let ours = meta.uid == euid
                 || (euid == 0
                     && *target_owner.get_or_insert_with(|| {
-                        fs.lstat(&inner.path).ok().flatten().map(|m| m.uid)
+                        inner.dir.lstat(&inner.name).ok().flatten().map(|m| m.uid)
                     }) == Some(meta.uid));
             if ours || crate::commit::mutant(self) == Mutant::SweepForeignTemp {
                 // Gone already, or not ours to remove after all: skip.
-                let _ = fs.remove_file(&path);
+                let _ = inner.dir.remove_file(&name);
             }
         }
         Ok(())
@@ -705,14 +755,11 @@ pub(crate) fn utf8_path(path: &Path) -> Result<&Utf8Path, Error> {
 }
 
 /// The permissions a new guard gets: see [`GuardPerms::like`]; from the
-/// target, or from its directory while it does not exist.
-fn guard_perms(fs: &dyn Fs, path: &Utf8Path, dir: &Utf8Path) -> std::io::Result<GuardPerms> {
-    match fs.stat(path)? {
+/// target `name` in `dir`, or from the directory while it does not exist.
+fn guard_perms(dir: &dyn DirHandle, name: &str) -> std::io::Result<GuardPerms> {
+    match dir.stat(name)? {
         Some(meta) => Ok(GuardPerms::like(&meta)),
-        None => fs
-            .stat(dir)?
-            .map(|meta| GuardPerms::like(&meta))
-            .ok_or_else(|| std::io::ErrorKind::NotFound.into()),
+        None => Ok(GuardPerms::like(&dir.meta()?)),
     }
 }
 
@@ -801,6 +848,10 @@ mod tests {
     #[derive(Debug)]
     struct Replacing(SimFs);
 
+    /// A directory of [`Replacing`].
+    #[derive(Debug)]
+    struct ReplacingDir(Box<dyn DirHandle>);
+
     impl Fs for Replacing {
         fn id(&self) -> u64 {
             Fs::id(&self.0)
@@ -809,56 +860,76 @@ mod tests {
             self.0.euid()
         }
         fn lstat(&self, path: &Utf8Path) -> io::Result<Option<Meta>> {
-            let meta = self.0.lstat(path)?;
+            self.0.lstat(path)
+        }
+        fn read_link(&self, path: &Utf8Path) -> io::Result<Utf8PathBuf> {
+            self.0.read_link(path)
+        }
+        fn open_dir(&self, path: &Utf8Path) -> io::Result<Box<dyn DirHandle>> {
+            Ok(Box::new(ReplacingDir(self.0.open_dir(path)?)))
+        }
+        fn link(&self, _: &dyn DirHandle, _: &str, _: &dyn DirHandle, _: &str) -> io::Result<()> {
+            Err(io::ErrorKind::Unsupported.into())
+        }
+    }
+
+    impl DirHandle for ReplacingDir {
+        fn meta(&self) -> io::Result<Meta> {
+            self.0.meta()
+        }
+        fn sync(&self) -> io::Result<()> {
+            self.0.sync()
+        }
+        fn list(&self) -> io::Result<Vec<String>> {
+            self.0.list()
+        }
+        fn revalidate(&self) -> io::Result<()> {
+            self.0.revalidate()
+        }
+        fn lstat(&self, name: &str) -> io::Result<Option<Meta>> {
+            let meta = self.0.lstat(name)?;
             Ok(meta.map(|mut meta| {
-                if path.as_str().ends_with(".lock") {
+                if name.ends_with(".lock") {
                     meta.ino += 1_000_000;
                 }
                 meta
             }))
         }
-        fn stat(&self, path: &Utf8Path) -> io::Result<Option<Meta>> {
-            self.0.stat(path)
+        fn stat(&self, name: &str) -> io::Result<Option<Meta>> {
+            self.0.stat(name)
         }
-        fn read_link(&self, path: &Utf8Path) -> io::Result<Utf8PathBuf> {
-            self.0.read_link(path)
-        }
-        fn open_read(&self, path: &Utf8Path) -> io::Result<Option<Box<dyn ReadFile>>> {
-            self.0.open_read(path)
+        fn open_read(&self, name: &str) -> io::Result<Option<Box<dyn ReadFile>>> {
+            self.0.open_read(name)
         }
         fn open_guard(
             &self,
-            path: &Utf8Path,
+            name: &str,
             perms: crate::fs::GuardPerms,
         ) -> io::Result<Box<dyn GuardFile>> {
-            self.0.open_guard(path, perms)
-        }
-        fn open_dir(&self, path: &Utf8Path) -> io::Result<Box<dyn DirHandle>> {
-            self.0.open_dir(path)
+            self.0.open_guard(name, perms)
         }
         fn create_temp(
             &self,
-            dir: &Utf8Path,
             prefix: &str,
             suffix: &str,
             mode: u32,
-        ) -> io::Result<(Utf8PathBuf, Box<dyn TempFile>)> {
-            self.0.create_temp(dir, prefix, suffix, mode)
+        ) -> io::Result<(String, Box<dyn TempFile>)> {
+            self.0.create_temp(prefix, suffix, mode)
         }
-        fn create_new(&self, path: &Utf8Path, mode: u32) -> io::Result<Box<dyn TempFile>> {
-            self.0.create_new(path, mode)
+        fn create_new(&self, name: &str, mode: u32) -> io::Result<Box<dyn TempFile>> {
+            self.0.create_new(name, mode)
         }
-        fn open_write(&self, path: &Utf8Path) -> io::Result<Option<Box<dyn TempFile>>> {
-            self.0.open_write(path)
+        fn open_write(&self, name: &str) -> io::Result<Option<Box<dyn TempFile>>> {
+            self.0.open_write(name)
         }
-        fn rename(&self, from: &Utf8Path, to: &Utf8Path) -> io::Result<()> {
+        fn rename(&self, from: &str, to: &str) -> io::Result<()> {
             self.0.rename(from, to)
         }
-        fn link(&self, existing: &Utf8Path, new: &Utf8Path) -> io::Result<()> {
-            self.0.link(existing, new)
+        fn remove_file(&self, name: &str) -> io::Result<()> {
+            self.0.remove_file(name)
         }
-        fn remove_file(&self, path: &Utf8Path) -> io::Result<()> {
-            self.0.remove_file(path)
+        fn as_any(&self) -> &dyn std::any::Any {
+            self
         }
     }
 

@@ -5,6 +5,7 @@
 //! ([`real::RealFs`], the default) and on the simulated one (`crate::sim`)
 //! that models power loss. Nothing above this module touches `std::fs`.
 
+use std::any::Any;
 use std::fmt::Debug;
 use std::io;
 
@@ -14,6 +15,7 @@ use crate::error::Op;
 use crate::{Error, LockStyle};
 
 pub(crate) mod real;
+pub(crate) mod shared;
 
 /// What kind of directory entry a path names.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -56,56 +58,122 @@ impl Meta {
 }
 
 /// A filesystem as the protocol sees it.
+///
+/// Paths are resolved here only where a user names something: at
+/// [`TxFile::open`](crate::TxFile::open) (the target, symbolic links under
+/// `Symlinks::Follow`, the directories it opens), by [`crate::recover`]
+/// and by batch recovery for the members a journal names. Every call of the
+/// protocol itself goes through a [`DirHandle`] and a [`Name`] in it, so
+/// that a handle keeps working on the directory it opened when that
+/// directory is renamed, and a parent component changed under it cannot
+/// redirect a rename.
 pub(crate) trait Fs: Send + Sync + Debug {
-    /// Identifies this filesystem in the process-wide guard registry.
+    /// Identifies this filesystem in the process-wide registries (guards,
+    /// directories).
     fn id(&self) -> u64;
     /// The effective user id of this process: whose files txfile may
     /// consider its own.
     fn euid(&self) -> u32;
     /// `lstat`: `Ok(None)` when nothing is there.
     fn lstat(&self, path: &Utf8Path) -> io::Result<Option<Meta>>;
-    /// `stat` (follows symbolic links): `Ok(None)` when nothing is there.
-    fn stat(&self, path: &Utf8Path) -> io::Result<Option<Meta>>;
     /// The target of a symbolic link, as stored.
     fn read_link(&self, path: &Utf8Path) -> io::Result<Utf8PathBuf>;
-    /// Opens a file for reading, without blocking on a FIFO or device
-    /// (`O_NONBLOCK`); `Ok(None)` when it does not exist.
-    fn open_read(&self, path: &Utf8Path) -> io::Result<Option<Box<dyn ReadFile>>>;
-    /// Opens or creates a guard file, close-on-exec: read-write, or
+    /// Opens a directory (following symbolic links on the way, as a user's
+    /// path does): the handle every later call on names in it goes through.
+    fn open_dir(&self, path: &Utf8Path) -> io::Result<Box<dyn DirHandle>>;
+    /// Gives the file `from` in directory `from_dir` a second name `to` in
+    /// directory `to_dir` (a hard link, `linkat`; the two may be one
+    /// directory). Both handles come from this filesystem's
+    /// [`open_dir`](Fs::open_dir).
+    fn link(
+        &self,
+        from_dir: &dyn DirHandle,
+        from: &Name,
+        to_dir: &dyn DirHandle,
+        to: &Name,
+    ) -> io::Result<()>;
+}
+
+/// One component of a path: a file name in a directory, never `.` or `..`
+/// and never containing `/` (nor, on Windows, `\\`). The protocol passes
+/// its own names (the target's, `<name>.lock`, temporary files, journals)
+/// relative to a [`DirHandle`].
+pub(crate) type Name = str;
+
+/// An open directory: the anchor of every name the protocol uses.
+///
+/// On Unix it is an `O_DIRECTORY` descriptor and the calls are `openat`,
+/// `renameat`, `unlinkat`, `statx`/`fstatat` and `fsync` on it. It names a
+/// directory inode, not a path: renaming the directory (or any parent)
+/// after it was opened changes nothing for it. A platform without `*at`
+/// calls can implement it with a directory handle and calls relative to it
+/// (Windows: `NtCreateFile` with `RootDirectory`,
+/// `FILE_RENAME_INFORMATION` with a root directory), or, at worst, a handle
+/// plus the path it was opened by, checking that the path still names the
+/// handle's directory.
+///
+/// Handles are shared per directory through [`shared::SharedDir`]: every
+/// [`TxFile`](crate::TxFile) of the process on a file in one directory
+/// uses one descriptor.
+pub(crate) trait DirHandle: Send + Sync + Debug + Any {
+    /// `fstat` of the directory itself.
+    fn meta(&self) -> io::Result<Meta>;
+    /// `fsync` of the directory: its pending entry operations become durable.
+    fn sync(&self) -> io::Result<()>;
+    /// The names in the directory (names that are not UTF-8 are skipped: no
+    /// file of ours has one).
+    fn list(&self) -> io::Result<Vec<String>>;
+    /// Makes this client's view of the directory current (NFS: its cached
+    /// attributes are fetched again from the server, so that a name a
+    /// later open looks up under it is not resolved from a stale cache).
+    /// Local filesystems have nothing to do.
+    fn revalidate(&self) -> io::Result<()>;
+    /// `lstat` of `name` in this directory: `Ok(None)` when nothing is there.
+    fn lstat(&self, name: &Name) -> io::Result<Option<Meta>>;
+    /// `stat` of `name` (follows a symbolic link): `Ok(None)` when nothing
+    /// is there.
+    fn stat(&self, name: &Name) -> io::Result<Option<Meta>>;
+    /// Opens `name` for reading, without blocking on a FIFO or device
+    /// (`O_NONBLOCK`); `Ok(None)` when it does not exist. A symbolic link is
+    /// followed (`Symlinks::Replace` reads through one).
+    fn open_read(&self, name: &Name) -> io::Result<Option<Box<dyn ReadFile>>>;
+    /// Opens or creates the guard file `name`, close-on-exec: read-write, or
     /// read-only when this user may not write it. A guard it creates gets
     /// exactly `perms` (the umask does not apply: the guard holds no data).
     /// It refuses a symbolic link (`O_NOFOLLOW`) and never blocks on a FIFO
     /// or device (`O_NONBLOCK`).
-    fn open_guard(&self, path: &Utf8Path, perms: GuardPerms) -> io::Result<Box<dyn GuardFile>>;
-    /// Opens a directory for fsync and listing.
-    fn open_dir(&self, path: &Utf8Path) -> io::Result<Box<dyn DirHandle>>;
-    /// Creates `<prefix><random><suffix>` in `dir` with `O_EXCL` and `mode`
-    /// (umask applied).
+    fn open_guard(&self, name: &Name, perms: GuardPerms) -> io::Result<Box<dyn GuardFile>>;
+    /// Creates `<prefix><random><suffix>` in this directory with `O_EXCL`
+    /// and `mode` (umask applied); returns its name.
     fn create_temp(
         &self,
-        dir: &Utf8Path,
         prefix: &str,
         suffix: &str,
         mode: u32,
-    ) -> io::Result<(Utf8PathBuf, Box<dyn TempFile>)>;
-    /// Creates exactly `path` with `O_EXCL` and `mode` (umask applied).
-    fn create_new(&self, path: &Utf8Path, mode: u32) -> io::Result<Box<dyn TempFile>>;
+    ) -> io::Result<(String, Box<dyn TempFile>)>;
+    /// Creates exactly `name` with `O_EXCL` and `mode` (umask applied).
+    fn create_new(&self, name: &Name, mode: u32) -> io::Result<Box<dyn TempFile>>;
     /// Opens an existing regular file for reading and writing, without
     /// following a symbolic link; `Ok(None)` when it does not exist. Writes
     /// start at offset 0 until [`TempFile::seek`] moves them.
-    fn open_write(&self, path: &Utf8Path) -> io::Result<Option<Box<dyn TempFile>>>;
-    /// Atomically replaces `to` with `from`.
-    fn rename(&self, from: &Utf8Path, to: &Utf8Path) -> io::Result<()>;
-    /// Gives the file `existing` a second name `new` (a hard link).
-    fn link(&self, existing: &Utf8Path, new: &Utf8Path) -> io::Result<()>;
-    /// Unlinks a file.
-    fn remove_file(&self, path: &Utf8Path) -> io::Result<()>;
+    fn open_write(&self, name: &Name) -> io::Result<Option<Box<dyn TempFile>>>;
+    /// Atomically replaces `to` with `from`, both in this directory (the
+    /// protocol never renames across directories).
+    fn rename(&self, from: &Name, to: &Name) -> io::Result<()>;
+    /// Unlinks the file `name`.
+    fn remove_file(&self, name: &Name) -> io::Result<()>;
+    /// For [`Fs::link`], which needs the other directory's own handle.
+    fn as_any(&self) -> &dyn Any;
 }
 
-/// Unlinks `path`; a file already gone is fine (someone else, or an
-/// earlier attempt, removed it).
-pub(crate) fn remove_if_present(fs: &dyn Fs, path: &Utf8Path) -> Result<(), Error> {
-    match fs.remove_file(path) {
+/// Unlinks `name` in `dir` (reported as `path`); a file already gone is
+/// fine (someone else, or an earlier attempt, removed it).
+pub(crate) fn remove_if_present(
+    dir: &dyn DirHandle,
+    name: &Name,
+    path: &Utf8Path,
+) -> Result<(), Error> {
+    match dir.remove_file(name) {
         Ok(()) => Ok(()),
         Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(()),
         Err(e) => Err(Error::io(Op::Remove, path, e)),
@@ -185,15 +253,6 @@ pub(crate) trait TempFile: Send + Sync + Debug {
     ) -> io::Result<()>;
     /// `fsync` (`F_FULLFSYNC` on macOS).
     fn sync(&mut self) -> io::Result<()>;
-}
-
-/// An open directory.
-pub(crate) trait DirHandle: Send + Sync + Debug {
-    /// `fsync` of the directory: its pending entry operations become durable.
-    fn sync(&self) -> io::Result<()>;
-    /// The names in the directory (names that are not UTF-8 are skipped: no
-    /// file of ours has one).
-    fn list(&self) -> io::Result<Vec<String>>;
 }
 
 /// The one open descriptor of a guard file.

@@ -1,5 +1,6 @@
 //! The real filesystem: thin wrappers over std and `crate::sys`.
 
+use std::any::Any;
 use std::fs::File;
 use std::io::{self, Write};
 use std::sync::Arc;
@@ -7,7 +8,7 @@ use std::sync::Arc;
 use camino::{Utf8Path, Utf8PathBuf};
 
 use super::{
-    DirHandle, Fs, GuardFile, GuardPerms, LockHeld, Locking, Marker, Meta, ReadFile, TempFile,
+    DirHandle, Fs, GuardFile, GuardPerms, LockHeld, Locking, Marker, Meta, Name, ReadFile, TempFile,
 };
 use crate::{LockStyle, sys};
 
@@ -48,32 +49,8 @@ impl Fs for RealFs {
         not_found_to_none(std::fs::symlink_metadata(path)).map(|m| m.map(|m| sys::meta(&m)))
     }
 
-    fn stat(&self, path: &Utf8Path) -> io::Result<Option<Meta>> {
-        #[cfg(windows)]
-        return not_found_to_none(sys::stat_path(path.as_std_path(), true));
-        #[cfg(not(windows))]
-        not_found_to_none(std::fs::metadata(path)).map(|m| m.map(|m| sys::meta(&m)))
-    }
-
     fn read_link(&self, path: &Utf8Path) -> io::Result<Utf8PathBuf> {
         utf8(std::fs::read_link(path)?)
-    }
-
-    fn open_read(&self, path: &Utf8Path) -> io::Result<Option<Box<dyn ReadFile>>> {
-        Ok(not_found_to_none(sys::open_read(path))?
-            .map(|f| Box::new(RealFile(f)) as Box<dyn ReadFile>))
-    }
-
-    fn open_guard(&self, path: &Utf8Path, perms: GuardPerms) -> io::Result<Box<dyn GuardFile>> {
-        let (file, read_only) = sys::open_guard(path, perms)?;
-        let locking = Locking {
-            merged: sys::locks_merged(&file),
-            read_only,
-        };
-        Ok(Box::new(RealGuard {
-            file: Arc::new(file),
-            locking,
-        }))
     }
 
     fn open_dir(&self, path: &Utf8Path) -> io::Result<Box<dyn DirHandle>> {
@@ -83,46 +60,25 @@ impl Fs for RealFs {
         }))
     }
 
-    fn create_temp(
+    fn link(
         &self,
-        dir: &Utf8Path,
-        prefix: &str,
-        suffix: &str,
-        mode: u32,
-    ) -> io::Result<(Utf8PathBuf, Box<dyn TempFile>)> {
-        let (path, file) = sys::create_temp(dir, prefix, suffix, crate::names::RANDOM_LEN, mode)?;
-        Ok((utf8(path)?, Box::new(RealFile(file))))
+        from_dir: &dyn DirHandle,
+        from: &Name,
+        to_dir: &dyn DirHandle,
+        to: &Name,
+    ) -> io::Result<()> {
+        sys::link_at(&real(from_dir)?.file, from, &real(to_dir)?.file, to)
     }
+}
 
-    fn create_new(&self, path: &Utf8Path, mode: u32) -> io::Result<Box<dyn TempFile>> {
-        Ok(Box::new(RealFile(sys::create_new(path, mode)?)))
-    }
-
-    fn open_write(&self, path: &Utf8Path) -> io::Result<Option<Box<dyn TempFile>>> {
-        Ok(not_found_to_none(sys::open_write(path))?
-            .map(|f| Box::new(RealFile(f)) as Box<dyn TempFile>))
-    }
-
-    fn rename(&self, from: &Utf8Path, to: &Utf8Path) -> io::Result<()> {
-        #[cfg(windows)]
-        return sys::rename(from.as_std_path(), to.as_std_path());
-        #[cfg(not(windows))]
-        std::fs::rename(from, to)
-    }
-
-    fn link(&self, existing: &Utf8Path, new: &Utf8Path) -> io::Result<()> {
-        #[cfg(windows)]
-        return sys::link(existing.as_std_path(), new.as_std_path());
-        #[cfg(not(windows))]
-        std::fs::hard_link(existing, new)
-    }
-
-    fn remove_file(&self, path: &Utf8Path) -> io::Result<()> {
-        #[cfg(windows)]
-        return sys::remove(path.as_std_path());
-        #[cfg(not(windows))]
-        std::fs::remove_file(path)
-    }
+/// The real directory behind a handle of this filesystem.
+fn real(dir: &dyn DirHandle) -> io::Result<&RealDir> {
+    dir.as_any().downcast_ref::<RealDir>().ok_or_else(|| {
+        io::Error::new(
+            io::ErrorKind::InvalidInput,
+            "a directory of another filesystem",
+        )
+    })
 }
 
 #[derive(Debug)]
@@ -130,10 +86,7 @@ struct RealFile(File);
 
 impl ReadFile for RealFile {
     fn meta(&self) -> io::Result<Meta> {
-        #[cfg(windows)]
-        return sys::fstat(&self.0);
-        #[cfg(not(windows))]
-        Ok(sys::meta(&self.0.metadata()?))
+        sys::fstat(&self.0)
     }
 
     fn read_at(&self, buf: &mut [u8], offset: u64) -> io::Result<usize> {
@@ -181,6 +134,8 @@ impl TempFile for RealFile {
     }
 }
 
+/// A directory descriptor, and the path it was opened by (for messages
+/// only: nothing is resolved through it again).
 #[derive(Debug)]
 struct RealDir {
     file: File,
@@ -188,18 +143,77 @@ struct RealDir {
 }
 
 impl DirHandle for RealDir {
+    fn meta(&self) -> io::Result<Meta> {
+        sys::fstat(&self.file)
+    }
+
     fn sync(&self) -> io::Result<()> {
         sys::sync_dir(&self.file)
     }
 
     fn list(&self) -> io::Result<Vec<String>> {
-        let mut names = Vec::new();
-        for entry in std::fs::read_dir(&self.path)? {
-            if let Ok(name) = entry?.file_name().into_string() {
-                names.push(name);
-            }
-        }
-        Ok(names)
+        sys::list(&self.file)
+    }
+
+    fn revalidate(&self) -> io::Result<()> {
+        sys::revalidate(&self.file)
+    }
+
+    fn lstat(&self, name: &Name) -> io::Result<Option<Meta>> {
+        not_found_to_none(sys::stat_at(&self.file, name, false))
+    }
+
+    fn stat(&self, name: &Name) -> io::Result<Option<Meta>> {
+        not_found_to_none(sys::stat_at(&self.file, name, true))
+    }
+
+    fn open_read(&self, name: &Name) -> io::Result<Option<Box<dyn ReadFile>>> {
+        Ok(not_found_to_none(sys::open_read(&self.file, name))?
+            .map(|f| Box::new(RealFile(f)) as Box<dyn ReadFile>))
+    }
+
+    fn open_guard(&self, name: &Name, perms: GuardPerms) -> io::Result<Box<dyn GuardFile>> {
+        let (file, read_only) = sys::open_guard(&self.file, name, &self.path.join(name), perms)?;
+        let locking = Locking {
+            merged: sys::locks_merged(&file),
+            read_only,
+        };
+        Ok(Box::new(RealGuard {
+            file: Arc::new(file),
+            locking,
+        }))
+    }
+
+    fn create_temp(
+        &self,
+        prefix: &str,
+        suffix: &str,
+        mode: u32,
+    ) -> io::Result<(String, Box<dyn TempFile>)> {
+        let (name, file) =
+            sys::create_temp(&self.file, prefix, suffix, crate::names::RANDOM_LEN, mode)?;
+        Ok((name, Box::new(RealFile(file))))
+    }
+
+    fn create_new(&self, name: &Name, mode: u32) -> io::Result<Box<dyn TempFile>> {
+        Ok(Box::new(RealFile(sys::create_new(&self.file, name, mode)?)))
+    }
+
+    fn open_write(&self, name: &Name) -> io::Result<Option<Box<dyn TempFile>>> {
+        Ok(not_found_to_none(sys::open_write(&self.file, name))?
+            .map(|f| Box::new(RealFile(f)) as Box<dyn TempFile>))
+    }
+
+    fn rename(&self, from: &Name, to: &Name) -> io::Result<()> {
+        sys::rename_at(&self.file, from, to)
+    }
+
+    fn remove_file(&self, name: &Name) -> io::Result<()> {
+        sys::unlink_at(&self.file, name)
+    }
+
+    fn as_any(&self) -> &dyn Any {
+        self
     }
 }
 
@@ -211,10 +225,7 @@ struct RealGuard {
 
 impl GuardFile for RealGuard {
     fn meta(&self) -> io::Result<Meta> {
-        #[cfg(windows)]
-        return sys::fstat(&self.file);
-        #[cfg(not(windows))]
-        Ok(sys::meta(&self.file.metadata()?))
+        sys::fstat(&self.file)
     }
 
     fn read_at(&self, buf: &mut [u8], offset: u64) -> io::Result<usize> {

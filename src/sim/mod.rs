@@ -258,6 +258,49 @@ impl SimFs {
         }
     }
 
+    /// Renames a directory (or a file), durably and without counting an
+    /// operation: another program moving it, as `mv` would. Handles opened
+    /// before keep naming the directory itself, not its old path.
+    ///
+    /// # Errors
+    ///
+    /// When `from` does not exist, `to`'s directory does not exist, or
+    /// something is already at `to`.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// let sim = txfile::sim::SimFs::new();
+    /// sim.create_dir_all("/a/x")?;
+    /// sim.rename_dir("/a", "/b")?;
+    /// assert_eq!(sim.list_dir("/b")?, ["x"]);
+    /// assert!(sim.list_dir("/a").is_err());
+    /// # Ok::<(), std::io::Error>(())
+    /// ```
+    pub fn rename_dir(&self, from: impl AsRef<Path>, to: impl AsRef<Path>) -> io::Result<()> {
+        let (from, to) = (utf8(from.as_ref())?, utf8(to.as_ref())?);
+        let mut state = self.state();
+        let disk = &mut state.disk;
+        let (from_dir, from_name) = disk.parent(from)?;
+        let (to_dir, to_name) = disk.parent(to)?;
+        let ino = disk
+            .entry(from_dir, &from_name)?
+            .ok_or_else(|| not_found(from))?;
+        if disk.entry(to_dir, &to_name)?.is_some() {
+            return Err(io::Error::new(
+                io::ErrorKind::AlreadyExists,
+                format!("`{to}` exists"),
+            ));
+        }
+        let entries = disk.dir_mut(from_dir)?;
+        entries.volatile.remove(&from_name);
+        entries.durable.remove(&from_name);
+        let entries = disk.dir_mut(to_dir)?;
+        entries.volatile.insert(to_name.clone(), ino);
+        entries.durable.insert(to_name, ino);
+        Ok(())
+    }
+
     /// Writes a whole file durably, as if long ago and synced, without
     /// counting an operation (setup for a test). A new file gets mode
     /// `0o644`; an existing one keeps its inode and mode.

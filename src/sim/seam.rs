@@ -1,6 +1,7 @@
 //! The simulated filesystem behind the crate's `Fs` seam: every call is one
 //! counted operation, which a test can turn into a crash or an error.
 
+use std::any::Any;
 use std::io;
 
 use camino::{Utf8Path, Utf8PathBuf};
@@ -10,7 +11,7 @@ use super::state::{DataOp, Disk, EntryOp, Owner, State, Step, down};
 use super::{OpKind, SimFs};
 use crate::LockStyle;
 use crate::fs::{
-    DirHandle, Fs, GuardFile, GuardPerms, LockHeld, Locking, Marker, Meta, ReadFile, TempFile,
+    DirHandle, Fs, GuardFile, GuardPerms, LockHeld, Locking, Marker, Meta, Name, ReadFile, TempFile,
 };
 
 impl SimFs {
@@ -57,14 +58,6 @@ impl Fs for SimFs {
         })
     }
 
-    fn stat(&self, path: &Utf8Path) -> io::Result<Option<Meta>> {
-        // The simulation has no symbolic links, so stat is lstat.
-        self.op(OpKind::Stat, path, |s| match s.disk.lookup(path)? {
-            Some(ino) => s.disk.meta(ino).map(Some),
-            None => Ok(None),
-        })
-    }
-
     fn read_link(&self, path: &Utf8Path) -> io::Result<Utf8PathBuf> {
         self.op(OpKind::ReadLink, path, |_| {
             Err(io::Error::new(
@@ -74,38 +67,8 @@ impl Fs for SimFs {
         })
     }
 
-    fn open_read(&self, path: &Utf8Path) -> io::Result<Option<Box<dyn ReadFile>>> {
-        self.op(OpKind::OpenRead, path, |s| {
-            let Some(ino) = s.disk.lookup(path)? else {
-                return Ok(None);
-            };
-            s.disk.file(ino)?;
-            let file = SimFile::new(self, ino, path);
-            Ok(Some(Box::new(file) as Box<dyn ReadFile>))
-        })
-    }
-
-    fn open_guard(&self, path: &Utf8Path, perms: GuardPerms) -> io::Result<Box<dyn GuardFile>> {
-        self.op(OpKind::OpenGuard, path, |s| {
-            let ino = match s.disk.lookup(path)? {
-                Some(ino) => {
-                    s.disk.file(ino)?;
-                    ino
-                }
-                None => {
-                    let (dir, name) = s.disk.parent(path)?;
-                    s.disk.create_file(dir, &name, perms.mode)?
-                }
-            };
-            Ok(Box::new(SimGuard {
-                fs: self.clone(),
-                ino,
-                handle: s.handle(),
-                path: path.to_owned(),
-            }) as Box<dyn GuardFile>)
-        })
-    }
-
+    /// A handle on the directory inode `path` names now: it keeps naming
+    /// that inode whatever becomes of the path (see [`SimFs::rename_dir`]).
     fn open_dir(&self, path: &Utf8Path) -> io::Result<Box<dyn DirHandle>> {
         self.op(OpKind::OpenDir, path, |s| {
             let ino = s.disk.lookup(path)?.ok_or_else(|| {
@@ -120,119 +83,71 @@ impl Fs for SimFs {
         })
     }
 
-    fn create_temp(
-        &self,
-        dir: &Utf8Path,
-        prefix: &str,
-        suffix: &str,
-        mode: u32,
-    ) -> io::Result<(Utf8PathBuf, Box<dyn TempFile>)> {
-        self.op(OpKind::CreateTemp, dir, |s| {
-            let dir_ino = s.disk.lookup(dir)?.ok_or_else(|| {
-                io::Error::new(io::ErrorKind::NotFound, format!("no directory `{dir}`"))
-            })?;
-            loop {
-                let name = format!(
-                    "{prefix}{}{suffix}",
-                    s.disk.next_random(crate::names::RANDOM_LEN)
-                );
-                match s.disk.create_file(dir_ino, &name, mode) {
-                    Ok(ino) => {
-                        let path = dir.join(&name);
-                        let file = SimFile::new(self, ino, &path);
-                        return Ok((path, Box::new(file) as Box<dyn TempFile>));
-                    }
-                    Err(e) if e.kind() == io::ErrorKind::AlreadyExists => {}
-                    Err(e) => return Err(e),
-                }
-            }
-        })
-    }
-
-    fn create_new(&self, path: &Utf8Path, mode: u32) -> io::Result<Box<dyn TempFile>> {
-        self.op(OpKind::CreateNew, path, |s| {
-            let (dir, name) = s.disk.parent(path)?;
-            let ino = s.disk.create_file(dir, &name, mode)?;
-            Ok(Box::new(SimFile::new(self, ino, path)) as Box<dyn TempFile>)
-        })
-    }
-
-    fn open_write(&self, path: &Utf8Path) -> io::Result<Option<Box<dyn TempFile>>> {
-        self.op(OpKind::OpenWrite, path, |s| {
-            let Some(ino) = s.disk.lookup(path)? else {
-                return Ok(None);
-            };
-            s.disk.file(ino)?;
-            Ok(Some(
-                Box::new(SimFile::new(self, ino, path)) as Box<dyn TempFile>
-            ))
-        })
-    }
-
-    fn rename(&self, from: &Utf8Path, to: &Utf8Path) -> io::Result<()> {
-        self.op(OpKind::Rename, from, |s| rename(&mut s.disk, from, to))
-    }
-
     /// A second name for an inode: a pending "create entry" in the new
     /// name's directory, durable at that directory's fsync.
-    fn link(&self, existing: &Utf8Path, new: &Utf8Path) -> io::Result<()> {
-        self.op(OpKind::Link, new, |s| {
-            let ino = s.disk.lookup(existing)?.ok_or_else(|| {
-                io::Error::new(io::ErrorKind::NotFound, format!("no file `{existing}`"))
+    fn link(
+        &self,
+        from_dir: &dyn DirHandle,
+        from: &Name,
+        to_dir: &dyn DirHandle,
+        to: &Name,
+    ) -> io::Result<()> {
+        let (from_dir, to_dir) = (sim_dir(from_dir)?, sim_dir(to_dir)?);
+        self.op(OpKind::Link, &to_dir.path_of(to), |s| {
+            let ino = s.disk.entry(from_dir.ino, from)?.ok_or_else(|| {
+                io::Error::new(
+                    io::ErrorKind::NotFound,
+                    format!("no file `{}`", from_dir.path_of(from)),
+                )
             })?;
             s.disk.file(ino)?;
-            let (dir, name) = s.disk.parent(new)?;
-            if s.disk.dir(dir)?.volatile.contains_key(&name) {
+            let name = name_of(to)?;
+            if s.disk.dir(to_dir.ino)?.volatile.contains_key(&name) {
                 return Err(io::Error::new(
                     io::ErrorKind::AlreadyExists,
-                    format!("`{new}` exists"),
+                    format!("`{}` exists", to_dir.path_of(to)),
                 ));
             }
             let now = s.disk.tick();
             s.disk.inode_mut(ino)?.ctime = now;
-            let entries = s.disk.dir_mut(dir)?;
+            let entries = s.disk.dir_mut(to_dir.ino)?;
             entries.volatile.insert(name.clone(), ino);
             entries.pending.push(EntryOp::Create { name, ino });
             Ok(())
         })
     }
-
-    fn remove_file(&self, path: &Utf8Path) -> io::Result<()> {
-        self.op(OpKind::Remove, path, |s| {
-            let (dir, name) = s.disk.parent(path)?;
-            let ino = *s.disk.dir(dir)?.volatile.get(&name).ok_or_else(|| {
-                io::Error::new(io::ErrorKind::NotFound, format!("no file `{path}`"))
-            })?;
-            s.disk.file(ino)?;
-            let now = s.disk.tick();
-            s.disk.inode_mut(ino)?.ctime = now;
-            let dir = s.disk.dir_mut(dir)?;
-            dir.volatile.remove(&name);
-            dir.pending.push(EntryOp::Remove { name, ino });
-            Ok(())
-        })
-    }
 }
 
-/// `rename(2)` within one directory: a pending atomic rename. Renames across
-/// directories are refused with `EXDEV`-like `CrossesDevices`, because the
-/// protocol never makes one and the model would need both directories'
-/// fsyncs.
-fn rename(disk: &mut Disk, from: &Utf8Path, to: &Utf8Path) -> io::Result<()> {
-    let (from_dir, from_name) = disk.parent(from)?;
-    let (to_dir, to_name) = disk.parent(to)?;
-    if from_dir != to_dir {
+/// The simulated directory behind a handle.
+fn sim_dir(dir: &dyn DirHandle) -> io::Result<&SimDir> {
+    dir.as_any().downcast_ref::<SimDir>().ok_or_else(|| {
+        io::Error::new(
+            io::ErrorKind::InvalidInput,
+            "a directory of another filesystem",
+        )
+    })
+}
+
+/// `name` as one entry of a directory: not empty, no `/`, not `.` or `..`.
+fn name_of(name: &Name) -> io::Result<String> {
+    if name.is_empty() || name.contains('/') || name == "." || name == ".." {
         return Err(io::Error::new(
-            io::ErrorKind::CrossesDevices,
-            "the simulated filesystem renames only within one directory",
+            io::ErrorKind::InvalidInput,
+            format!("`{name}` is not a file name"),
         ));
     }
-    let dir = disk.dir(from_dir)?;
-    let ino = *dir
+    Ok(name.to_owned())
+}
+
+/// `rename(2)` within one directory: a pending atomic rename.
+fn rename(disk: &mut Disk, dir: u64, from: &Name, to: &Name) -> io::Result<()> {
+    let (from_name, to_name) = (name_of(from)?, name_of(to)?);
+    let entries = disk.dir(dir)?;
+    let ino = *entries
         .volatile
         .get(&from_name)
         .ok_or_else(|| io::Error::new(io::ErrorKind::NotFound, format!("no file `{from}`")))?;
-    if let Some(&old) = dir.volatile.get(&to_name) {
+    if let Some(&old) = entries.volatile.get(&to_name) {
         disk.file(old)?;
     }
     disk.file(ino)?;
@@ -241,10 +156,10 @@ fn rename(disk: &mut Disk, from: &Utf8Path, to: &Utf8Path) -> io::Result<()> {
     }
     let now = disk.tick();
     disk.inode_mut(ino)?.ctime = now;
-    let dir = disk.dir_mut(from_dir)?;
-    dir.volatile.remove(&from_name);
-    dir.volatile.insert(to_name.clone(), ino);
-    dir.pending.push(EntryOp::Rename {
+    let entries = disk.dir_mut(dir)?;
+    entries.volatile.remove(&from_name);
+    entries.volatile.insert(to_name.clone(), ino);
+    entries.pending.push(EntryOp::Rename {
         from: from_name,
         to: to_name,
         ino,
@@ -407,6 +322,8 @@ impl TempFile for SimFile {
     }
 }
 
+/// An open directory: it names a directory inode, not a path. `path` is
+/// the path it was opened by, only to name operations in the trace.
 #[derive(Debug)]
 struct SimDir {
     fs: SimFs,
@@ -414,7 +331,44 @@ struct SimDir {
     path: Utf8PathBuf,
 }
 
+impl SimDir {
+    /// How the trace names `name` in this directory.
+    fn path_of(&self, name: &Name) -> Utf8PathBuf {
+        self.path.join(name)
+    }
+
+    /// One counted operation on `name` in this directory.
+    fn op<T>(
+        &self,
+        kind: OpKind,
+        name: &Name,
+        f: impl FnOnce(&mut State, String) -> io::Result<T>,
+    ) -> io::Result<T> {
+        let path = self.path_of(name);
+        self.fs.op(kind, &path, |s| f(s, name_of(name)?))
+    }
+
+    fn stat(&self, kind: OpKind, name: &Name) -> io::Result<Option<Meta>> {
+        self.op(kind, name, |s, name| {
+            match s.disk.entry(self.ino, &name)? {
+                Some(ino) => s.disk.meta(ino).map(Some),
+                None => Ok(None),
+            }
+        })
+    }
+}
+
 impl DirHandle for SimDir {
+    /// Not a counted operation: what the registry keys the directory by,
+    /// as the directory's `open` already returned it.
+    fn meta(&self) -> io::Result<Meta> {
+        let state = self.fs.state();
+        if state.crashed {
+            return Err(down());
+        }
+        state.disk.meta(self.ino)
+    }
+
     /// A failed directory fsync leaves the entry operations pending: they
     /// may or may not land at a crash, and a later fsync makes them durable.
     fn sync(&self) -> io::Result<()> {
@@ -426,6 +380,122 @@ impl DirHandle for SimDir {
         self.fs.op(OpKind::List, &self.path, |s| {
             Ok(s.disk.dir(self.ino)?.volatile.keys().cloned().collect())
         })
+    }
+
+    /// The simulated machine has no client cache: nothing to do, and not
+    /// an operation.
+    fn revalidate(&self) -> io::Result<()> {
+        Ok(())
+    }
+
+    fn lstat(&self, name: &Name) -> io::Result<Option<Meta>> {
+        self.stat(OpKind::Lstat, name)
+    }
+
+    /// The simulation has no symbolic links, so stat is lstat.
+    fn stat(&self, name: &Name) -> io::Result<Option<Meta>> {
+        self.stat(OpKind::Stat, name)
+    }
+
+    fn open_read(&self, name: &Name) -> io::Result<Option<Box<dyn ReadFile>>> {
+        self.op(OpKind::OpenRead, name, |s, name| {
+            let Some(ino) = s.disk.entry(self.ino, &name)? else {
+                return Ok(None);
+            };
+            s.disk.file(ino)?;
+            let file = SimFile::new(&self.fs, ino, &self.path_of(&name));
+            Ok(Some(Box::new(file) as Box<dyn ReadFile>))
+        })
+    }
+
+    fn open_guard(&self, name: &Name, perms: GuardPerms) -> io::Result<Box<dyn GuardFile>> {
+        self.op(OpKind::OpenGuard, name, |s, name| {
+            let ino = match s.disk.entry(self.ino, &name)? {
+                Some(ino) => {
+                    s.disk.file(ino)?;
+                    ino
+                }
+                None => s.disk.create_file(self.ino, &name, perms.mode)?,
+            };
+            Ok(Box::new(SimGuard {
+                fs: self.fs.clone(),
+                ino,
+                handle: s.handle(),
+                path: self.path_of(&name),
+            }) as Box<dyn GuardFile>)
+        })
+    }
+
+    fn create_temp(
+        &self,
+        prefix: &str,
+        suffix: &str,
+        mode: u32,
+    ) -> io::Result<(String, Box<dyn TempFile>)> {
+        self.fs.op(OpKind::CreateTemp, &self.path, |s| {
+            loop {
+                let name = format!(
+                    "{prefix}{}{suffix}",
+                    s.disk.next_random(crate::names::RANDOM_LEN)
+                );
+                let name = name_of(&name)?;
+                match s.disk.create_file(self.ino, &name, mode) {
+                    Ok(ino) => {
+                        let file = SimFile::new(&self.fs, ino, &self.path_of(&name));
+                        return Ok((name, Box::new(file) as Box<dyn TempFile>));
+                    }
+                    Err(e) if e.kind() == io::ErrorKind::AlreadyExists => {}
+                    Err(e) => return Err(e),
+                }
+            }
+        })
+    }
+
+    fn create_new(&self, name: &Name, mode: u32) -> io::Result<Box<dyn TempFile>> {
+        self.op(OpKind::CreateNew, name, |s, name| {
+            let ino = s.disk.create_file(self.ino, &name, mode)?;
+            let file = SimFile::new(&self.fs, ino, &self.path_of(&name));
+            Ok(Box::new(file) as Box<dyn TempFile>)
+        })
+    }
+
+    fn open_write(&self, name: &Name) -> io::Result<Option<Box<dyn TempFile>>> {
+        self.op(OpKind::OpenWrite, name, |s, name| {
+            let Some(ino) = s.disk.entry(self.ino, &name)? else {
+                return Ok(None);
+            };
+            s.disk.file(ino)?;
+            let file = SimFile::new(&self.fs, ino, &self.path_of(&name));
+            Ok(Some(Box::new(file) as Box<dyn TempFile>))
+        })
+    }
+
+    fn rename(&self, from: &Name, to: &Name) -> io::Result<()> {
+        self.op(OpKind::Rename, from, |s, _| {
+            rename(&mut s.disk, self.ino, from, to)
+        })
+    }
+
+    fn remove_file(&self, name: &Name) -> io::Result<()> {
+        self.op(OpKind::Remove, name, |s, name| {
+            let ino = s.disk.entry(self.ino, &name)?.ok_or_else(|| {
+                io::Error::new(
+                    io::ErrorKind::NotFound,
+                    format!("no file `{}`", self.path_of(&name)),
+                )
+            })?;
+            s.disk.file(ino)?;
+            let now = s.disk.tick();
+            s.disk.inode_mut(ino)?.ctime = now;
+            let dir = s.disk.dir_mut(self.ino)?;
+            dir.volatile.remove(&name);
+            dir.pending.push(EntryOp::Remove { name, ino });
+            Ok(())
+        })
+    }
+
+    fn as_any(&self) -> &dyn Any {
+        self
     }
 }
 

@@ -242,6 +242,11 @@ impl Disk {
         Ok(Some(ino))
     }
 
+    /// The inode `name` names in directory `dir` (volatile view).
+    pub(super) fn entry(&self, dir: u64, name: &str) -> io::Result<Option<u64>> {
+        Ok(self.dir(dir)?.volatile.get(name).copied())
+    }
+
     pub(super) fn inode(&self, ino: u64) -> io::Result<&Inode> {
         self.inodes.get(&ino).ok_or_else(stale)
     }

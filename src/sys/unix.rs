@@ -6,37 +6,43 @@ use std::os::unix::fs::{MetadataExt, OpenOptionsExt, PermissionsExt};
 use std::sync::Arc;
 
 use camino::Utf8Path;
-use rustix::fs::FlockOperation;
+use rustix::fs::{AtFlags, FlockOperation, OFlags};
 
 use crate::LockStyle;
 use crate::fs::{GuardPerms, Kind, Meta};
 
-/// Flags that keep an open from following a planted symbolic link or
-/// blocking on a FIFO or device (what it opened is checked with `fstat`
-/// right after).
-fn no_follow_no_block() -> i32 {
-    (rustix::fs::OFlags::NOFOLLOW | rustix::fs::OFlags::NONBLOCK | rustix::fs::OFlags::NOCTTY)
-        .bits() as i32
+/// `openat(dir, name)`, close-on-exec, with `flags` and `mode` for a file it
+/// creates.
+fn open_at(dir: &File, name: &str, flags: OFlags, mode: u32) -> io::Result<File> {
+    let fd = rustix::fs::openat(
+        dir,
+        name,
+        flags | OFlags::CLOEXEC,
+        rustix::fs::Mode::from_raw_mode(mode as rustix::fs::RawMode),
+    )?;
+    Ok(File::from(fd))
 }
 
-/// Opens (creating if needed) a guard file, close-on-exec (std's default):
+/// Opens (creating if needed) the guard file `name` in `dir`, close-on-exec:
 /// read-write, or read-only when this user may read it but not write it
 /// (`true` in the result). A guard created here gets exactly `perms`: its
 /// group (when this process may set it) and its mode, whatever the umask.
-/// Never through a symbolic link (`ELOOP`), never blocking on a FIFO.
-pub(crate) fn open_guard(path: &Utf8Path, perms: GuardPerms) -> io::Result<(File, bool)> {
+/// Never through a symbolic link (`ELOOP`), never blocking on a FIFO or
+/// device (`O_NOFOLLOW | O_NONBLOCK`: what it opened is checked with
+/// `fstat` right after). `path` names it in messages.
+pub(crate) fn open_guard(
+    dir: &File,
+    name: &str,
+    path: &Utf8Path,
+    perms: GuardPerms,
+) -> io::Result<(File, bool)> {
     let mut create_refused = None;
+    let guarded = OFlags::NOFOLLOW | OFlags::NONBLOCK | OFlags::NOCTTY;
     // The guard may be created or removed by others between the calls;
     // each round sees a new state, and three rounds are plenty.
     for _ in 0..3 {
-        match OpenOptions::new()
-            .read(true)
-            .write(true)
-            .create_new(true)
-            .mode(perms.mode)
-            .custom_flags(no_follow_no_block())
-            .open(path)
-        {
+        let create = OFlags::RDWR | OFlags::CREATE | OFlags::EXCL | guarded;
+        match open_at(dir, name, create, perms.mode) {
             Ok(file) => {
                 share(&file, perms)?;
                 return Ok((file, false));
@@ -45,12 +51,7 @@ pub(crate) fn open_guard(path: &Utf8Path, perms: GuardPerms) -> io::Result<(File
             Err(e) if refused(&e) => create_refused = Some(e),
             Err(e) => return Err(e),
         }
-        match OpenOptions::new()
-            .read(true)
-            .write(true)
-            .custom_flags(no_follow_no_block())
-            .open(path)
-        {
+        match open_at(dir, name, OFlags::RDWR | guarded, 0) {
             Ok(file) => return Ok((file, false)),
             Err(e) if e.kind() == io::ErrorKind::NotFound => match create_refused.take() {
                 Some(refused) => return Err(refused),
@@ -59,14 +60,10 @@ pub(crate) fn open_guard(path: &Utf8Path, perms: GuardPerms) -> io::Result<(File
             Err(e) if refused(&e) => {}
             Err(e) => return Err(e),
         }
-        match OpenOptions::new()
-            .read(true)
-            .custom_flags(no_follow_no_block())
-            .open(path)
-        {
+        match open_at(dir, name, OFlags::RDONLY | guarded, 0) {
             Ok(file) => return Ok((file, true)),
             Err(e) if e.kind() == io::ErrorKind::NotFound => {}
-            Err(e) if refused(&e) => return Err(not_permitted(path, e)),
+            Err(e) if refused(&e) => return Err(not_permitted(dir, name, path, e)),
             Err(e) => return Err(e),
         }
     }
@@ -95,8 +92,8 @@ fn share(file: &File, perms: GuardPerms) -> io::Result<()> {
 }
 
 /// Says whose guard it is and how to fix it.
-fn not_permitted(path: &Utf8Path, e: io::Error) -> io::Error {
-    let Ok(meta) = std::fs::metadata(path) else {
+fn not_permitted(dir: &File, name: &str, path: &Utf8Path, e: io::Error) -> io::Error {
+    let Ok(meta) = stat_at(dir, name, true) else {
         return e;
     };
     io::Error::new(
@@ -105,9 +102,9 @@ fn not_permitted(path: &Utf8Path, e: io::Error) -> io::Error {
             "{e}: the lock file belongs to uid {} gid {} with mode {:o}, which does not let \
              this process (uid {}) open it; its owner or root can let everyone who may write \
              the target lock it, e.g. `chgrp <the target's group> {path}` and `chmod g+rw {path}`",
-            meta.uid(),
-            meta.gid(),
-            meta.mode() & 0o7777,
+            meta.uid,
+            meta.gid,
+            meta.mode,
             rustix::process::geteuid().as_raw(),
         ),
     )
@@ -141,14 +138,16 @@ pub(crate) fn locks_merged(file: &File) -> bool {
     }
 }
 
-/// Opens a target for reading without blocking on a FIFO or device (the
-/// caller checks with `fstat` that it is a regular file). Symbolic links are
-/// followed: `Symlinks::Replace` reads through one.
-pub(crate) fn open_read(path: &Utf8Path) -> io::Result<File> {
-    OpenOptions::new()
-        .read(true)
-        .custom_flags((rustix::fs::OFlags::NONBLOCK | rustix::fs::OFlags::NOCTTY).bits() as i32)
-        .open(path)
+/// Opens the target `name` in `dir` for reading without blocking on a FIFO
+/// or device (the caller checks with `fstat` that it is a regular file).
+/// Symbolic links are followed: `Symlinks::Replace` reads through one.
+pub(crate) fn open_read(dir: &File, name: &str) -> io::Result<File> {
+    open_at(
+        dir,
+        name,
+        OFlags::RDONLY | OFlags::NONBLOCK | OFlags::NOCTTY,
+        0,
+    )
 }
 
 /// The effective user id.
@@ -197,33 +196,139 @@ fn set_acl(_: &File, _: &[u8]) -> io::Result<()> {
     Err(io::ErrorKind::Unsupported.into())
 }
 
-/// Opens a directory so that it can be fsynced.
+/// Opens a directory by its path (the one place a directory is found by
+/// path): every later call on a name in it goes through this descriptor.
 pub(crate) fn open_dir(path: &Utf8Path) -> io::Result<File> {
     OpenOptions::new()
         .read(true)
-        .custom_flags(rustix::fs::OFlags::DIRECTORY.bits() as i32)
+        .custom_flags(OFlags::DIRECTORY.bits() as i32)
         .open(path)
 }
 
 /// Creates a new file `<prefix><random><suffix>` in `dir` with `O_EXCL` and
-/// `mode` (the kernel applies the umask), retrying on name collisions.
+/// `mode` (the kernel applies the umask), retrying on name collisions;
+/// returns its name.
 pub(crate) fn create_temp(
-    dir: &Utf8Path,
+    dir: &File,
     prefix: &str,
     suffix: &str,
     random_len: usize,
     mode: u32,
-) -> io::Result<(std::path::PathBuf, File)> {
-    let temp = tempfile::Builder::new()
-        .prefix(prefix)
-        .suffix(suffix)
-        .rand_bytes(random_len)
-        .permissions(std::fs::Permissions::from_mode(mode))
-        .tempfile_in(dir)?;
-    // We remove the file ourselves (the protocol decides when), so take it
-    // out of tempfile's drop-to-delete.
-    let (file, path) = temp.keep().map_err(|e| e.error)?;
-    Ok((path, file))
+) -> io::Result<(String, File)> {
+    let mut tries = 0;
+    loop {
+        let name = format!("{prefix}{}{suffix}", random_chars(random_len));
+        match create_new(dir, &name, mode) {
+            Ok(file) => return Ok((name, file)),
+            Err(e) if e.kind() == io::ErrorKind::AlreadyExists && tries < 100 => tries += 1,
+            Err(e) => return Err(e),
+        }
+    }
+}
+
+/// `len` random ASCII letters and digits: std's randomly keyed hasher over
+/// a process-wide counter and the time, so names differ between processes
+/// and calls (`O_EXCL` settles the rare collision).
+fn random_chars(len: usize) -> String {
+    use std::hash::{BuildHasher, Hasher};
+    use std::sync::atomic::{AtomicU64, Ordering};
+    const ALPHABET: &[u8] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789";
+    static COUNTER: AtomicU64 = AtomicU64::new(0);
+    let mut out = String::with_capacity(len);
+    let mut x = 0u64;
+    for i in 0..len {
+        // 64 bits give 10 characters; draw again when they run out.
+        if i % 10 == 0 {
+            let mut hasher = std::collections::hash_map::RandomState::new().build_hasher();
+            hasher.write_u64(COUNTER.fetch_add(1, Ordering::Relaxed));
+            if let Ok(now) = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH) {
+                hasher.write_u128(now.as_nanos());
+            }
+            x = hasher.finish();
+        }
+        out.push(char::from(ALPHABET[(x % ALPHABET.len() as u64) as usize]));
+        x /= ALPHABET.len() as u64;
+    }
+    out
+}
+
+/// `lstat` (or, with `follow`, `stat`) of `name` in `dir`.
+pub(crate) fn stat_at(dir: &File, name: &str, follow: bool) -> io::Result<Meta> {
+    let flags = if follow {
+        AtFlags::empty()
+    } else {
+        AtFlags::SYMLINK_NOFOLLOW
+    };
+    Ok(meta_of(&rustix::fs::statat(dir, name, flags)?))
+}
+
+/// `fstat`.
+pub(crate) fn fstat(file: &File) -> io::Result<Meta> {
+    Ok(meta_of(&rustix::fs::fstat(file)?))
+}
+
+/// `renameat` within one directory.
+pub(crate) fn rename_at(dir: &File, from: &str, to: &str) -> io::Result<()> {
+    Ok(rustix::fs::renameat(dir, from, dir, to)?)
+}
+
+/// `linkat`, without following a symbolic link at `from`.
+pub(crate) fn link_at(from_dir: &File, from: &str, to_dir: &File, to: &str) -> io::Result<()> {
+    Ok(rustix::fs::linkat(
+        from_dir,
+        from,
+        to_dir,
+        to,
+        AtFlags::empty(),
+    )?)
+}
+
+/// `unlinkat` of a file.
+pub(crate) fn unlink_at(dir: &File, name: &str) -> io::Result<()> {
+    Ok(rustix::fs::unlinkat(dir, name, AtFlags::empty())?)
+}
+
+/// The names in `dir`, read through the descriptor (a new descriptor of
+/// the same directory, `openat(dir, ".")`, so that listing moves no offset
+/// of the shared one); names that are not UTF-8 are skipped.
+pub(crate) fn list(dir: &File) -> io::Result<Vec<String>> {
+    let mut names = Vec::new();
+    for entry in rustix::fs::Dir::read_from(dir)? {
+        let entry = entry?;
+        let name = entry.file_name().to_bytes();
+        if name == b"." || name == b".." {
+            continue;
+        }
+        if let Ok(name) = std::str::from_utf8(name) {
+            names.push(name.to_owned());
+        }
+    }
+    Ok(names)
+}
+
+/// Fetches the directory's attributes from the server, whatever this
+/// client cached (`AT_STATX_FORCE_SYNC`): on NFS, a directory whose change
+/// attribute moved has its cached names dropped, so the next lookup of a
+/// name in it asks the server. (This is what opening the directory by path
+/// did, close-to-open, before the handle kept one descriptor for its life.)
+/// Elsewhere, opening the directory again through its descriptor has the
+/// same effect of an open.
+pub(crate) fn revalidate(dir: &File) -> io::Result<()> {
+    #[cfg(any(target_os = "linux", target_os = "android"))]
+    {
+        rustix::fs::statx(
+            dir,
+            "",
+            AtFlags::EMPTY_PATH | AtFlags::STATX_FORCE_SYNC,
+            rustix::fs::StatxFlags::BASIC_STATS,
+        )?;
+        Ok(())
+    }
+    #[cfg(not(any(target_os = "linux", target_os = "android")))]
+    {
+        drop(open_at(dir, ".", OFlags::RDONLY | OFlags::DIRECTORY, 0)?);
+        Ok(())
+    }
 }
 
 /// Flushes a file's data and metadata to stable storage. On macOS plain
@@ -315,6 +420,31 @@ pub(crate) fn meta(m: &Metadata) -> Meta {
         mode: m.mode() & 0o7777,
         uid: m.uid(),
         gid: m.gid(),
+    }
+}
+
+/// Translates rustix's `stat` into the protocol's view of an inode. (The
+/// field types differ between platforms, hence the casts.)
+#[allow(clippy::unnecessary_cast)]
+fn meta_of(st: &rustix::fs::Stat) -> Meta {
+    let mode = st.st_mode as u32;
+    let kind = match rustix::fs::FileType::from_raw_mode(mode as rustix::fs::RawMode) {
+        rustix::fs::FileType::RegularFile => Kind::File,
+        rustix::fs::FileType::Directory => Kind::Dir,
+        rustix::fs::FileType::Symlink => Kind::Symlink,
+        _ => Kind::Other,
+    };
+    Meta {
+        kind,
+        dev: st.st_dev as u64,
+        ino: st.st_ino as u64,
+        size: st.st_size as u64,
+        nlink: st.st_nlink as u64,
+        mtime: (st.st_mtime as i64, st.st_mtime_nsec as i64),
+        ctime: (st.st_ctime as i64, st.st_ctime_nsec as i64),
+        mode: mode & 0o7777,
+        uid: st.st_uid as u32,
+        gid: st.st_gid as u32,
     }
 }
 
@@ -444,24 +574,21 @@ fn is_contended(e: &io::Error) -> bool {
         )
 }
 
-/// Creates exactly `path` (`O_EXCL`), read-write, with `mode` minus umask.
-pub(crate) fn create_new(path: &Utf8Path, mode: u32) -> io::Result<File> {
-    OpenOptions::new()
-        .read(true)
-        .write(true)
-        .create_new(true)
-        .mode(mode)
-        .open(path)
+/// Creates exactly `name` in `dir` (`O_EXCL`), read-write, with `mode`
+/// minus umask.
+pub(crate) fn create_new(dir: &File, name: &str, mode: u32) -> io::Result<File> {
+    open_at(
+        dir,
+        name,
+        OFlags::RDWR | OFlags::CREATE | OFlags::EXCL,
+        mode,
+    )
 }
 
-/// Opens an existing regular file read-write, refusing a symbolic link
-/// (`O_NOFOLLOW`).
-pub(crate) fn open_write(path: &Utf8Path) -> io::Result<File> {
-    let file = OpenOptions::new()
-        .read(true)
-        .write(true)
-        .custom_flags(rustix::fs::OFlags::NOFOLLOW.bits() as i32)
-        .open(path)?;
+/// Opens the existing regular file `name` in `dir` read-write, refusing a
+/// symbolic link (`O_NOFOLLOW`).
+pub(crate) fn open_write(dir: &File, name: &str) -> io::Result<File> {
+    let file = open_at(dir, name, OFlags::RDWR | OFlags::NOFOLLOW, 0)?;
     if !file.metadata()?.is_file() {
         return Err(io::Error::new(
             io::ErrorKind::InvalidInput,

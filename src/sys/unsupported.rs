@@ -14,7 +14,12 @@ fn unsupported() -> io::Error {
     io::Error::new(io::ErrorKind::Unsupported, "txfile supports Unix only")
 }
 
-pub(crate) fn open_guard(_: &Utf8Path, _: GuardPerms) -> io::Result<(File, bool)> {
+pub(crate) fn open_guard(
+    _: &File,
+    _: &str,
+    _: &Utf8Path,
+    _: GuardPerms,
+) -> io::Result<(File, bool)> {
     Err(unsupported())
 }
 pub(crate) fn locks_merged(_: &File) -> bool {
@@ -24,12 +29,12 @@ pub(crate) fn open_dir(_: &Utf8Path) -> io::Result<File> {
     Err(unsupported())
 }
 pub(crate) fn create_temp(
-    _: &Utf8Path,
+    _: &File,
     _: &str,
     _: &str,
     _: usize,
     _: u32,
-) -> io::Result<(std::path::PathBuf, File)> {
+) -> io::Result<(String, File)> {
     Err(unsupported())
 }
 pub(crate) fn sync_file(_: &File) -> io::Result<()> {
@@ -47,7 +52,7 @@ pub(crate) fn set_owner_and_mode(
 ) -> io::Result<()> {
     Err(unsupported())
 }
-pub(crate) fn open_read(_: &Utf8Path) -> io::Result<File> {
+pub(crate) fn open_read(_: &File, _: &str) -> io::Result<File> {
     Err(unsupported())
 }
 pub(crate) fn euid() -> u32 {
@@ -81,7 +86,7 @@ pub(crate) const NAME_MAX: usize = 255;
 #[derive(Debug)]
 pub(crate) struct OsLock;
 
-pub(crate) fn create_new(_: &Utf8Path, _: u32) -> io::Result<File> {
+pub(crate) fn create_new(_: &File, _: &str, _: u32) -> io::Result<File> {
     Err(unsupported())
 }
 
@@ -89,10 +94,38 @@ pub(crate) fn lock(_: &Arc<File>, _: LockStyle, _: bool, _: bool) -> io::Result<
     Err(unsupported())
 }
 
-pub(crate) fn open_write(_: &Utf8Path) -> io::Result<File> {
+pub(crate) fn open_write(_: &File, _: &str) -> io::Result<File> {
     Err(unsupported())
 }
 
 pub(crate) fn read_at(_: &File, _: &mut [u8], _: u64) -> io::Result<usize> {
+    Err(unsupported())
+}
+
+pub(crate) fn stat_at(_: &File, _: &str, _: bool) -> io::Result<Meta> {
+    Err(unsupported())
+}
+
+pub(crate) fn fstat(_: &File) -> io::Result<Meta> {
+    Err(unsupported())
+}
+
+pub(crate) fn rename_at(_: &File, _: &str, _: &str) -> io::Result<()> {
+    Err(unsupported())
+}
+
+pub(crate) fn link_at(_: &File, _: &str, _: &File, _: &str) -> io::Result<()> {
+    Err(unsupported())
+}
+
+pub(crate) fn unlink_at(_: &File, _: &str) -> io::Result<()> {
+    Err(unsupported())
+}
+
+pub(crate) fn list(_: &File) -> io::Result<Vec<String>> {
+    Err(unsupported())
+}
+
+pub(crate) fn revalidate(_: &File) -> io::Result<()> {
     Err(unsupported())
 }

@@ -27,6 +27,15 @@
 //!   directory (`FlushFileBuffers` refuses a directory handle), so
 //!   [`sync_dir`] does nothing; NTFS journals the rename itself as one
 //!   metadata transaction.
+//! - **Directories.** The protocol names files relative to a directory
+//!   handle. Windows' documented API has no `openat`, so each call here
+//!   asks the handle for its directory's current path
+//!   (`GetFinalPathNameByHandleW`) and joins the name: a directory renamed
+//!   after it was opened is followed, as with a Unix descriptor. (Unlike
+//!   `openat`, a rename of the directory between that lookup and the call
+//!   is not; the native `NtCreateFile` with a root directory would close
+//!   that window.) The handle shares everything, so it never keeps the
+//!   directory from being renamed or removed.
 //! - **Metadata.** A replacement gets the target's file attributes
 //!   (read-only, hidden, system, archive, not-content-indexed) and its
 //!   security descriptor (owner and group where this process may set them,
@@ -42,7 +51,7 @@
 use std::ffi::OsStr;
 use std::fs::{File, OpenOptions};
 use std::io::{self, Seek, SeekFrom};
-use std::os::windows::ffi::OsStrExt;
+use std::os::windows::ffi::{OsStrExt, OsStringExt};
 use std::os::windows::fs::{FileExt, OpenOptionsExt};
 use std::os::windows::io::AsRawHandle;
 use std::path::{Path, PathBuf};
@@ -61,11 +70,12 @@ use windows_sys::Win32::Storage::FileSystem::{
     BY_HANDLE_FILE_INFORMATION, DELETE, FILE_ATTRIBUTE_ARCHIVE, FILE_ATTRIBUTE_DIRECTORY,
     FILE_ATTRIBUTE_HIDDEN, FILE_ATTRIBUTE_NORMAL, FILE_ATTRIBUTE_NOT_CONTENT_INDEXED,
     FILE_ATTRIBUTE_READONLY, FILE_ATTRIBUTE_REPARSE_POINT, FILE_ATTRIBUTE_SYSTEM, FILE_BASIC_INFO,
-    FILE_FLAG_BACKUP_SEMANTICS, FILE_FLAG_OPEN_REPARSE_POINT, FILE_READ_ATTRIBUTES,
-    FILE_SHARE_DELETE, FILE_SHARE_READ, FILE_SHARE_WRITE, FILE_TYPE_DISK, FileBasicInfo,
-    GetFileAttributesW, GetFileInformationByHandle, GetFileInformationByHandleEx, GetFileType,
-    INVALID_FILE_ATTRIBUTES, MOVEFILE_REPLACE_EXISTING, MOVEFILE_WRITE_THROUGH, MoveFileExW,
-    READ_CONTROL, SetFileAttributesW, SetFileInformationByHandle, WRITE_DAC, WRITE_OWNER,
+    FILE_FLAG_BACKUP_SEMANTICS, FILE_FLAG_OPEN_REPARSE_POINT, FILE_NAME_NORMALIZED,
+    FILE_READ_ATTRIBUTES, FILE_SHARE_DELETE, FILE_SHARE_READ, FILE_SHARE_WRITE, FILE_TYPE_DISK,
+    FileBasicInfo, GetFileAttributesW, GetFileInformationByHandle, GetFileInformationByHandleEx,
+    GetFileType, GetFinalPathNameByHandleW, INVALID_FILE_ATTRIBUTES, MOVEFILE_REPLACE_EXISTING,
+    MOVEFILE_WRITE_THROUGH, MoveFileExW, READ_CONTROL, SetFileAttributesW,
+    SetFileInformationByHandle, VOLUME_NAME_DOS, WRITE_DAC, WRITE_OWNER,
 };
 
 use crate::LockStyle;
@@ -98,13 +108,50 @@ fn is(e: &io::Error, code: u32) -> bool {
     e.raw_os_error() == Some(code as i32)
 }
 
-/// Opens (creating if needed) a guard file: read-write, or read-only when
-/// this user may not write it (`true` in the result). Never through a
-/// symbolic link or other reparse point (the reparse point itself is
-/// opened, and the caller's check of its kind refuses it). `perms` has no
-/// meaning on Windows: a new guard inherits its directory's ACL, as the
-/// target does.
-pub(crate) fn open_guard(path: &Utf8Path, _perms: GuardPerms) -> io::Result<(File, bool)> {
+/// The current path of the directory `dir` is open on.
+fn dir_path(dir: &File) -> io::Result<PathBuf> {
+    let mut buf = vec![0u16; 260];
+    loop {
+        // SAFETY: the handle is open; the buffer is writable for its
+        // stated length in UTF-16 units.
+        let n = unsafe {
+            GetFinalPathNameByHandleW(
+                handle(dir),
+                buf.as_mut_ptr(),
+                buf.len() as u32,
+                FILE_NAME_NORMALIZED | VOLUME_NAME_DOS,
+            )
+        } as usize;
+        if n == 0 {
+            return Err(io::Error::last_os_error());
+        }
+        if n < buf.len() {
+            buf.truncate(n);
+            return Ok(PathBuf::from(std::ffi::OsString::from_wide(&buf)));
+        }
+        // Too small: `n` is the size needed, with the terminating NUL.
+        buf.resize(n + 1, 0);
+    }
+}
+
+/// `name` in the directory `dir` is open on.
+fn at(dir: &File, name: &str) -> io::Result<PathBuf> {
+    Ok(dir_path(dir)?.join(name))
+}
+
+/// Opens (creating if needed) the guard file `name` in `dir`: read-write,
+/// or read-only when this user may not write it (`true` in the result).
+/// Never through a symbolic link or other reparse point (the reparse point
+/// itself is opened, and the caller's check of its kind refuses it).
+/// `perms` has no meaning on Windows: a new guard inherits its directory's
+/// ACL, as the target does.
+pub(crate) fn open_guard(
+    dir: &File,
+    name: &str,
+    _path: &Utf8Path,
+    _perms: GuardPerms,
+) -> io::Result<(File, bool)> {
+    let path = at(dir, name)?;
     let open = |write: bool, create: bool| {
         OpenOptions::new()
             .read(true)
@@ -112,7 +159,7 @@ pub(crate) fn open_guard(path: &Utf8Path, _perms: GuardPerms) -> io::Result<(Fil
             .create(create)
             .share_mode(SHARE_ALL)
             .custom_flags(FILE_FLAG_OPEN_REPARSE_POINT)
-            .open(path)
+            .open(&path)
     };
     match open(true, true) {
         Ok(file) => Ok((file, false)),
@@ -132,11 +179,11 @@ pub(crate) fn locks_merged(_: &File) -> bool {
 /// Opens a target (or journal) for reading, following symbolic links, with
 /// every kind of sharing allowed: this handle never keeps anyone from
 /// replacing the file.
-pub(crate) fn open_read(path: &Utf8Path) -> io::Result<File> {
+pub(crate) fn open_read(dir: &File, name: &str) -> io::Result<File> {
     OpenOptions::new()
         .read(true)
         .share_mode(read_sharing())
-        .open(path)
+        .open(at(dir, name)?)
 }
 
 /// The sharing of [`open_read`]: everything, except in the deliberately
@@ -202,24 +249,23 @@ fn create_at(path: &Path) -> io::Result<File> {
 }
 
 /// Creates a new file `<prefix><random><suffix>` in `dir`, retrying on
-/// name collisions. (Not through tempfile: its Windows files carry
-/// `FILE_ATTRIBUTE_TEMPORARY`, which the renamed file would keep.) `mode`
-/// has no meaning here: the file inherits the directory's ACL until the
-/// target's is copied.
+/// name collisions; returns its name. (Not through tempfile: its Windows
+/// files carry `FILE_ATTRIBUTE_TEMPORARY`, which the renamed file would
+/// keep.) `mode` has no meaning here: the file inherits the directory's
+/// ACL until the target's is copied.
 pub(crate) fn create_temp(
-    dir: &Utf8Path,
+    dir: &File,
     prefix: &str,
     suffix: &str,
     random_len: usize,
     _mode: u32,
-) -> io::Result<(PathBuf, File)> {
+) -> io::Result<(String, File)> {
+    let dir = dir_path(dir)?;
     let mut tries = 0;
     loop {
-        let path = dir
-            .as_std_path()
-            .join(format!("{prefix}{}{suffix}", random_chars(random_len)));
-        match create_at(&path) {
-            Ok(file) => return Ok((path, file)),
+        let name = format!("{prefix}{}{suffix}", random_chars(random_len));
+        match create_at(&dir.join(&name)) {
+            Ok(file) => return Ok((name, file)),
             Err(e) if e.kind() == io::ErrorKind::AlreadyExists && tries < 100 => tries += 1,
             Err(e) => return Err(e),
         }
@@ -255,6 +301,24 @@ fn random_chars(len: usize) -> String {
 /// `FlushFileBuffers`: the file's data and metadata reach the disk.
 pub(crate) fn sync_file(file: &File) -> io::Result<()> {
     file.sync_all()
+}
+
+/// The names in `dir` (names that are not valid Unicode are skipped: no
+/// file of ours has one).
+pub(crate) fn list(dir: &File) -> io::Result<Vec<String>> {
+    let mut names = Vec::new();
+    for entry in std::fs::read_dir(dir_path(dir)?)? {
+        if let Ok(name) = entry?.file_name().into_string() {
+            names.push(name);
+        }
+    }
+    Ok(names)
+}
+
+/// Nothing to do: no Windows filesystem txfile supports caches directory
+/// attributes the way an NFS client does.
+pub(crate) fn revalidate(_: &File) -> io::Result<()> {
+    Ok(())
 }
 
 /// Nothing: Windows cannot flush a directory (`FlushFileBuffers` refuses a
@@ -447,6 +511,11 @@ pub(crate) fn fstat(file: &File) -> io::Result<Meta> {
     })
 }
 
+/// `lstat` (or, with `follow`, `stat`) of `name` in `dir`.
+pub(crate) fn stat_at(dir: &File, name: &str, follow: bool) -> io::Result<Meta> {
+    stat_path(&at(dir, name)?, follow)
+}
+
 /// `lstat` (or, with `follow`, `stat`) of a path: the file opened for its
 /// attributes only, sharing everything, and [`fstat`].
 pub(crate) fn stat_path(path: &Path, follow: bool) -> io::Result<Meta> {
@@ -516,7 +585,12 @@ fn set_attributes_of(path: &Path, attributes: u32) -> io::Result<()> {
 ///
 /// When another handle without delete sharing refuses the rename, the error
 /// is a [`HeldOpen`] (`ErrorKind::ResourceBusy`): the caller retries.
-pub(crate) fn rename(from: &Path, to: &Path) -> io::Result<()> {
+pub(crate) fn rename_at(dir: &File, from: &str, to: &str) -> io::Result<()> {
+    let dir = dir_path(dir)?;
+    rename(&dir.join(from), &dir.join(to))
+}
+
+fn rename(from: &Path, to: &Path) -> io::Result<()> {
     let cleared = match attributes_of(to) {
         Some(attributes) if attributes & FILE_ATTRIBUTE_READONLY != 0 => {
             set_attributes_of(to, attributes & !FILE_ATTRIBUTE_READONLY)?;
@@ -550,10 +624,11 @@ pub(crate) fn rename(from: &Path, to: &Path) -> io::Result<()> {
     Err(e)
 }
 
-/// A hard link. FAT and exFAT have none: the error says so, since a
-/// `Batch` needs them for its journal.
-pub(crate) fn link(existing: &Path, new: &Path) -> io::Result<()> {
-    match std::fs::hard_link(existing, new) {
+/// A hard link (`CreateHardLinkW`), from `from` in `from_dir` to `to` in
+/// `to_dir`. FAT and exFAT have none: the error says so, since a `Batch`
+/// needs them for its journal.
+pub(crate) fn link_at(from_dir: &File, from: &str, to_dir: &File, to: &str) -> io::Result<()> {
+    match std::fs::hard_link(at(from_dir, from)?, at(to_dir, to)?) {
         Err(e) if is(&e, ERROR_INVALID_FUNCTION) || is(&e, ERROR_NOT_SUPPORTED) => {
             Err(io::Error::new(
                 io::ErrorKind::Unsupported,
@@ -571,7 +646,8 @@ pub(crate) fn link(existing: &Path, new: &Path) -> io::Result<()> {
 /// clearing the attribute first. A file someone holds open without delete
 /// sharing cannot be deleted: the sharing violation is returned (the sweep
 /// of stale temporary files skips such a file: its writer may be alive).
-pub(crate) fn remove(path: &Path) -> io::Result<()> {
+pub(crate) fn unlink_at(dir: &File, name: &str) -> io::Result<()> {
+    let path = &at(dir, name)?;
     match std::fs::remove_file(path) {
         Err(e) if e.kind() == io::ErrorKind::PermissionDenied => match attributes_of(path) {
             Some(attributes)
@@ -687,21 +763,21 @@ pub(crate) fn lock(
     }
 }
 
-/// Creates exactly `path`, read-write (a journal): shared like a temporary
-/// file, so that recovery elsewhere can open it.
-pub(crate) fn create_new(path: &Utf8Path, _mode: u32) -> io::Result<File> {
-    create_at(path.as_std_path())
+/// Creates exactly `name` in `dir`, read-write (a journal): shared like a
+/// temporary file, so that recovery elsewhere can open it.
+pub(crate) fn create_new(dir: &File, name: &str, _mode: u32) -> io::Result<File> {
+    create_at(&at(dir, name)?)
 }
 
-/// Opens an existing regular file read-write, not through a reparse point,
-/// sharing everything.
-pub(crate) fn open_write(path: &Utf8Path) -> io::Result<File> {
+/// Opens the existing regular file `name` in `dir` read-write, not through
+/// a reparse point, sharing everything.
+pub(crate) fn open_write(dir: &File, name: &str) -> io::Result<File> {
     let file = OpenOptions::new()
         .read(true)
         .write(true)
         .share_mode(SHARE_ALL)
         .custom_flags(FILE_FLAG_OPEN_REPARSE_POINT)
-        .open(path)?;
+        .open(at(dir, name)?)?;
     if fstat(&file)?.kind != Kind::File {
         return Err(io::Error::new(
             io::ErrorKind::InvalidInput,
