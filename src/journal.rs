@@ -208,11 +208,12 @@ fn decode_entry(bytes: &[u8], check_crc: bool) -> Result<(Option<Vec<Record>>, u
             return Err(Torn("record checksum mismatch"));
         }
         for name in [target, staged] {
-            if name.contains('/') || name == "." || name == ".." {
+            if name.contains(std::path::is_separator) || name == "." || name == ".." {
                 return Err(Torn("bad file name"));
             }
         }
-        if !dir.starts_with('/') {
+        // `C:\dir` on Windows, `/dir` on Unix.
+        if !Utf8Path::new(dir).is_absolute() {
             return Err(Torn("directory is not absolute"));
         }
         records.push(Record {

@@ -28,17 +28,25 @@ pub(crate) const DEFAULT_RETRY: Duration = Duration::from_secs(2);
 const MAX_PAUSE: Duration = Duration::from_millis(100);
 
 /// The cause of an `io::Error` (kind `ResourceBusy`) from a rename that
-/// another program's open handle refused; it carries the system's error.
+/// another program's open handle refused, or may have refused; it carries
+/// the system's error.
 #[derive(Debug)]
-pub(crate) struct HeldOpen(pub(crate) io::Error);
+pub(crate) struct HeldOpen {
+    cause: io::Error,
+    /// The platform saw another handle on the file. When false, the refusal
+    /// ("access denied") may also be a permission the user lacks; it is
+    /// retried all the same (a lockless reader may have closed its handle
+    /// before the check), and reported as a plain rename error if it never
+    /// went away.
+    certain: bool,
+}
 
 impl fmt::Display for HeldOpen {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         write!(
             f,
-            "another program holds the file open without allowing it to be replaced \
-             (on Windows: opened without FILE_SHARE_DELETE): {}",
-            self.0
+            "the file is held open by another program, which keeps it from being replaced: {}",
+            self.cause
         )
     }
 }
@@ -48,14 +56,17 @@ impl std::error::Error for HeldOpen {}
 impl HeldOpen {
     /// The `io::Error` the platform layer returns for this case.
     #[cfg_attr(not(windows), allow(dead_code))]
-    pub(crate) fn error(cause: io::Error) -> io::Error {
-        io::Error::new(io::ErrorKind::ResourceBusy, HeldOpen(cause))
+    pub(crate) fn error(cause: io::Error, certain: bool) -> io::Error {
+        io::Error::new(io::ErrorKind::ResourceBusy, HeldOpen { cause, certain })
     }
 }
 
-/// Whether a rename failed because another program holds a file open.
-pub(crate) fn is_held_open(e: &io::Error) -> bool {
-    e.get_ref().is_some_and(|inner| inner.is::<HeldOpen>())
+/// `Some(certain)` when a rename failed because another program holds
+/// (or may hold) a file open.
+fn held_open(e: &io::Error) -> Option<bool> {
+    e.get_ref()?
+        .downcast_ref::<HeldOpen>()
+        .map(|held| held.certain)
 }
 
 /// Renames `from` over `to` in `dir` (each a name and the path it is
@@ -77,9 +88,21 @@ pub(crate) fn rename(
     loop {
         match dir.rename(from, to) {
             Ok(()) => return Ok(()),
-            Err(source) if is_held_open(&source) => {
+            Err(source) if held_open(&source).is_some() => {
                 let waited = start.elapsed();
                 let Some(left) = retry.checked_sub(waited).filter(|left| !left.is_zero()) else {
+                    if held_open(&source) == Some(false) {
+                        let cause = source
+                            .into_inner()
+                            .and_then(|inner| inner.downcast::<HeldOpen>().ok())
+                            .map(|held| held.cause)
+                            .expect("checked above");
+                        return Err(Error::Rename {
+                            from: from_path.to_owned(),
+                            to: to_path.to_owned(),
+                            source: cause,
+                        });
+                    }
                     return Err(Error::HeldOpen {
                         path: to_path.to_owned(),
                         waited,

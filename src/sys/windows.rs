@@ -6,14 +6,19 @@
 //!
 //! - **Sharing.** Windows lets the opener of a file decide whether others
 //!   may delete or rename it while it is open (`FILE_SHARE_DELETE`). Every
-//!   file txfile opens for reading (the target, the old version, journals,
-//!   guards) is opened with `FILE_SHARE_READ | FILE_SHARE_WRITE |
-//!   FILE_SHARE_DELETE`, so txfile's own readers never block a replace.
-//!   Programs outside txfile usually open without `FILE_SHARE_DELETE`;
-//!   while they hold the target, no rename can replace it. The rename here
-//!   reports that case as `crate::replace::HeldOpen` (checked by opening the target for
-//!   `DELETE`, which fails with a sharing violation exactly then), and the
-//!   commit retries it with backoff for `Options::replace_retry`.
+//!   file txfile opens (the target, the old version, journals, guards,
+//!   temporary files) is opened with `FILE_SHARE_READ | FILE_SHARE_WRITE |
+//!   FILE_SHARE_DELETE`, so txfile never keeps another program (or another
+//!   txfile process) from renaming or deleting it. Replacing is stricter:
+//!   `MoveFileExW` refuses to replace a file that any handle has open (NTFS
+//!   without POSIX rename semantics, and Wine), so a commit closes its own
+//!   handle on the old version before the rename, and a rename refused
+//!   because someone has the target open (a sharing violation, or "access
+//!   denied" while an open sharing nothing fails with a sharing violation)
+//!   is reported as `crate::replace::HeldOpen`, which the commit retries
+//!   with backoff for `Options::replace_retry`. Lockless readers
+//!   (`TxFile::read`) hold the file for moments; other programs (editors,
+//!   virus scanners, indexers) may hold it longer.
 //! - **Locks.** `LockFileEx` on the guard's first byte (fd-lock), exclusive
 //!   or shared. Windows has one kind of byte-range lock, so both
 //!   `LockStyle` values take that same lock ([`locks_merged`] is always
@@ -71,9 +76,10 @@ use windows_sys::Win32::Storage::FileSystem::{
     FILE_ATTRIBUTE_HIDDEN, FILE_ATTRIBUTE_NORMAL, FILE_ATTRIBUTE_NOT_CONTENT_INDEXED,
     FILE_ATTRIBUTE_READONLY, FILE_ATTRIBUTE_REPARSE_POINT, FILE_ATTRIBUTE_SYSTEM, FILE_BASIC_INFO,
     FILE_FLAG_BACKUP_SEMANTICS, FILE_FLAG_OPEN_REPARSE_POINT, FILE_NAME_NORMALIZED,
-    FILE_READ_ATTRIBUTES, FILE_SHARE_DELETE, FILE_SHARE_READ, FILE_SHARE_WRITE, FILE_TYPE_DISK,
-    FileBasicInfo, GetFileAttributesW, GetFileInformationByHandle, GetFileInformationByHandleEx,
-    GetFileType, GetFinalPathNameByHandleW, INVALID_FILE_ATTRIBUTES, MOVEFILE_REPLACE_EXISTING,
+    FILE_READ_ATTRIBUTES, FILE_SHARE_DELETE, FILE_SHARE_READ, FILE_SHARE_WRITE, FILE_STANDARD_INFO,
+    FILE_TYPE_DISK, FileBasicInfo, FileStandardInfo, GetFileAttributesW,
+    GetFileInformationByHandle, GetFileInformationByHandleEx, GetFileType,
+    GetFinalPathNameByHandleW, INVALID_FILE_ATTRIBUTES, MOVEFILE_REPLACE_EXISTING,
     MOVEFILE_WRITE_THROUGH, MoveFileExW, READ_CONTROL, SetFileAttributesW,
     SetFileInformationByHandle, VOLUME_NAME_DOS, WRITE_DAC, WRITE_OWNER,
 };
@@ -530,15 +536,44 @@ pub(crate) fn stat_path(path: &Path, follow: bool) -> io::Result<Meta> {
         .share_mode(SHARE_ALL)
         .custom_flags(flags)
         .open(path)?;
+    if delete_pending(&file) {
+        // Deleted while someone still has it open: Windows keeps the name
+        // until the last handle closes, but the file is gone for everyone
+        // else (a commit must see the deletion as the change it is).
+        return Err(io::Error::new(
+            io::ErrorKind::NotFound,
+            "the file was deleted (its name stays until its last handle is closed)",
+        ));
+    }
     fstat(&file)
 }
 
-/// Whether another handle keeps `path` from being deleted or renamed:
-/// opening it for `DELETE` fails with a sharing violation exactly then.
-fn blocks_delete(path: &Path) -> bool {
+/// Whether the file is deleted but still open somewhere.
+fn delete_pending(file: &File) -> bool {
+    // SAFETY: an all-zero FILE_STANDARD_INFO is a valid value of this
+    // plain C struct.
+    let mut standard: FILE_STANDARD_INFO = unsafe { std::mem::zeroed() };
+    // SAFETY: the handle is open; `standard` is a writable
+    // FILE_STANDARD_INFO of the stated size.
+    let ok = unsafe {
+        GetFileInformationByHandleEx(
+            handle(file),
+            FileStandardInfo,
+            (&raw mut standard).cast(),
+            size_of::<FILE_STANDARD_INFO>() as u32,
+        )
+    };
+    ok != 0 && standard.DeletePending
+}
+
+/// Whether another handle has `path` open: opening it for reading and
+/// sharing nothing fails with a sharing violation exactly then (whatever
+/// sharing the other handle allows). A rename refused with "access denied"
+/// is retried only then; otherwise it is a real refusal (permissions).
+fn open_elsewhere(path: &Path) -> bool {
     match OpenOptions::new()
-        .access_mode(DELETE)
-        .share_mode(SHARE_ALL)
+        .read(true)
+        .share_mode(0)
         .custom_flags(FILE_FLAG_OPEN_REPARSE_POINT | FILE_FLAG_BACKUP_SEMANTICS)
         .open(path)
     {
@@ -583,8 +618,12 @@ fn set_attributes_of(path: &Path, attributes: u32) -> io::Result<()> {
 /// again if the rename fails; the replacement already carries it. A crash
 /// in between leaves the old contents without the attribute.
 ///
-/// When another handle without delete sharing refuses the rename, the error
-/// is a [`HeldOpen`] (`ErrorKind::ResourceBusy`): the caller retries.
+/// When another handle refuses the rename, the error is a [`HeldOpen`]
+/// (`ErrorKind::ResourceBusy`): the caller retries. `MoveFileExW` (like
+/// NTFS before POSIX rename semantics, and Wine) refuses to replace a file
+/// that any handle has open, even one that allows deletion: txfile closes
+/// its own before the rename, and lockless readers (`TxFile::read`) hold
+/// theirs for moments, which the retry absorbs.
 pub(crate) fn rename_at(dir: &File, from: &str, to: &str) -> io::Result<()> {
     let dir = dir_path(dir)?;
     rename(&dir.join(from), &dir.join(to))
@@ -615,11 +654,15 @@ fn rename(from: &Path, to: &Path) -> io::Result<()> {
         // Best effort: the rename changed nothing, so put the attribute back.
         let _ = set_attributes_of(to, attributes);
     }
-    let sharing = is(&e, ERROR_SHARING_VIOLATION)
-        || is(&e, ERROR_LOCK_VIOLATION)
-        || (is(&e, ERROR_ACCESS_DENIED) && (blocks_delete(to) || blocks_delete(from)));
-    if sharing {
-        return Err(HeldOpen::error(e));
+    if is(&e, ERROR_SHARING_VIOLATION) || is(&e, ERROR_LOCK_VIOLATION) {
+        return Err(HeldOpen::error(e, true));
+    }
+    if is(&e, ERROR_ACCESS_DENIED) {
+        // Someone has the target open, or this user may not replace it;
+        // a reader that already closed its handle looks like the latter,
+        // so both are retried, and only the first is reported as held.
+        let held = open_elsewhere(to);
+        return Err(HeldOpen::error(e, held));
     }
     Err(e)
 }
