@@ -927,13 +927,25 @@ mod tests {
     fn only_the_owning_thread_is_told_it_holds_the_lock() {
         let dir = tempfile::tempdir().expect("tempdir");
         let path = Utf8PathBuf::from_path_buf(dir.path().join("a.lock")).expect("UTF-8");
+        let parent = RealFs
+            .open_dir(path.parent().expect("parent"))
+            .expect("open dir");
         let perms = || {
             Ok(GuardPerms {
                 mode: 0o644,
                 gid: 0,
             })
         };
-        let guard = GuardRef::open(&RealFs, &path, &path, Foreign::Refuse, perms).expect("open");
+        let guard = GuardRef::open(
+            &RealFs,
+            &*parent,
+            "a.lock",
+            &path,
+            &path,
+            Foreign::Refuse,
+            perms,
+        )
+        .expect("open");
         let me = Some(thread::current().id());
         let soon = || Wait::Until(Instant::now() + Duration::from_millis(50));
 

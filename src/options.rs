@@ -79,7 +79,9 @@ pub enum LockStyle {
 #[non_exhaustive]
 pub enum Symlinks {
     /// Resolve the link when the handle is opened and update the file it points
-    /// to; the link stays a link. The guard file sits beside the real file.
+    /// to; the link stays a link. The guard file sits beside the real file,
+    /// and the handle works in the real file's directory (resolved once, at
+    /// open).
     #[default]
     Follow,
     /// Replace the link itself with a regular file holding the new contents.
@@ -278,7 +280,10 @@ impl Options {
     /// (the command line takes `--guard PATH`). A relative path is taken
     /// from the current directory. The guard must not be the target itself,
     /// and txfile never deletes it. Like the target's, its path must be
-    /// UTF-8 ([`Error::InvalidPath`] at open otherwise).
+    /// UTF-8 ([`Error::InvalidPath`] at open otherwise). Its directory must
+    /// exist at open, which opens it (an [`Error::Io`] otherwise): like the
+    /// target's, the guard is then a name in that directory, whatever
+    /// becomes of the directory's path.
     ///
     /// # Examples
     ///

@@ -26,8 +26,11 @@ const MAX_GUARD_REOPENS: usize = 16;
 /// A handle on one target file, for locked, atomic, durable updates.
 ///
 /// Open it once and keep it for the life of a worker: it holds the target's
-/// directory and, from its first transaction on, the process's one
-/// descriptor of the guard file `<name>.lock`. It is cheap to clone, and
+/// directory (one descriptor per directory, shared by every handle of the
+/// process on a file in it; every call is relative to it, so the handle
+/// follows the directory if it is renamed, see [`TxFile::path`]) and, from
+/// its first transaction on, the process's one descriptor of the guard file
+/// `<name>.lock`. It is cheap to clone, and
 /// clones (and handles opened separately on the same target) share that
 /// descriptor and exclude each other.
 ///

@@ -8,7 +8,9 @@
 //!
 //! Measured per `update` of an existing file that the same user owns, in a
 //! directory holding only the target, its guard and the handful of other
-//! files of this test (23 calls):
+//! files of this test (23 calls). Every name is looked up relative to the
+//! directory descriptor the handle opened (`dir` below), which costs no
+//! call more than a path did:
 //!
 //! (Debug builds of std add an `fcntl(F_GETFD)` before each `close`; those
 //! are not counted.)
@@ -16,14 +18,14 @@
 //! | step | calls |
 //! |---|---|
 //! | lock (both kinds: they are independent on local Linux filesystems), and whether this is still the process that opened the guard (a forked child opens its own) | `getpid`, `flock(LOCK_EX)`, `fcntl(F_SETLKW)` |
-//! | guard still at its path, and its "unclean" marker (size) | `statx(guard)` |
-//! | no batch journal pending | `statx(.name.txjournal)` |
-//! | open the old version | `openat(target)`, `statx(fd)` |
+//! | guard still at its path, and its "unclean" marker (size) | `newfstatat(dir, name.lock)` |
+//! | no batch journal pending | `newfstatat(dir, .name.txjournal)` |
+//! | open the old version | `openat(dir, name)`, `statx(fd)` |
 //! | read it (`update` hands it to the closure) | `pread64` (one byte more than `fstat` said: a short read is the end) |
-//! | outside-writer check | `statx(target)` |
-//! | mark the guard unclean, the target's ACL (none), temporary file | `ftruncate(guard, 1)`, `fgetxattr(old, system.posix_acl_access)`, `openat(O_CREAT\|O_EXCL)`, `write` |
+//! | outside-writer check | `newfstatat(dir, name)` |
+//! | mark the guard unclean, the target's ACL (none), temporary file | `ftruncate(guard, 1)`, `fgetxattr(old, system.posix_acl_access)`, `openat(dir, .name.XXXXXXXX.txtmp, O_CREAT\|O_EXCL)`, `write` |
 //! | owner and mode | `statx(fd)` (owner and mode already right: no `fchown`, no `fchmod`) |
-//! | durability and replace | `fsync(temp)`, `rename`, `close(temp)`, `fsync(dir)` |
+//! | durability and replace | `fsync(temp)`, `renameat(dir, temp, dir, name)`, `close(temp)`, `fsync(dir)` |
 //! | release, by the process that took the lock (not a forked child) | `getpid`, `ftruncate(guard, 0)`, `fcntl(F_UNLCK)`, `flock(LOCK_UN)`, `close(old)` |
 //!
 //! No directory listing: stale temporary files are swept only when the

@@ -67,14 +67,13 @@ impl SharedDir {
         (self.meta.dev, self.meta.ino)
     }
 
-    /// How many directories of this process are open through the registry
-    /// (for tests).
+    /// Whether the directory `(dev, ino)` of filesystem `fs` is open
+    /// through the registry (for tests).
     #[cfg(all(test, feature = "sim"))]
-    pub(crate) fn open_count() -> usize {
+    pub(crate) fn is_registered(fs: u64, (dev, ino): (u64, u64)) -> bool {
         registry()
-            .values()
-            .filter(|dir| dir.strong_count() > 0)
-            .count()
+            .get(&(fs, dev, ino))
+            .is_some_and(|dir| dir.strong_count() > 0)
     }
 }
 

@@ -6,7 +6,76 @@ use camino::Utf8Path;
 
 use super::{Enumeration, Fault, SimFs};
 use crate::LockStyle;
-use crate::fs::Fs;
+use crate::fs::{DirHandle, Fs, GuardFile, TempFile};
+
+/// The seam's calls by path, for tests that think in paths: each opens the
+/// parent directory (a counted operation) and calls the name in it.
+trait ByPath {
+    fn dir_of(&self, path: &str) -> (Box<dyn DirHandle>, String);
+    fn create_temp(
+        &self,
+        dir: &str,
+        prefix: &str,
+        suffix: &str,
+        mode: u32,
+    ) -> std::io::Result<(String, Box<dyn TempFile>)>;
+    fn create_new(&self, path: &str, mode: u32) -> std::io::Result<Box<dyn TempFile>>;
+    fn open_guard(
+        &self,
+        path: &str,
+        perms: crate::fs::GuardPerms,
+    ) -> std::io::Result<Box<dyn GuardFile>>;
+    fn rename(&self, from: &str, to: &str) -> std::io::Result<()>;
+    fn remove_file(&self, path: &str) -> std::io::Result<()>;
+    fn link_path(&self, existing: &str, new: &str) -> std::io::Result<()>;
+}
+
+impl ByPath for SimFs {
+    fn dir_of(&self, path: &str) -> (Box<dyn DirHandle>, String) {
+        let path = Utf8Path::new(path);
+        let dir = self
+            .open_dir(path.parent().expect("a parent"))
+            .expect("open the parent");
+        (dir, path.file_name().expect("a name").to_owned())
+    }
+    fn create_temp(
+        &self,
+        dir: &str,
+        prefix: &str,
+        suffix: &str,
+        mode: u32,
+    ) -> std::io::Result<(String, Box<dyn TempFile>)> {
+        let handle = self.open_dir(Utf8Path::new(dir))?;
+        let (name, file) = handle.create_temp(prefix, suffix, mode)?;
+        Ok((format!("{dir}/{name}"), file))
+    }
+    fn create_new(&self, path: &str, mode: u32) -> std::io::Result<Box<dyn TempFile>> {
+        let (dir, name) = self.dir_of(path);
+        dir.create_new(&name, mode)
+    }
+    fn open_guard(
+        &self,
+        path: &str,
+        perms: crate::fs::GuardPerms,
+    ) -> std::io::Result<Box<dyn GuardFile>> {
+        let (dir, name) = self.dir_of(path);
+        dir.open_guard(&name, perms)
+    }
+    fn rename(&self, from: &str, to: &str) -> std::io::Result<()> {
+        let (dir, from) = self.dir_of(from);
+        let to = Utf8Path::new(to).file_name().expect("a name");
+        dir.rename(&from, to)
+    }
+    fn remove_file(&self, path: &str) -> std::io::Result<()> {
+        let (dir, name) = self.dir_of(path);
+        dir.remove_file(&name)
+    }
+    fn link_path(&self, existing: &str, new: &str) -> std::io::Result<()> {
+        let (from_dir, from) = self.dir_of(existing);
+        let (to_dir, to) = self.dir_of(new);
+        Fs::link(self, &*from_dir, &from, &*to_dir, &to)
+    }
+}
 
 fn machine() -> SimFs {
     let sim = SimFs::new();
@@ -29,9 +98,7 @@ const PERMS: crate::fs::GuardPerms = crate::fs::GuardPerms {
 #[test]
 fn file_fsync_does_not_make_the_name_durable() {
     let sim = machine();
-    let (path, mut temp) = sim
-        .create_temp(Utf8Path::new("/d"), ".t.", ".x", 0o600)
-        .expect("create");
+    let (path, mut temp) = sim.create_temp("/d", ".t.", ".x", 0o600).expect("create");
     assert_eq!(temp.write(b"data").expect("write"), 4);
     temp.sync().expect("fsync");
     assert_eq!(
@@ -53,8 +120,8 @@ fn directory_operations_land_in_any_subset() {
     let sim = machine();
     sim.write_file("/d/x", b"x").expect("x");
     sim.write_file("/d/y", b"y").expect("y");
-    sim.remove_file(Utf8Path::new("/d/x")).expect("rm x");
-    sim.remove_file(Utf8Path::new("/d/y")).expect("rm y");
+    sim.remove_file("/d/x").expect("rm x");
+    sim.remove_file("/d/y").expect("rm y");
     let listings: BTreeSet<Vec<String>> = sim
         .crash_states(&Enumeration::new())
         .expect("bound")
@@ -68,9 +135,7 @@ fn directory_operations_land_in_any_subset() {
 #[test]
 fn unsynced_writes_are_lost_torn_zeroed_or_garbage() {
     let sim = machine();
-    let (path, mut temp) = sim
-        .create_temp(Utf8Path::new("/d"), ".t.", ".x", 0o600)
-        .expect("create");
+    let (path, mut temp) = sim.create_temp("/d", ".t.", ".x", 0o600).expect("create");
     sim.open_dir(Utf8Path::new("/d"))
         .expect("open")
         .sync()
@@ -95,9 +160,7 @@ fn unsynced_writes_are_lost_torn_zeroed_or_garbage() {
 #[test]
 fn a_failed_fsync_leaves_the_data_in_doubt_and_the_file_clean() {
     let sim = machine();
-    let (path, mut temp) = sim
-        .create_temp(Utf8Path::new("/d"), ".t.", ".x", 0o600)
-        .expect("create");
+    let (path, mut temp) = sim.create_temp("/d", ".t.", ".x", 0o600).expect("create");
     sim.open_dir(Utf8Path::new("/d"))
         .expect("open")
         .sync()
@@ -124,9 +187,7 @@ fn a_failed_fsync_leaves_the_data_in_doubt_and_the_file_clean() {
 #[test]
 fn no_space_writes_nothing() {
     let sim = machine();
-    let (path, mut temp) = sim
-        .create_temp(Utf8Path::new("/d"), ".t.", ".x", 0o600)
-        .expect("create");
+    let (path, mut temp) = sim.create_temp("/d", ".t.", ".x", 0o600).expect("create");
     sim.fail_at(sim.op_count(), Fault::NoSpace);
     let err = temp.write(b"data").expect_err("ENOSPC");
     assert_eq!(err.kind(), std::io::ErrorKind::StorageFull);
@@ -136,9 +197,7 @@ fn no_space_writes_nothing() {
 #[test]
 fn a_crash_in_the_middle_of_a_write_puts_down_half() {
     let sim = machine();
-    let (path, mut temp) = sim
-        .create_temp(Utf8Path::new("/d"), ".t.", ".x", 0o600)
-        .expect("create");
+    let (path, mut temp) = sim.create_temp("/d", ".t.", ".x", 0o600).expect("create");
     sim.crash_during(sim.op_count());
     assert!(temp.write(b"abcd").is_err());
     assert!(sim.is_crashed());
@@ -149,17 +208,13 @@ fn a_crash_in_the_middle_of_a_write_puts_down_half() {
 #[test]
 fn locks_vanish_at_a_crash() {
     let sim = machine();
-    let guard = sim
-        .open_guard(Utf8Path::new("/d/a.lock"), PERMS)
-        .expect("guard");
+    let guard = sim.open_guard("/d/a.lock", PERMS).expect("guard");
     let held = guard
         .lock(LockStyle::Posix, false, false)
         .expect("lock")
         .expect("free");
     let other = sim.process();
-    let theirs = other
-        .open_guard(Utf8Path::new("/d/a.lock"), PERMS)
-        .expect("guard");
+    let theirs = other.open_guard("/d/a.lock", PERMS).expect("guard");
     assert!(
         theirs
             .lock(LockStyle::Posix, false, false)
@@ -169,9 +224,7 @@ fn locks_vanish_at_a_crash() {
     sim.crash_now();
     for after in sim.crash_states(&Enumeration::new()).expect("bound") {
         assert_ne!(after.id(), sim.id());
-        let guard = after
-            .open_guard(Utf8Path::new("/d/a.lock"), PERMS)
-            .expect("guard");
+        let guard = after.open_guard("/d/a.lock", PERMS).expect("guard");
         assert!(
             guard
                 .lock(LockStyle::Posix, false, false)
@@ -187,8 +240,7 @@ fn renames_are_atomic_unless_paranoid() {
     let sim = machine();
     sim.write_file("/d/a", b"old").expect("a");
     sim.write_file("/d/t", b"new").expect("t");
-    sim.rename(Utf8Path::new("/d/t"), Utf8Path::new("/d/a"))
-        .expect("rename");
+    sim.rename("/d/t", "/d/a").expect("rename");
     assert_eq!(
         targets(&sim, "/d/a"),
         BTreeSet::from([Some(b"old".to_vec()), Some(b"new".to_vec())])
@@ -210,11 +262,9 @@ fn renames_are_atomic_unless_paranoid() {
 fn the_bound_is_enforced() {
     let sim = machine();
     for i in 0..20 {
-        sim.remove_file(Utf8Path::new("/d/nothing"))
-            .expect_err("missing");
+        sim.remove_file("/d/nothing").expect_err("missing");
         sim.write_file(format!("/d/f{i}"), b"").expect("f");
-        sim.remove_file(Utf8Path::new(&format!("/d/f{i}")))
-            .expect("rm");
+        sim.remove_file(&format!("/d/f{i}")).expect("rm");
     }
     let err = sim
         .crash_states(&Enumeration::new().max_states(1000))
@@ -250,19 +300,14 @@ fn sync_dir(sim: &SimFs, dir: &str) {
 #[test]
 fn a_link_is_a_second_name_for_the_same_inode() {
     let sim = machine();
-    let mut file = sim
-        .create_new(Utf8Path::new("/d/j"), 0o600)
-        .expect("create");
-    sim.link(Utf8Path::new("/d/j"), Utf8Path::new("/d/k"))
-        .expect("link");
+    let mut file = sim.create_new("/d/j", 0o600).expect("create");
+    sim.link_path("/d/j", "/d/k").expect("link");
     assert_eq!(
-        sim.link(Utf8Path::new("/d/j"), Utf8Path::new("/d/k"))
-            .expect_err("exists")
-            .kind(),
+        sim.link_path("/d/j", "/d/k").expect_err("exists").kind(),
         std::io::ErrorKind::AlreadyExists
     );
     assert_eq!(
-        sim.link(Utf8Path::new("/d/none"), Utf8Path::new("/d/l"))
+        sim.link_path("/d/none", "/d/l")
             .expect_err("missing")
             .kind(),
         std::io::ErrorKind::NotFound
@@ -286,7 +331,7 @@ fn a_link_is_durable_at_its_own_directory_fsync_only() {
     let sim = machine();
     sim.create_dir_all("/e").expect("e");
     sim.write_file("/d/j", b"data").expect("j");
-    sim.link(Utf8Path::new("/d/j"), Utf8Path::new("/e/k"))
+    sim.link_path("/d/j", "/e/k")
         .expect("link across directories");
     assert_eq!(sim.read_file("/e/k").expect("k"), Some(b"data".to_vec()));
     // The fsync of the existing name's directory does not make it durable.
@@ -306,13 +351,10 @@ fn a_link_is_durable_at_its_own_directory_fsync_only() {
 fn a_new_inode_survives_through_whichever_of_its_names_lands() {
     let sim = machine();
     sim.create_dir_all("/e").expect("e");
-    let mut file = sim
-        .create_new(Utf8Path::new("/d/j"), 0o600)
-        .expect("create");
+    let mut file = sim.create_new("/d/j", 0o600).expect("create");
     file.write(b"x").expect("write");
     file.sync().expect("fsync");
-    sim.link(Utf8Path::new("/d/j"), Utf8Path::new("/e/k"))
-        .expect("link");
+    sim.link_path("/d/j", "/e/k").expect("link");
     let j = || ("/d/j".to_owned(), Some(b"x".to_vec()));
     let k = || ("/e/k".to_owned(), Some(b"x".to_vec()));
     // The pending ops of both directories land independently; the inode is
@@ -340,10 +382,9 @@ fn removing_one_name_keeps_the_inode_for_the_others() {
     let sim = machine();
     sim.create_dir_all("/e").expect("e");
     sim.write_file("/d/j", b"data").expect("j");
-    sim.link(Utf8Path::new("/d/j"), Utf8Path::new("/e/k"))
-        .expect("link");
+    sim.link_path("/d/j", "/e/k").expect("link");
     sync_dir(&sim, "/e");
-    sim.remove_file(Utf8Path::new("/d/j")).expect("rm j");
+    sim.remove_file("/d/j").expect("rm j");
     assert_eq!(sim.read_file("/d/j").expect("j"), None);
     assert_eq!(sim.read_file("/e/k").expect("k"), Some(b"data".to_vec()));
     let j = || ("/d/j".to_owned(), Some(b"data".to_vec()));
@@ -353,7 +394,7 @@ fn removing_one_name_keeps_the_inode_for_the_others() {
         BTreeSet::from([vec![k()], vec![j(), k()]])
     );
     // Both names removed, neither durably: any subset of the removals.
-    sim.remove_file(Utf8Path::new("/e/k")).expect("rm k");
+    sim.remove_file("/e/k").expect("rm k");
     assert_eq!(
         views(&sim, &["/d", "/e"]),
         BTreeSet::from([vec![], vec![j()], vec![k()], vec![j(), k()]])
@@ -373,25 +414,14 @@ fn a_member_renamed_within_its_directory_beside_a_linked_journal() {
     sim.write_file("/e/b", b"old b").expect("b");
     sim.write_file("/d/.a.t", b"new a").expect("staged a");
     sim.write_file("/e/.b.t", b"new b").expect("staged b");
-    let mut journal = sim
-        .create_new(Utf8Path::new("/d/.a.j"), 0o600)
-        .expect("journal");
-    sim.link(Utf8Path::new("/d/.a.j"), Utf8Path::new("/e/.b.j"))
-        .expect("link");
+    let mut journal = sim.create_new("/d/.a.j", 0o600).expect("journal");
+    sim.link_path("/d/.a.j", "/e/.b.j").expect("link");
     sync_dir(&sim, "/d");
     sync_dir(&sim, "/e");
     journal.write(b"commit").expect("write");
     journal.sync().expect("fsync");
-    sim.rename(Utf8Path::new("/d/.a.t"), Utf8Path::new("/d/a"))
-        .expect("rename a");
-    sim.rename(Utf8Path::new("/e/.b.t"), Utf8Path::new("/e/b"))
-        .expect("rename b");
-    assert_eq!(
-        sim.rename(Utf8Path::new("/d/a"), Utf8Path::new("/e/a"))
-            .expect_err("across directories")
-            .kind(),
-        std::io::ErrorKind::CrossesDevices
-    );
+    sim.rename("/d/.a.t", "/d/a").expect("rename a");
+    sim.rename("/e/.b.t", "/e/b").expect("rename b");
     let states: Vec<SimFs> = sim
         .crash_states(&Enumeration::new())
         .expect("bound")
@@ -412,8 +442,8 @@ fn a_member_renamed_within_its_directory_beside_a_linked_journal() {
     assert!(pairs.contains(&(b"new a".to_vec(), b"old b".to_vec())));
     sync_dir(&sim, "/d");
     sync_dir(&sim, "/e");
-    sim.remove_file(Utf8Path::new("/d/.a.j")).expect("rm");
-    sim.remove_file(Utf8Path::new("/e/.b.j")).expect("rm");
+    sim.remove_file("/d/.a.j").expect("rm");
+    sim.remove_file("/e/.b.j").expect("rm");
     for s in sim.crash_states(&Enumeration::new()).expect("bound") {
         assert_eq!(s.read_file("/d/a").expect("a"), Some(b"new a".to_vec()));
         assert_eq!(s.read_file("/e/b").expect("b"), Some(b"new b".to_vec()));
@@ -424,4 +454,77 @@ fn a_member_renamed_within_its_directory_beside_a_linked_journal() {
             assert!(got.is_none() || got.as_deref() == Some(b"commit"));
         }
     }
+}
+
+/// A directory handle names the directory, not its path: a handle whose
+/// directory is renamed commits in it, under its new name, and nothing
+/// appears at the old path, not even in a new directory that takes the old
+/// name; what it committed is durable there.
+#[test]
+fn a_handle_follows_its_directory_when_it_is_renamed() {
+    let sim = SimFs::new();
+    sim.create_dir_all("/d/a").expect("dir");
+    let file = crate::Options::new()
+        .filesystem(&sim)
+        .open("/d/a/f")
+        .expect("open");
+    file.update(|_| Ok::<_, std::io::Error>(b"one".to_vec()))
+        .expect("first update");
+    sim.rename_dir("/d/a", "/d/b").expect("mv a b");
+    file.update(|old| {
+        assert_eq!(old, Some(&b"one"[..]));
+        Ok::<_, std::io::Error>(b"two".to_vec())
+    })
+    .expect("update after the rename");
+    assert_eq!(sim.list_dir("/d").expect("d"), ["b"]);
+    sim.create_dir_all("/d/a").expect("a new `a`");
+    file.update(|_| Ok::<_, std::io::Error>(b"three".to_vec()))
+        .expect("update with a new `a`");
+    assert_eq!(sim.read_file("/d/b/f").expect("f"), Some(b"three".to_vec()));
+    assert!(sim.list_dir("/d/a").expect("a").is_empty());
+    for after in sim.crash_states(&Enumeration::new()).expect("bound") {
+        assert_eq!(
+            after.read_file("/d/b/f").expect("f"),
+            Some(b"three".to_vec())
+        );
+        assert!(after.list_dir("/d/a").expect("a").is_empty());
+    }
+}
+
+/// Handles on files of one directory share one directory handle, which
+/// goes (and leaves the registry) with the last of them; a chosen guard in
+/// the same directory shares it too; another process has its own.
+#[test]
+fn handles_on_one_directory_share_its_handle() {
+    use crate::fs::shared::SharedDir;
+    use std::sync::Arc;
+    let sim = machine();
+    let open = |fs: &SimFs, path: &str| {
+        crate::Options::new()
+            .filesystem(fs)
+            .open(path)
+            .expect("open")
+    };
+    let a = open(&sim, "/d/a");
+    let b = open(&sim, "/d/b");
+    assert!(Arc::ptr_eq(&a.inner.dir, &b.inner.dir));
+    assert!(Arc::ptr_eq(&a.inner.dir, &a.inner.guard_dir));
+    let dir = a.inner.dir.dev_ino();
+    let c = crate::Options::new()
+        .filesystem(&sim)
+        .guard_path("/d/c.guard")
+        .open("/d/c")
+        .expect("open c");
+    assert!(Arc::ptr_eq(&a.inner.dir, &c.inner.guard_dir));
+    let other = sim.process();
+    let theirs = open(&other, "/d/a");
+    assert!(!Arc::ptr_eq(&a.inner.dir, &theirs.inner.dir));
+    drop((a, c));
+    assert!(SharedDir::is_registered(Fs::id(&sim), dir));
+    drop(b);
+    assert!(
+        !SharedDir::is_registered(Fs::id(&sim), dir),
+        "closed with the last"
+    );
+    assert!(SharedDir::is_registered(Fs::id(&other), dir));
 }
