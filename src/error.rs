@@ -66,9 +66,9 @@ pub enum Error {
         /// The cause (written in the message).
         source: io::Error,
     },
-    /// Another program held the target open in a way that forbids
-    /// replacing it (on Windows: opened without `FILE_SHARE_DELETE`, as
-    /// editors, virus scanners and indexers often do) for longer than
+    /// Another program held the target open, which on Windows keeps a
+    /// rename from replacing it (editors, virus scanners, indexers and
+    /// backup tools open files for moments or longer), for longer than
     /// [`Options::replace_retry`](crate::Options::replace_retry); the
     /// rename was retried until then. The target is unchanged and the
     /// temporary file removed (in a [`Batch`](crate::Batch) after its

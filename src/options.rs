@@ -233,12 +233,16 @@ impl Options {
     /// unchanged, the temporary file removed). By default 2 seconds;
     /// `Duration::ZERO` tries once.
     ///
-    /// This happens on Windows, where a program that opens a file without
-    /// `FILE_SHARE_DELETE` (editors, virus scanners, search indexers and
-    /// backup tools often do, for moments) keeps it from being replaced
-    /// until it closes it; the attempts pause 1 ms, doubling up to 100 ms.
-    /// txfile's own readers always allow it. Unix renames are never refused
-    /// that way, so there this changes nothing.
+    /// This happens on Windows, where a file cannot be replaced while a
+    /// program has it open (editors, virus scanners, search indexers and
+    /// backup tools do, for moments or longer; so does a lockless
+    /// [`TxFile::read`](crate::TxFile::read) in another process). The
+    /// attempts pause 1 ms, doubling up to 100 ms. A rename refused with
+    /// "access denied" is retried too, since a reader may have closed the
+    /// file before the refusal could be told from a missing permission;
+    /// if it never goes through, the error is
+    /// [`Error::Rename`](crate::Error::Rename). Unix renames are never
+    /// refused that way, so there this changes nothing.
     ///
     /// # Examples
     ///
