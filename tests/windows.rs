@@ -260,11 +260,19 @@ fn excluded_across_processes(held_by: &str, asking: LockStyle) {
 
     std::fs::remove_file(&ready).unwrap();
     assert!(child.wait().unwrap().success());
-    let tx = file
-        .try_begin()
-        .unwrap()
-        .expect("free once the child let go");
-    tx.rollback();
+    // Free again: waited for (up to 10 s) rather than tried once, since one
+    // loaded run under Wine saw a single `try_begin` right after the child's
+    // exit still refused (Windows documents that a dead process's locks are
+    // released "depending upon available system resources").
+    let waiting = Options::new()
+        .lock_style(asking)
+        .timeout(Duration::from_secs(10))
+        .open(&path)
+        .unwrap();
+    waiting
+        .begin()
+        .expect("free once the child let go")
+        .rollback();
 }
 
 #[test]
@@ -839,8 +847,13 @@ mod cli {
             "got the lock `txfile lock` holds"
         );
         assert!(child.wait().unwrap().success());
-        file.try_begin()
-            .unwrap()
+        // Free again (waited for, as in `excluded_across_processes`).
+        let waiting = Options::new()
+            .timeout(Duration::from_secs(10))
+            .open(&path)
+            .unwrap();
+        waiting
+            .begin()
             .expect("free once the command ended")
             .rollback();
 
