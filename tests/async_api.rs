@@ -663,10 +663,7 @@ async fn futures_poll_once<F: std::future::Future + Unpin>(mut future: F) -> Opt
 /// no temporary file is left.
 #[test]
 fn random_drops_leave_old_or_new_and_no_trace() {
-    let runs: u64 = std::env::var("TXFILE_ASYNC_RUNS")
-        .ok()
-        .and_then(|r| r.parse().ok())
-        .unwrap_or(1000);
+    let runs: u64 = txfile_testkit::process::env_or("TXFILE_ASYNC_RUNS", 1000);
     let mut rng = Rng::from_env_or_time("random_drops");
     let (_dir, dir) = tempdir();
     let (a, b) = (dir.join("a"), dir.join("b"));

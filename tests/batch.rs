@@ -272,10 +272,7 @@ fn kill9_during_batch_commits() {
         return;
     }
     let _heavy = common::heavy();
-    let kills: u32 = std::env::var("TXFILE_BATCH_KILLS")
-        .ok()
-        .and_then(|s| s.parse().ok())
-        .unwrap_or(200);
+    let kills: u32 = txfile_testkit::process::env_or("TXFILE_BATCH_KILLS", 200);
     let (_d, dir) = disk_tempdir();
     std::fs::create_dir(dir.join("sub")).unwrap();
     let members = "a,sub/b,c";

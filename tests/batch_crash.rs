@@ -30,11 +30,11 @@ use std::time::Instant;
 
 use harness::{
     Crash, MAX_STATES_PER_CRASH, Report, Scenario as _, assert_mutants_caught, bound,
-    changed_foreign, check_crash_points, commit as single_commit, is_temp_of, options, show,
-    write_error,
+    changed_foreign, check_crash_points, commit as single_commit, options, write_error,
 };
 use txfile::sim::{Fault, OpKind, Operation, SimFs};
 use txfile::{Batch, Error, Mutant, TxFile};
+use txfile_testkit::{is_leftover_of, journal_name, show, show_versions};
 
 /// The contents of every member, in member order; `None`: absent.
 type Version = Vec<Option<Vec<u8>>>;
@@ -267,10 +267,6 @@ fn batch_commit(files: &[TxFile], contents: &[Vec<u8>]) -> Result<(), Error> {
     tx.commit()
 }
 
-fn show_version(v: &Version) -> String {
-    format!("[{}]", v.iter().map(show).collect::<Vec<_>>().join(", "))
-}
-
 fn read_members(sim: &SimFs, sc: &Scenario) -> Version {
     sc.paths()
         .iter()
@@ -294,22 +290,15 @@ fn check_members(
             inv,
             format!(
                 "{when}: members are {}, allowed {}",
-                show_version(got),
+                show_versions(got),
                 allowed
                     .iter()
-                    .map(show_version)
+                    .map(|v| show_versions(v))
                     .collect::<Vec<_>>()
                     .join(" or ")
             ),
         );
     }
-}
-
-/// Whether `name` is a journal name or a temporary file of a member.
-fn leftover_of_member(name: &str, members: &[&str]) -> bool {
-    members
-        .iter()
-        .any(|m| name == format!(".{m}.txjournal") || is_temp_of(name, m))
 }
 
 /// Invariant 4: no journal name and no temporary file of any member in any
@@ -321,7 +310,7 @@ fn check_clean(sim: &SimFs, sc: &Scenario, report: &mut Report, when: &str) {
             .list_dir(dir)
             .expect("list")
             .into_iter()
-            .filter(|n| leftover_of_member(n, &members))
+            .filter(|n| members.iter().any(|m| is_leftover_of(n, m)))
             .collect();
         if !left.is_empty() {
             report.violate(4, format!("{when}: left in {dir}: {left:?}"));
@@ -552,8 +541,8 @@ impl harness::Scenario for Scenario {
                     1,
                     format!(
                         "{when}: members went from {} to {} when the others began",
-                        show_version(&got),
-                        show_version(&again)
+                        show_versions(&got),
+                        show_versions(&again)
                     ),
                 );
             }
@@ -573,7 +562,7 @@ impl harness::Scenario for Scenario {
                             2,
                             format!(
                                 "{when}: the batch after recovery left {}",
-                                show_version(&got)
+                                show_versions(&got)
                             ),
                         );
                     }
@@ -624,7 +613,7 @@ fn check_crash_during_recovery(sc: &Scenario, mutant: Mutant, report: &mut Repor
             let k = key(&state, sc);
             let journal = k.iter().any(|(path, _, _)| {
                 let name = path.rsplit('/').next().unwrap_or_default();
-                name.ends_with(".txjournal") && leftover_of_member(name, &members)
+                members.iter().any(|m| name == journal_name(m))
             });
             if journal && seen.insert(k) {
                 firsts.push((state, crashed.allowed().to_vec(), crashed.attempted.clone()));
@@ -703,7 +692,7 @@ fn check_crash_during_live_recovery(sc: &Scenario, mutant: Mutant, report: &mut 
         .list_dir("/d")
         .expect("list")
         .iter()
-        .any(|name| name.ends_with(".txjournal") && leftover_of_member(name, &members));
+        .any(|name| members.iter().any(|m| *name == journal_name(m)));
     if !journal_left {
         return 0;
     }

@@ -15,6 +15,7 @@ use std::time::{Duration, Instant};
 use camino::{Utf8Path, Utf8PathBuf};
 use common::{check, heavy, is_root, parse_counter, role, run_role, tempdir, verify_no_leftovers};
 use txfile::{Batch, Error, LockStyle, Options, TxFile};
+use txfile_testkit::process::python_lockf;
 
 const STYLES: [LockStyle; 2] = [LockStyle::Flock, LockStyle::Posix];
 
@@ -197,7 +198,10 @@ fn assert_foreign_lockers_excluded(dir: &Utf8Path) {
         assert_eq!(flock.code(), Some(1), "{style:?}: flock(1) got in");
         if python {
             assert_eq!(
-                lockf(&guard, "try").code(),
+                python_lockf(&guard, "try")
+                    .status()
+                    .expect("python3")
+                    .code(),
                 Some(1),
                 "{style:?}: lockf got in"
             );
@@ -218,8 +222,7 @@ fn assert_foreign_lockers_excluded(dir: &Utf8Path) {
         let _ = held.kill();
         let _ = held.wait();
         if python {
-            let mut held = Command::new("python3")
-                .args(["-c", LOCKF, guard.as_str(), "hold"])
+            let mut held = python_lockf(&guard, "hold")
                 .stdout(std::process::Stdio::piped())
                 .spawn()
                 .expect("python3");
@@ -233,27 +236,6 @@ fn assert_foreign_lockers_excluded(dir: &Utf8Path) {
         }
         assert!(file.try_begin().expect("try_begin").is_some(), "{style:?}");
     }
-}
-
-const LOCKF: &str = r#"
-import fcntl, sys, time
-f = open(sys.argv[1], "r+")
-if sys.argv[2] == "hold":
-    fcntl.lockf(f, fcntl.LOCK_EX)
-    print("locked", flush=True)
-    time.sleep(30)
-else:
-    try:
-        fcntl.lockf(f, fcntl.LOCK_EX | fcntl.LOCK_NB)
-    except OSError:
-        sys.exit(1)
-"#;
-
-fn lockf(guard: &Utf8Path, mode: &str) -> std::process::ExitStatus {
-    Command::new("python3")
-        .args(["-c", LOCKF, guard.as_str(), mode])
-        .status()
-        .expect("python3")
 }
 
 fn wait_line(child: &mut std::process::Child, want: &str) {
@@ -933,8 +915,7 @@ fn read_only_guard_still_excludes() {
         assert!(refused.contains("timed out"), "{style:?}: {refused}");
         tx.rollback();
         // So does a lockf user (a POSIX write lock).
-        let mut held = Command::new("python3")
-            .args(["-c", LOCKF, guard.as_str(), "hold"])
+        let mut held = python_lockf(&guard, "hold")
             .stdout(std::process::Stdio::piped())
             .spawn()
             .expect("python3");

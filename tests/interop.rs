@@ -11,6 +11,7 @@ use std::time::{Duration, Instant};
 use camino::{Utf8Path, Utf8PathBuf};
 use common::{names, parse_versioned, role, run_role, tempdir, versioned};
 use txfile::{Error, LockStyle, Options};
+use txfile_testkit::process::python_lockf;
 
 fn have(tool: &str) -> bool {
     Command::new(tool)
@@ -129,20 +130,6 @@ fn flock_command_and_txfile_exclude_each_other() {
     assert!(status.success());
 }
 
-const LOCKF: &str = r#"
-import fcntl, sys, time
-f = open(sys.argv[1], "r+")
-if sys.argv[2] == "hold":
-    fcntl.lockf(f, fcntl.LOCK_EX)
-    print("locked", flush=True)
-    time.sleep(30)
-else:
-    try:
-        fcntl.lockf(f, fcntl.LOCK_EX | fcntl.LOCK_NB)
-    except OSError:
-        sys.exit(1)
-"#;
-
 #[test]
 fn python_lockf_and_posix_style_exclude_each_other() {
     if !have("python3") {
@@ -160,11 +147,7 @@ fn python_lockf_and_posix_style_exclude_each_other() {
     // The script opens the guard without creating it: a first transaction
     // creates it (opening the handle does not).
     file.try_begin().unwrap().expect("free").rollback();
-    let python = |mode: &str| {
-        let mut cmd = Command::new("python3");
-        cmd.args(["-c", LOCKF, guard.as_str(), mode]);
-        cmd
-    };
+    let python = |mode: &str| python_lockf(&guard, mode);
 
     let holder = Lines::spawn(python("hold"));
     holder.expect("locked");

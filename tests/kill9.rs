@@ -18,10 +18,7 @@ use txfile::{Options, TxFile};
 const WRITERS: usize = 4;
 
 fn kills_wanted() -> u32 {
-    std::env::var("TXFILE_KILLS")
-        .ok()
-        .and_then(|s| s.parse().ok())
-        .unwrap_or(500)
+    txfile_testkit::process::env_or("TXFILE_KILLS", 500)
 }
 
 /// Child role: increment forever; print `ack N` after each commit returns.

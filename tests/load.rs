@@ -16,10 +16,7 @@ const WRITERS: usize = 16;
 const READERS: usize = 4;
 
 fn per_writer() -> u64 {
-    std::env::var("TXFILE_LOAD_TXNS")
-        .ok()
-        .and_then(|s| s.parse().ok())
-        .unwrap_or(1000)
+    txfile_testkit::process::env_or("TXFILE_LOAD_TXNS", 1000)
 }
 
 #[test]

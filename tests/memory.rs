@@ -15,6 +15,7 @@ use std::io::{BufWriter, Read, Write};
 use camino::Utf8Path;
 use common::{check, role, run_role, tempdir, verify_no_leftovers};
 use txfile::{Durability, Options};
+use txfile_testkit::process::peak_rss_kib;
 
 const SIZE: usize = 256 << 20;
 const CHUNK: usize = 64 << 10;
@@ -82,7 +83,7 @@ fn streaming_transform_keeps_memory_constant() {
 /// print `vmhwm_kib BEFORE AFTER`.
 /// Durability::None keeps the test fast; fsync does not change memory use.
 fn transform(path: &Utf8Path) {
-    let before = vm_hwm_kib();
+    let before = peak_rss_kib();
     let file = Options::new()
         .durability(Durability::None)
         .open(path)
@@ -99,14 +100,5 @@ fn transform(path: &Utf8Path) {
         tx.write_all(&buf[..n]).expect("write the new contents");
     }
     tx.commit().expect("commit");
-    println!("vmhwm_kib {before} {}", vm_hwm_kib());
-}
-
-fn vm_hwm_kib() -> u64 {
-    std::fs::read_to_string("/proc/self/status")
-        .expect("read /proc/self/status")
-        .lines()
-        .find_map(|l| l.strip_prefix("VmHWM:"))
-        .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
-        .expect("VmHWM in /proc/self/status")
+    println!("vmhwm_kib {before} {}", peak_rss_kib());
 }

@@ -143,16 +143,6 @@ fn filesystem(dir: &Utf8Path) -> String {
     }
 }
 
-/// Peak resident set size of this process so far, in KiB (`VmHWM`).
-fn vm_hwm_kib() -> u64 {
-    let status = std::fs::read_to_string("/proc/self/status").expect("read /proc/self/status");
-    status
-        .lines()
-        .find_map(|l| l.strip_prefix("VmHWM:"))
-        .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
-        .expect("VmHWM in /proc/self/status")
-}
-
 /// The `q`-quantile (0..=1) of `samples`, by nearest rank.
 fn quantile(samples: &mut [f64], q: f64) -> f64 {
     samples.sort_by(f64::total_cmp);

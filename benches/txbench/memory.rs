@@ -9,7 +9,9 @@ use std::time::Instant;
 
 use camino::Utf8Path;
 
-use crate::{fmt_size, vm_hwm_kib};
+use txfile_testkit::process::peak_rss_kib;
+
+use crate::fmt_size;
 
 /// The target for peak resident memory of the transforming process.
 const LIMIT_KIB: u64 = 16 * 1024;
@@ -97,7 +99,7 @@ fn command_secs(cmd: &mut Command) -> f64 {
 /// The child: transform `file` in one transaction, then print the peak RSS
 /// at start and at the end (KiB) and the seconds the transaction took.
 pub(crate) fn transform(file: &Utf8Path) {
-    let start_kib = vm_hwm_kib();
+    let start_kib = peak_rss_kib();
     let start = Instant::now();
     let handle = txfile::TxFile::open(file).expect("open the big file");
     let mut tx = handle.begin().expect("begin");
@@ -113,5 +115,5 @@ pub(crate) fn transform(file: &Utf8Path) {
     }
     tx.commit().expect("commit");
     let secs = start.elapsed().as_secs_f64();
-    println!("{start_kib} {} {secs}", vm_hwm_kib());
+    println!("{start_kib} {} {secs}", peak_rss_kib());
 }

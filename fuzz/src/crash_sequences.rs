@@ -33,9 +33,9 @@ use arbitrary::{Arbitrary, Unstructured};
 use txfile::sim::{Fault, JOURNAL_BLOCK, OpKind, SimFs, encode_journal, encode_journal_void};
 use txfile::{Batch, Error, LockStyle, Options, TxFile};
 
-use crate::{
-    DIR, NAMES, guard_path, is_temp_of, journal_name, mutant, owned_by, show, target_path,
-};
+use txfile_testkit::{FOREIGN, is_leftover_of, is_temp_of, journal_name, owned_by, show};
+
+use crate::{DIR, NAMES, guard_path, mutant, target_path};
 
 const MAX_STEPS: usize = 8;
 /// Small contents: up to a little over two 512-byte sectors, so that a torn
@@ -44,30 +44,6 @@ const MAX_SMALL: usize = 1100;
 /// Streamed contents: past the crate's 64 KiB in-memory buffer, twice.
 const MAX_STREAM: usize = 160 * 1024;
 const MAX_CHOICE_BYTES: usize = 256;
-
-/// Files that belong to no target and must never change. Some look like
-/// temporary files but are not (a user's own, wrong length of the random
-/// part, a temporary file of a target `a.b.c.d` nobody uses here).
-const FOREIGN: &[(&str, &[u8])] = &[
-    (".a.tmp", b"a user's own temporary file"),
-    (
-        ".a.b.c.d.Ab3dEf9Z.txtmp",
-        b"a temporary file of target a.b.c.d",
-    ),
-    (
-        ".a.Ab3dEf9.txtmp",
-        b"seven random characters: not a temporary file",
-    ),
-    ("a.lock.bak", b"a backup of a guard"),
-    (
-        ".a.txjournal.bak",
-        b"a backup of a journal: not a journal name",
-    ),
-    ("other", b"an unrelated file"),
-    // The guard name of target `x`, taken by a file holding data (a
-    // `Gemfile.lock`): txfile must refuse `x` and never write to it.
-    ("x.lock", b"GEM\n  specs:\n    rails (7.1.0)\n"),
-];
 
 /// Files of others planted at the targets' own derived names start with
 /// this: txfile must leave them exactly as they are.
@@ -1011,7 +987,7 @@ fn foreign_files(input: &Input, initial: &SimFs) -> BTreeMap<String, Version> {
     snapshot(initial)
         .into_iter()
         .filter(|(name, contents)| {
-            is_planted(contents) || !targets.iter().any(|t| owned_by(t, name))
+            is_planted(contents) || !targets.iter().any(|t| owned_by(name, t))
         })
         .collect()
 }
@@ -1062,9 +1038,7 @@ fn leftovers(sim: &SimFs, count: usize) -> Vec<String> {
         .expect("list")
         .into_iter()
         .filter(|file| {
-            NAMES[..count]
-                .iter()
-                .any(|name| *file == journal_name(name) || is_temp_of(name, file))
+            NAMES[..count].iter().any(|name| is_leftover_of(file, name))
                 && !is_planted(&sim.read_file(target_path(file)).expect("read"))
         })
         .collect()
@@ -1117,7 +1091,7 @@ fn check_live(input: &Input, live: &Run, faults: &[(u64, Fault, OpKind)]) {
     let files = live.sim.list_dir(DIR).expect("list");
     if !cleanup_failed {
         for name in &files {
-            let target = NAMES[..count].iter().find(|t| is_temp_of(t, name));
+            let target = NAMES[..count].iter().find(|t| is_temp_of(name, t));
             let journaled = target.is_some_and(|t| files.contains(&journal_name(t)));
             assert!(
                 target.is_none() || journaled || live.sweep_deferred || before.contains_key(name),
@@ -1322,7 +1296,7 @@ fn check_recovered(
     );
     for (file, contents) in &after {
         assert!(
-            is_planted(contents) || (!is_temp_of(name, file) && *file != journal_name(name)),
+            is_planted(contents) || !is_leftover_of(file, name),
             "invariant 4 (clean): {when}: {file} survived recovery"
         );
     }
@@ -1334,9 +1308,9 @@ fn check_recovered(
         files
             .iter()
             .filter(|(file, _)| {
-                let batch_member = journaled && targets.iter().any(|t| owned_by(t, file));
+                let batch_member = journaled && targets.iter().any(|t| owned_by(file, t));
                 is_planted(files.get(*file).unwrap_or(&None))
-                    || (!owned_by(name, file) && !batch_member)
+                    || (!owned_by(file, name) && !batch_member)
             })
             .map(|(k, v)| (k.clone(), v.clone()))
             .collect()

@@ -30,7 +30,9 @@ use ouroboros::self_referencing;
 use txfile::sim::{OpKind, SimFs};
 use txfile::{Error, LockStyle, Options, Transaction, TxFile};
 
-use crate::{DIR, NAMES, guard_path, is_temp_of, mutant, target_path};
+use txfile_testkit::is_temp_of;
+
+use crate::{DIR, NAMES, guard_path, mutant, target_path};
 
 const MAX_THREADS: usize = 4;
 const MAX_ACTIONS: usize = 16;
@@ -510,7 +512,7 @@ impl World {
         }
         for file in self.sim.list_dir(DIR).expect("list") {
             assert!(
-                !NAMES.iter().any(|name| is_temp_of(name, &file)),
+                !NAMES.iter().any(|name| is_temp_of(&file, name)),
                 "temporary file {file} left behind"
             );
         }

@@ -2,9 +2,10 @@
 //! `fuzz_targets/` files so that the targets share the small helpers
 //! below and the scenarios can be read on their own.
 //!
-//! The checks are self-contained: a fuzz crate cannot use the library's
-//! test code, and the invariants are those of `docs/crash-model.md`, restated
-//! where they are checked.
+//! The invariants are those of `docs/crash-model.md`, restated where they
+//! are checked. The helpers the library's tests use too (the names txfile
+//! gives its files, the foreign-file fixture, `show`) come from the
+//! workspace's test-support crate, `txfile-testkit`.
 //!
 //! Setting `TXFILE_FUZZ_MUTANT` to the name of a `txfile::Mutant` (for
 //! example `NoDirFsync`) runs the targets against that deliberately broken
@@ -32,35 +33,7 @@ pub fn target_path(name: &str) -> String {
 
 /// `/d/<name>.lock`.
 pub fn guard_path(name: &str) -> String {
-    format!("{DIR}/{name}.lock")
-}
-
-/// Whether `candidate` is a temporary file of target `name`: `.` + name +
-/// `.` + 8 ASCII letters or digits + `.txtmp`, as the crate documents.
-pub fn is_temp_of(name: &str, candidate: &str) -> bool {
-    candidate
-        .strip_prefix('.')
-        .and_then(|rest| rest.strip_prefix(name))
-        .and_then(|rest| rest.strip_prefix('.'))
-        .and_then(|rest| rest.strip_suffix(".txtmp"))
-        .is_some_and(|random| {
-            random.len() == 8 && random.bytes().all(|b| b.is_ascii_alphanumeric())
-        })
-}
-
-/// `.<name>.txjournal`: the name under which target `name` finds the
-/// journal of a batch commit that includes it.
-pub fn journal_name(name: &str) -> String {
-    format!(".{name}.txjournal")
-}
-
-/// Whether a file belongs to target `name`: the target, its guard, its
-/// journal name, or one of its temporary files.
-pub fn owned_by(name: &str, candidate: &str) -> bool {
-    candidate == name
-        || candidate == format!("{name}.lock")
-        || candidate == journal_name(name)
-        || is_temp_of(name, candidate)
+    target_path(&txfile_testkit::guard_name(name))
 }
 
 /// The protocol under test: the correct one, or the mutant named by
@@ -86,36 +59,4 @@ pub fn mutant() -> Mutant {
         Ok("NoForkCheck") => Mutant::NoForkCheck,
         Ok(other) => panic!("TXFILE_FUZZ_MUTANT={other}: not a txfile::Mutant"),
     })
-}
-
-/// Short, printable form of a file's contents for failure messages.
-pub fn show(version: &Option<Vec<u8>>) -> String {
-    match version {
-        None => "absent".into(),
-        Some(b) if b.len() > 24 => format!(
-            "{} bytes {:?}..",
-            b.len(),
-            String::from_utf8_lossy(&b[..24])
-        ),
-        Some(b) => format!("{:?}", String::from_utf8_lossy(b)),
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn temp_names() {
-        assert!(is_temp_of("a", ".a.Ab3dEf9Z.txtmp"));
-        assert!(!is_temp_of("a", ".a.b.Ab3dEf9Z.txtmp"));
-        assert!(is_temp_of("a.b", ".a.b.Ab3dEf9Z.txtmp"));
-        assert!(!is_temp_of("a", ".a.Ab3dEf9.txtmp"));
-        assert!(!is_temp_of("a", ".a.tmp"));
-        assert!(owned_by("a", "a.lock"));
-        assert!(!owned_by("a", "a.b.lock"));
-        assert!(owned_by("a", ".a.txjournal"));
-        assert!(!owned_by("a", ".a.b.txjournal"));
-        assert!(!owned_by("a", ".a.txjournal.bak"));
-    }
 }

@@ -29,9 +29,9 @@ use txfile::{Durability, Error, Mutant, Options, TxFile};
 
 use harness::Report;
 use harness::{
-    Crash, FOREIGN, Scenario as _, bound, changed_foreign, check_crash_points, commit, is_temp_of,
-    options, show, write_error,
+    Crash, Scenario as _, bound, changed_foreign, check_crash_points, commit, options, write_error,
 };
+use txfile_testkit::{FOREIGN, is_temp_of, show};
 
 const DIR: &str = "/d";
 const TARGET: &str = "/d/a";

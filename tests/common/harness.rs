@@ -12,6 +12,7 @@ use std::io::Write;
 
 use txfile::sim::{Enumeration, Fault, OpKind, Operation, SimFs};
 use txfile::{Error, Mutant, Options, TxFile};
+use txfile_testkit::FOREIGN;
 
 /// Most post-crash states enumerated for one crash point; more fails the
 /// test (the bound is checked, never used to truncate).
@@ -22,16 +23,7 @@ pub(crate) fn bound() -> Enumeration {
     Enumeration::new().max_states(MAX_STATES_PER_CRASH)
 }
 
-/// Files that are not the targets' and must never change, in every target
-/// directory: a user's own temporary file, a temporary file of target `a.b`
-/// (another writer may be alive), an unrelated file.
-pub(crate) const FOREIGN: &[(&str, &[u8])] = &[
-    (".a.tmp", b"a user's own temporary file"),
-    (".a.b.Ab3dEf9Z.txtmp", b"a temporary file of target a.b"),
-    ("other", b"an unrelated file"),
-];
-
-/// Writes the foreign files into `dir`.
+/// Writes the foreign files ([`FOREIGN`]) into `dir`.
 pub(crate) fn write_foreign(sim: &SimFs, dir: &str) {
     for (name, contents) in FOREIGN {
         sim.write_file(format!("{dir}/{name}"), contents)
@@ -51,14 +43,6 @@ pub(crate) fn changed_foreign(sim: &SimFs, dir: &str) -> Vec<(&'static str, Opti
             (got.as_deref() != Some(contents)).then_some((name, got))
         })
         .collect()
-}
-
-/// Whether `name` is a temporary file of target `target`: `.` + target +
-/// `.` + 8 letters or digits + `.txtmp`.
-pub(crate) fn is_temp_of(name: &str, target: &str) -> bool {
-    name.strip_prefix(&format!(".{target}."))
-        .and_then(|r| r.strip_suffix(".txtmp"))
-        .is_some_and(|r| r.len() == 8 && r.bytes().all(|b| b.is_ascii_alphanumeric()))
 }
 
 /// What the checks found.
@@ -354,20 +338,6 @@ pub(crate) fn check_every_state<S: Scenario>(
         );
     }
     checked
-}
-
-/// Short, printable form of a file's contents (`None`: absent) for
-/// failure messages.
-pub(crate) fn show(v: &Option<Vec<u8>>) -> String {
-    match v {
-        None => "absent".into(),
-        Some(b) if b.len() > 24 => format!(
-            "{} bytes {:?}..",
-            b.len(),
-            String::from_utf8_lossy(&b[..24])
-        ),
-        Some(b) => format!("{:?}", String::from_utf8_lossy(b)),
-    }
 }
 
 /// The handle options of every check.
