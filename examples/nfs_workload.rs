@@ -54,7 +54,10 @@ impl Style {
             .allow_local_locks(allow_local_locks);
         // The deliberately broken protocol of `run.sh --mode no-nfs-revalidate`.
         if std::env::var_os("TXNFS_MUTANT").is_some_and(|m| m == "no-nfs-revalidate") {
+            #[cfg(txfile_mutants)]
             return options.mutant(txfile::Mutant::NoNfsRevalidate);
+            #[cfg(not(txfile_mutants))]
+            panic!("TXNFS_MUTANT: this build has no mutants (build with --cfg txfile_mutants)");
         }
         options
     }

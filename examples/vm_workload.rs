@@ -201,6 +201,14 @@ impl Args {
         let options = Options::new()
             .durability(txfile::Durability::Full)
             .timeout(Duration::from_secs(120));
+        #[cfg(not(txfile_mutants))]
+        return match self.mutant.as_str() {
+            "none" | "correct" => Ok(options),
+            other => Err(format!(
+                "mutant {other:?}: this build has no mutants (build with --cfg txfile_mutants)"
+            )),
+        };
+        #[cfg(txfile_mutants)]
         Ok(match self.mutant.as_str() {
             "none" | "correct" => options,
             "no-file-fsync" => options.mutant(txfile::Mutant::NoFileFsync),

@@ -24,6 +24,11 @@ esac
 
 cd "$(dirname "$0")/.."
 export RUSTC_BOOTSTRAP=1
+# The library's deliberately broken protocols (src/mutants.rs), which the
+# mutant catchers below run: the repository's .cargo/config.toml sets this
+# cfg, but cargo-fuzz passes its flags in RUSTFLAGS, which replaces that
+# setting (cargo-fuzz appends what RUSTFLAGS already holds).
+export RUSTFLAGS="${RUSTFLAGS:-} --cfg txfile_mutants"
 
 if ! cargo fuzz --version >/dev/null 2>&1; then
     echo "fuzz: installing cargo-fuzz"

@@ -6,12 +6,13 @@ use std::thread::ThreadId;
 
 use camino::Utf8PathBuf;
 
-use crate::commit::{self, Mutant};
+use crate::commit;
 use crate::error::{BoxError, Op};
 use crate::fs::DirHandle;
 use crate::guard::{Locked, Mode, Wait};
 use crate::journal::{self, Record};
-use crate::transaction::Transaction;
+use crate::mutants::{Mutant, active};
+use crate::state::Transaction;
 use crate::{Error, Options, TxFile};
 
 /// Several files updated as one: after a commit, or after a crash and the
@@ -97,7 +98,8 @@ impl Batch {
     ///
     /// # Errors
     ///
-    /// [`Error::InvalidPath`] when there is no member, when a target appears
+    /// [`Error::EmptyBatch`] when there is no member; [`Error::InvalidPath`]
+    /// (naming the member) when a target appears
     /// twice (however it is spelled: members are compared by their
     /// directory's identity and name, not by path), or when members are on
     /// different filesystems (a batch commit links one journal beside every
@@ -118,10 +120,7 @@ impl Batch {
     pub fn new(files: impl IntoIterator<Item = TxFile>) -> Result<Batch, Error> {
         let members: Vec<TxFile> = files.into_iter().collect();
         let Some(first) = members.first() else {
-            return Err(Error::InvalidPath {
-                path: Utf8PathBuf::new(),
-                reason: "a batch needs at least one member",
-            });
+            return Err(Error::EmptyBatch);
         };
         if members.len() > journal::MAX_RECORDS {
             return Err(Error::InvalidPath {
@@ -282,7 +281,7 @@ impl Batch {
         thread: Option<ThreadId>,
     ) -> Result<Option<Vec<Locked>>, Error> {
         loop {
-            let Some(locks) = lock_all(&self.members, mode, wait, thread)? else {
+            let Some(locks) = TxFile::lock_all(&self.members, mode, wait, thread)? else {
                 return Ok(None);
             };
             let mut pending = None;
@@ -455,30 +454,6 @@ fn current_thread() -> ThreadId {
     std::thread::current().id()
 }
 
-/// Locks every member in the batch order (device and inode of the guard),
-/// returning the locks in member order; `Ok(None)` when `wait` ran out.
-pub(crate) fn lock_all(
-    members: &[TxFile],
-    mode: Mode,
-    wait: Wait,
-    thread: Option<ThreadId>,
-) -> Result<Option<Vec<Locked>>, Error> {
-    let keys = members
-        .iter()
-        .map(TxFile::order_key)
-        .collect::<Result<Vec<_>, _>>()?;
-    let mut order: Vec<usize> = (0..members.len()).collect();
-    order.sort_by_key(|&i| keys[i]);
-    let mut locks: Vec<Option<Locked>> = (0..members.len()).map(|_| None).collect();
-    for i in order {
-        match members[i].lock_for(mode, wait, thread)? {
-            Some(locked) => locks[i] = Some(locked),
-            None => return Ok(None),
-        }
-    }
-    Ok(Some(locks.into_iter().flatten().collect()))
-}
-
 /// One locked update of every member of a [`Batch`]; see [`Batch::begin`].
 ///
 /// Write each member's new contents through [`member`](Self::member), then
@@ -591,7 +566,7 @@ impl<'a> BatchTransaction<'a> {
         }
         let mut changed = Vec::new();
         for (i, tx) in self.txs.iter_mut().enumerate() {
-            if commit::check(tx)? {
+            if commit::check(tx)? == commit::Checked::Changed {
                 changed.push(i);
             }
         }
@@ -639,7 +614,7 @@ fn commit_all(mut txs: Vec<&mut Transaction<'_>>) -> Result<(), Error> {
     }
     let first = txs[0].file;
     let fs = first.inner.fs.as_ref();
-    let mutant = commit::mutant(first);
+    let options = &first.inner.options;
     let members: Vec<TxFile> = txs.iter().map(|tx| tx.file.clone()).collect();
     let records: Vec<Record> = txs
         .iter()
@@ -660,7 +635,7 @@ fn commit_all(mut txs: Vec<&mut Transaction<'_>>) -> Result<(), Error> {
             }
         })
         .collect();
-    if mutant == Mutant::BatchRenameBeforeJournal {
+    if active(options.mutant, Mutant::BatchRenameBeforeJournal) {
         rename_all(&mut txs, &records)?;
     }
 
@@ -679,20 +654,20 @@ fn commit_all(mut txs: Vec<&mut Transaction<'_>>) -> Result<(), Error> {
         let (first_dir, first_name) = dirs[0];
         let mut journal = first_dir
             .create_new(first_name, 0o600)
-            .map_err(|e| Error::io(Op::CreateTemp, &names[0], e))?;
+            .map_err(|e| Error::io(Op::CreateJournal, &names[0], e))?;
         created.push(0);
         for (i, &(dir, name)) in dirs.iter().enumerate().skip(1) {
             fs.link(first_dir, first_name, dir, name)
-                .map_err(|e| Error::io(Op::CreateTemp, &names[i], e))?;
+                .map_err(|e| Error::io(Op::LinkJournal, &names[i], e))?;
             created.push(i);
         }
         // The staged files' names and the journal's, durable.
         journal::sync_dirs(&members)?;
         // The commit point: the journal's records, durable.
         let entry = journal::encode(&records);
-        crate::transaction::write_all(journal.as_mut(), &entry)
+        crate::fs::write_all(journal.as_mut(), &entry)
             .map_err(|e| Error::io(Op::Write, &names[0], e))?;
-        if commit::durable(first) && mutant != Mutant::BatchNoJournalFsync {
+        if commit::durable(first) && !active(options.mutant, Mutant::BatchNoJournalFsync) {
             if let Err(e) = journal.sync() {
                 // The records may have reached the disk anyway. Removing the
                 // names and staged files now could leave, after a crash, one
@@ -704,9 +679,7 @@ fn commit_all(mut txs: Vec<&mut Transaction<'_>>) -> Result<(), Error> {
                 // damage the commit entry).
                 let voided = journal
                     .seek(journal::next_block(entry.len()) as u64)
-                    .and_then(|()| {
-                        crate::transaction::write_all(journal.as_mut(), &journal::encode_void())
-                    })
+                    .and_then(|()| crate::fs::write_all(journal.as_mut(), &journal::encode_void()))
                     .and_then(|()| journal.sync())
                     .is_ok();
                 undecided = !voided;
@@ -739,7 +712,7 @@ fn commit_all(mut txs: Vec<&mut Transaction<'_>>) -> Result<(), Error> {
     for tx in txs.iter_mut() {
         tx.unsynced = true;
     }
-    if mutant != Mutant::BatchRenameBeforeJournal {
+    if !active(options.mutant, Mutant::BatchRenameBeforeJournal) {
         rename_all(&mut txs, &records)?;
     }
     journal::sync_dirs(&members)?;

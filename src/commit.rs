@@ -19,131 +19,16 @@ use std::io;
 use crate::error::Op;
 use crate::fs::Meta;
 use crate::guard::Locked;
-use crate::transaction::{BUFFER, Existing, NewContents, OldFile, Temp, Transaction};
-use crate::{Durability, Error, Symlinks, TxFile, names};
-
-/// A deliberately broken commit protocol, for showing that the crash tests
-/// catch each classic mistake. Never use one for real data.
-#[doc(hidden)]
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash)]
-#[non_exhaustive]
-#[cfg_attr(not(feature = "sim"), allow(dead_code, unreachable_pub))]
-pub enum Mutant {
-    /// The correct protocol.
-    #[default]
-    None,
-    /// Skip the fsync of the temporary file.
-    NoFileFsync,
-    /// Skip the fsync of the directory after the rename.
-    NoDirFsync,
-    /// Rename first, fsync the (renamed) file after.
-    RenameBeforeFsync,
-    /// Sweep every hidden file that starts with the target's name.
-    SweepForeignTemp,
-    /// Release the lock before the rename.
-    UnlockBeforeRename,
-    /// Carry on as if a failed fsync had succeeded.
-    IgnoreFsyncError,
-    /// Trust a lock on a guard file that was deleted or replaced.
-    NoGuardIdentityCheck,
-    /// Batch: skip the fsync of the journal (the commit point).
-    BatchNoJournalFsync,
-    /// Batch: rename the members before the journal is written.
-    BatchRenameBeforeJournal,
-    /// Batch recovery: roll forward whatever records of a torn journal parse.
-    BatchIgnoreJournalChecksum,
-    /// Batch recovery: act on the journal as it reads, without first making
-    /// that decision durable (wrong when an earlier fsync of the journal
-    /// failed: the records read may exist only in the page cache).
-    BatchRecoveryTrustsCache,
-    /// Use whatever sits at the guard path as the guard, writing the
-    /// marker into it (a `Gemfile.lock`, another target).
-    MarkForeignGuard,
-    /// Batch recovery: act on every record of a journal, without checking
-    /// that the record's member has the journal under its own name (so a
-    /// planted journal reaches into other directories).
-    TrustForeignJournal,
-    /// Take only the lock kind of the chosen `LockStyle` (`flock` or POSIX),
-    /// as txfile once did: users of the other style are not excluded.
-    OneLockKind,
-    /// A handle used in a forked child keeps using the parent's guard
-    /// descriptor and in-process state.
-    NoForkCheck,
-    /// NFS: open the target without first revalidating its directory, so a
-    /// name cached before another host's rename can open a replaced version
-    /// (only the NFS test, `tests/nfs/run.sh --mode no-nfs-revalidate`,
-    /// can show it).
-    NoNfsRevalidate,
-}
-
-pub(crate) fn mutant(file: &TxFile) -> Mutant {
-    mutant_of(&file.inner.options)
-}
-
-#[cfg(feature = "sim")]
-pub(crate) fn mutant_of(options: &crate::Options) -> Mutant {
-    options.mutant
-}
-
-/// Without the `sim` feature the protocol is always the correct one, and
-/// the checks below fold away.
-#[cfg(not(feature = "sim"))]
-#[inline(always)]
-pub(crate) fn mutant_of(_: &crate::Options) -> Mutant {
-    Mutant::None
-}
-
-/// Whether `name` is a temporary file that a dead writer of `file`'s target
-/// left behind.
-pub(crate) fn is_stale_temp(file: &TxFile, name: &str) -> bool {
-    #[cfg(feature = "sim")]
-    if mutant(file) == Mutant::SweepForeignTemp {
-        let stem = file.inner.temp_prefix.trim_end_matches('.');
-        return name.starts_with(stem) && name.contains(".t");
-    }
-    names::is_temp_of(&file.inner.temp_prefix, name)
-}
-
-/// Creates the temporary file. When it will replace an existing target it
-/// is created with the target's permission bits (the umask can only narrow
-/// them), so the new contents are never more exposed than the old, and at
-/// commit it gets the target's owner, access ACL and exact mode (usually
-/// with no call at all); a new target is created with the configured mode,
-/// and only creation applies the umask. A target with an ACL has its ACL
-/// mask in its group bits, not the owning group's rights: its temporary
-/// file starts with the owner's bits only, until the ACL is copied.
-pub(crate) fn create_temp(file: &TxFile, existing: Option<&Existing>) -> Result<Temp, Error> {
-    let inner = &*file.inner;
-    let acl = match existing {
-        Some(existing) => existing
-            .file
-            .acl()
-            .map_err(|e| Error::io(Op::Read, &inner.path, e))?,
-        None => None,
-    };
-    let mode = match (existing, &acl) {
-        (None, _) => inner.options.mode,
-        (Some(existing), None) => existing.mode & 0o777,
-        (Some(existing), Some(_)) => existing.mode & 0o700,
-    };
-    let (name, handle) = inner
-        .dir
-        .create_temp(&inner.temp_prefix, names::temp_suffix(), mode)
-        .map_err(|e| Error::io(Op::CreateTemp, &inner.dir_path, e))?;
-    Ok(Temp {
-        path: inner.dir_path.join(&name),
-        name,
-        file: handle,
-        acl,
-    })
-}
+use crate::mutants::{Mutant, active};
+use crate::state::{BUFFER, NewContents, OldFile, Temp, Transaction};
+use crate::{Durability, Error, Symlinks, TxFile};
 
 pub(crate) fn commit(tx: &mut Transaction<'_>) -> Result<(), Error> {
-    if !check(tx)? {
+    if check(tx)? == Checked::Unchanged {
         return Ok(());
     }
     stage(tx)?;
-    if mutant(tx.file) == Mutant::UnlockBeforeRename {
+    if active(tx.file.inner.options.mutant, Mutant::UnlockBeforeRename) {
         drop(tx.locked.take());
     }
     install(tx)?;
@@ -168,9 +53,19 @@ pub(crate) fn finish(tx: &mut Transaction<'_>) -> Result<(), Error> {
     Ok(())
 }
 
+/// What steps 1 and 2 found.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum Checked {
+    /// The new contents equal the old ones: nothing to write (the version
+    /// in place is vouched for, see `vouch`).
+    Unchanged,
+    /// The new contents differ: stage, install and finish them.
+    Changed,
+}
+
 /// Steps 1 and 2: refuses a transaction whose writes failed or whose target
-/// an outside writer changed; `Ok(false)` when there is nothing to do.
-pub(crate) fn check(tx: &mut Transaction<'_>) -> Result<bool, Error> {
+/// an outside writer changed; says whether there is anything to do.
+pub(crate) fn check(tx: &mut Transaction<'_>) -> Result<Checked, Error> {
     if tx.new.failed {
         return Err(tx.new.failed_error(tx.file));
     }
@@ -180,10 +75,10 @@ pub(crate) fn check(tx: &mut Transaction<'_>) -> Result<bool, Error> {
     if unchanged(tx)? {
         check_no_outside_writer(tx.file, began)?;
         vouch(tx)?;
-        return Ok(false);
+        return Ok(Checked::Unchanged);
     }
     check_no_outside_writer(tx.file, began)?;
-    Ok(true)
+    Ok(Checked::Changed)
 }
 
 /// A no-op commit says the version in place is the caller's, so a durable
@@ -223,10 +118,12 @@ pub(crate) fn stage(tx: &mut Transaction<'_>) -> Result<(), Error> {
     if let Some(old) = tx.old.as_ref().map(|old| old.meta) {
         copy_owner_and_mode(temp, &old)?;
     }
-    let mutant = mutant(file);
-    if durable(file) && mutant != Mutant::NoFileFsync && mutant != Mutant::RenameBeforeFsync {
+    let options = &file.inner.options;
+    let skip = active(options.mutant, Mutant::NoFileFsync)
+        || active(options.mutant, Mutant::RenameBeforeFsync);
+    if durable(file) && !skip {
         let _sync = crate::trace::step!("fsync", file.inner.path);
-        sync(temp, mutant)?;
+        sync(temp)?;
     }
     Ok(())
 }
@@ -250,9 +147,8 @@ pub(crate) fn install(tx: &mut Transaction<'_>) -> Result<(), Error> {
         inner.options.replace_retry,
     )?;
     let mut temp = tx.new.temp.take().expect("still there after the rename");
-    let mutant = mutant(tx.file);
-    if durable(tx.file) && mutant == Mutant::RenameBeforeFsync {
-        sync(&mut temp, mutant)?;
+    if durable(tx.file) && active(inner.options.mutant, Mutant::RenameBeforeFsync) {
+        sync(&mut temp)?;
     }
     Ok(())
 }
@@ -261,7 +157,7 @@ pub(crate) fn install(tx: &mut Transaction<'_>) -> Result<(), Error> {
 /// it or `owed` says an earlier rename needs it. Returns whether it synced.
 pub(crate) fn sync_dir(file: &TxFile, owed: bool) -> Result<bool, Error> {
     let inner = &*file.inner;
-    let wanted = (durable(file) || owed) && mutant(file) != Mutant::NoDirFsync;
+    let wanted = (durable(file) || owed) && !active(inner.options.mutant, Mutant::NoDirFsync);
     if wanted {
         let _sync = crate::trace::step!("sync_dir", inner.path);
         inner
@@ -384,10 +280,8 @@ fn copy_owner_and_mode(temp: &mut Temp, old: &Meta) -> Result<(), Error> {
 /// One fsync, never retried: after a failure the kernel may have dropped the
 /// dirty pages and marked them clean, so a second fsync could report success
 /// for data that is gone ("fsyncgate").
-pub(crate) fn sync(temp: &mut Temp, mutant: Mutant) -> Result<(), Error> {
-    match temp.file.sync() {
-        Ok(()) => Ok(()),
-        Err(_) if mutant == Mutant::IgnoreFsyncError => Ok(()),
-        Err(e) => Err(Error::io(Op::Sync, &temp.path, e)),
-    }
+pub(crate) fn sync(temp: &mut Temp) -> Result<(), Error> {
+    temp.file
+        .sync()
+        .map_err(|e| Error::io(Op::Sync, &temp.path, e))
 }

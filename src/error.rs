@@ -114,6 +114,19 @@ pub enum Error {
         /// The target whose lock was asked for.
         path: Utf8PathBuf,
     },
+    /// A batch was asked for with no member at all (there is no path to
+    /// name; a member that cannot be in a batch is [`Error::InvalidPath`]
+    /// with that member's path).
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// let err = txfile::Batch::new([]).unwrap_err();
+    /// assert!(matches!(err, txfile::Error::EmptyBatch));
+    /// assert_eq!(err.kind(), std::io::ErrorKind::InvalidInput);
+    /// # Ok::<(), txfile::Error>(())
+    /// ```
+    EmptyBatch,
     /// The path cannot name a target file.
     InvalidPath {
         /// The offending path (lossily converted if it is not UTF-8).
@@ -209,6 +222,7 @@ impl fmt::Display for Error {
             Error::InvalidPath { path, reason } => {
                 write!(f, "cannot use `{path}` as a target: {reason}")
             }
+            Error::EmptyBatch => write!(f, "a batch needs at least one member"),
             Error::Symlink { path } => write!(
                 f,
                 "`{path}` is a symbolic link, which the handle was told to reject"
@@ -253,6 +267,7 @@ impl std::error::Error for Error {
             | Error::Conflict { .. }
             | Error::HeldByThisThread { .. }
             | Error::InvalidPath { .. }
+            | Error::EmptyBatch
             | Error::LocalLock { .. }
             | Error::Symlink { .. }
             | Error::ForeignGuard { .. }
@@ -287,7 +302,9 @@ impl Error {
             Error::HeldOpen { .. } => io::ErrorKind::ResourceBusy,
             Error::Timeout { .. } => io::ErrorKind::TimedOut,
             Error::Conflict { .. } | Error::ForeignGuard { .. } => io::ErrorKind::AlreadyExists,
-            Error::InvalidPath { .. } | Error::Symlink { .. } => io::ErrorKind::InvalidInput,
+            Error::InvalidPath { .. } | Error::EmptyBatch | Error::Symlink { .. } => {
+                io::ErrorKind::InvalidInput
+            }
             Error::ForeignJournal { .. } => io::ErrorKind::AlreadyExists,
             Error::Aborted { .. } => io::ErrorKind::Other,
             Error::HeldByThisThread { .. } => io::ErrorKind::Deadlock,
@@ -338,6 +355,10 @@ pub enum Op {
     ListDir,
     /// Creating the temporary file.
     CreateTemp,
+    /// Creating a batch commit's journal (beside the first member).
+    CreateJournal,
+    /// Linking a batch commit's journal beside another member.
+    LinkJournal,
     /// Writing the temporary file.
     Write,
     /// Copying the target's permissions or owner to the temporary file.
@@ -364,6 +385,8 @@ impl fmt::Display for Op {
             Op::OpenDir => "open directory",
             Op::ListDir => "list directory",
             Op::CreateTemp => "create temporary file in",
+            Op::CreateJournal => "create batch journal",
+            Op::LinkJournal => "link batch journal",
             Op::Write => "write",
             Op::SetPermissions => "set permissions of",
             Op::Sync => "sync",

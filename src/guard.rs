@@ -36,7 +36,10 @@ use std::time::{Duration, Instant};
 use camino::Utf8Path;
 
 use crate::error::Op;
-use crate::fs::{DirHandle, Fs, GuardFile, GuardPerms, Kind, LockHeld, Locking, Marker, Meta};
+pub(crate) use crate::fs::Mode;
+use crate::fs::{
+    Blocking, DirHandle, Fs, GuardFile, GuardPerms, Kind, LockHeld, Locking, Marker, Meta,
+};
 use crate::{Error, LockStyle};
 
 /// (filesystem id, device, inode).
@@ -87,13 +90,6 @@ struct Turn {
 pub(crate) enum Foreign {
     Refuse,
     Trust,
-}
-
-/// Exclusive for transactions, shared for consistent reads of a batch.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub(crate) enum Mode {
-    Exclusive,
-    Shared,
 }
 
 /// Keyed by the process that registered the entry, then the guard: a
@@ -473,7 +469,7 @@ pub(crate) enum Got {
 }
 
 /// One OS lock to take: its kind and whether it is shared.
-type Step = (LockStyle, bool);
+type Step = (LockStyle, Mode);
 
 /// The OS locks a holder takes, in the one order every process uses (so
 /// that two holders taking both never wait for each other crosswise):
@@ -486,14 +482,15 @@ type Step = (LockStyle, bool);
 /// write lock, is kept out by the shared one.
 fn plan(locking: Locking, style: LockStyle, shared: bool, one_kind: bool) -> &'static [Step] {
     use LockStyle::{Flock, Posix};
+    use Mode::{Exclusive, Shared};
     match (locking.merged || one_kind, style, shared) {
-        (true, Flock, false) => &[(Flock, false)],
-        (true, Flock, true) => &[(Flock, true)],
-        (true, Posix, false) => &[(Posix, false)],
-        (true, Posix, true) => &[(Posix, true)],
-        (false, _, true) => &[(Flock, true), (Posix, true)],
-        (false, _, false) if locking.read_only => &[(Flock, false), (Posix, true)],
-        (false, _, false) => &[(Flock, false), (Posix, false)],
+        (true, Flock, false) => &[(Flock, Exclusive)],
+        (true, Flock, true) => &[(Flock, Shared)],
+        (true, Posix, false) => &[(Posix, Exclusive)],
+        (true, Posix, true) => &[(Posix, Shared)],
+        (false, _, true) => &[(Flock, Shared), (Posix, Shared)],
+        (false, _, false) if locking.read_only => &[(Flock, Exclusive), (Posix, Shared)],
+        (false, _, false) => &[(Flock, Exclusive), (Posix, Exclusive)],
     }
 }
 
@@ -513,9 +510,9 @@ impl Drop for OsLocks {
 /// what was taken is released again if a later step is busy.
 fn try_os_lock(file: &dyn GuardFile, plan: &[Step]) -> io::Result<Option<OsLocks>> {
     let mut held = OsLocks(Vec::with_capacity(plan.len()));
-    for &(kind, shared) in plan {
+    for &(kind, mode) in plan {
         let got = loop {
-            match file.lock(kind, shared, false) {
+            match file.lock(kind, mode, Blocking::Try) {
                 Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
                 Err(e) if e.raw_os_error() == Some(EDEADLK) => break None,
                 Err(e) => return Err(explain(file, e)),
@@ -535,9 +532,9 @@ fn try_os_lock(file: &dyn GuardFile, plan: &[Step]) -> io::Result<Option<OsLocks
 /// side moves).
 fn blocking_os_lock(file: &dyn GuardFile, plan: &[Step]) -> io::Result<OsLocks> {
     let mut held = OsLocks(Vec::with_capacity(plan.len()));
-    for &(kind, shared) in plan {
+    for &(kind, mode) in plan {
         loop {
-            match file.lock(kind, shared, true) {
+            match file.lock(kind, mode, Blocking::Block) {
                 Ok(Some(one)) => {
                     held.0.push(one);
                     break;

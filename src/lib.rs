@@ -16,12 +16,14 @@ mod fs;
 mod guard;
 mod journal;
 mod mountinfo;
+mod mutants;
 mod names;
 mod options;
 mod replace;
 #[cfg(feature = "sim")]
 pub mod sim;
 mod stale;
+mod state;
 mod sys;
 mod trace;
 mod transaction;
@@ -35,9 +37,11 @@ pub use batch::{Batch, BatchTransaction, recover};
 /// The UTF-8 path types txfile reports paths in ([`TxFile::path`],
 /// [`Error`]'s fields), re-exported so that users need not depend on camino.
 pub use camino;
-#[cfg(feature = "sim")]
-pub use commit::Mutant;
 pub use error::{BoxError, Error, Op};
+/// Only in the project's own test builds (`--cfg txfile_mutants`).
+#[cfg(txfile_mutants)]
+#[doc(hidden)]
+pub use mutants::Mutant;
 pub use options::{Durability, LockStyle, Options, Symlinks};
 pub use transaction::{OldReader, Transaction};
 pub use txfile::{TxFile, update};

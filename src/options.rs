@@ -5,7 +5,6 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use crate::fs::Fs;
-use crate::{Error, TxFile};
 
 /// How hard a commit works to survive power loss.
 ///
@@ -29,42 +28,7 @@ pub enum Durability {
     None,
 }
 
-/// Which operating-system lock txfile takes on the guard file where it can
-/// take only one.
-///
-/// Every txfile user excludes every other, whatever style each chose: on
-/// filesystems where `flock` locks and POSIX record locks are independent
-/// (local Linux filesystems: ext4, xfs, btrfs, tmpfs), txfile takes both,
-/// `flock` first, so that `flock(1)` users and `lockf`/`fcntl` users are
-/// excluded too. Where the filesystem makes them one lock (NFS, SMB and AFS
-/// on Linux; the BSDs, macOS and illumos everywhere), taking both would wait
-/// for itself, so only the kind this chooses is taken; there it excludes
-/// users of either kind anyway.
-///
-/// Both are taken on the guard file `<name>.lock`, which the process opens once
-/// and never closes while a lock is held, so neither can be lost by an
-/// unrelated `close`.
-///
-/// # Examples
-///
-/// ```
-/// use txfile::{LockStyle, Options};
-/// let opts = Options::new().lock_style(LockStyle::Posix);
-/// # let _ = opts;
-/// ```
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash)]
-#[non_exhaustive]
-pub enum LockStyle {
-    /// `flock(2)` through the `fd-lock` crate, where only one kind is taken.
-    /// Interoperates with `flock(1)`.
-    #[default]
-    Flock,
-    /// POSIX record locks (`fcntl(F_SETLKW)` on the whole file), where only one
-    /// kind is taken. Interoperates with `lockf(3)`, `fcntl` users and Python's
-    /// `fcntl.lockf`; on Solaris, illumos and Linux NFS `flock` is one with
-    /// it anyway.
-    Posix,
-}
+pub use crate::fs::LockStyle;
 
 /// What to do when the target path is a symbolic link.
 ///
@@ -119,8 +83,7 @@ pub struct Options {
     pub(crate) replace_retry: Duration,
     pub(crate) guard_path: Option<PathBuf>,
     pub(crate) fs: Option<Arc<dyn Fs>>,
-    #[cfg(feature = "sim")]
-    pub(crate) mutant: crate::Mutant,
+    pub(crate) mutant: crate::mutants::Selected,
 }
 
 impl Default for Options {
@@ -151,8 +114,7 @@ impl Options {
             replace_retry: crate::replace::DEFAULT_RETRY,
             guard_path: None,
             fs: None,
-            #[cfg(feature = "sim")]
-            mutant: crate::Mutant::None,
+            mutant: crate::mutants::Selected::default(),
         }
     }
 
@@ -307,49 +269,14 @@ impl Options {
         self
     }
 
-    /// Opens a handle on `path` with these options.
-    ///
-    /// # Errors
-    ///
-    /// As for [`TxFile::open`].
-    ///
-    /// # Examples
-    ///
-    /// ```
-    /// # let dir = tempfile::tempdir()?;
-    /// # let path = camino::Utf8Path::from_path(dir.path()).unwrap().join("data");
-    /// let file = txfile::Options::new().open(&path)?;
-    /// assert_eq!(file.read()?, None);
-    /// # Ok::<(), Box<dyn std::error::Error>>(())
-    /// ```
-    pub fn open(&self, path: impl AsRef<Path>) -> Result<TxFile, Error> {
-        TxFile::with_options(path.as_ref(), self.clone())
-    }
-
-    /// Opens handles on a simulated filesystem instead of the real one.
-    ///
-    /// # Examples
-    ///
-    /// ```
-    /// let sim = txfile::sim::SimFs::new();
-    /// sim.create_dir_all("/data")?;
-    /// let file = txfile::Options::new().filesystem(&sim).open("/data/counter")?;
-    /// file.update(|_| Ok::<_, std::io::Error>(b"1".to_vec()))?;
-    /// assert_eq!(sim.read_file("/data/counter")?.as_deref(), Some(&b"1"[..]));
-    /// # Ok::<(), Box<dyn std::error::Error>>(())
-    /// ```
-    #[cfg(feature = "sim")]
-    pub fn filesystem(mut self, fs: &crate::sim::SimFs) -> Self {
-        self.fs = Some(fs.as_fs());
-        self
-    }
-
     /// Makes commits run a deliberately broken protocol, so that tests can
-    /// show the crash checks catch it. Never use it for real data.
-    #[cfg(feature = "sim")]
+    /// show the crash checks catch it. Never use it for real data. Only in
+    /// the project's own test builds (`--cfg txfile_mutants`, see
+    /// `src/mutants.rs`).
+    #[cfg(txfile_mutants)]
     #[doc(hidden)]
-    pub fn mutant(mut self, mutant: crate::Mutant) -> Self {
-        self.mutant = mutant;
+    pub fn mutant(mut self, mutant: crate::mutants::Mutant) -> Self {
+        self.mutant = crate::mutants::Selected(mutant);
         self
     }
 }

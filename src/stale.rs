@@ -20,14 +20,15 @@
 
 use std::io;
 
-use crate::transaction::OldFile;
+use crate::mutants::{Mutant, active};
+use crate::state::OldFile;
 use crate::{Error, Op, TxFile};
 
 /// Opens the target's current version, making sure first, on NFS, that
 /// its name is not resolved from a stale cache.
 pub(crate) fn open_current(file: &TxFile) -> Result<Option<OldFile>, Error> {
     let inner = &*file.inner;
-    if inner.on_nfs && crate::commit::mutant(file) != crate::commit::Mutant::NoNfsRevalidate {
+    if inner.on_nfs && !active(inner.options.mutant, Mutant::NoNfsRevalidate) {
         inner
             .dir
             .revalidate()

@@ -6,11 +6,11 @@ use std::sync::{Arc, Mutex, PoisonError};
 
 use camino::{Utf8Component, Utf8Path, Utf8PathBuf};
 
-use crate::commit::Mutant;
 use crate::error::{BoxError, Op};
 use crate::fs::shared::SharedDir;
 use crate::fs::{DirHandle, Fs, GuardPerms, Kind, Marker, real::RealFs};
 use crate::guard::{Foreign, Got, GuardRef, Holder, Locked, Mode, Wait};
+use crate::mutants::{Mutant, active};
 use crate::transaction::Transaction;
 use crate::{Error, Options, Symlinks, journal, names};
 
@@ -476,7 +476,7 @@ impl TxFile {
         let inner = &*self.inner;
         let _wait = crate::trace::step!("lock_wait", inner.path);
         let fs = inner.fs.as_ref();
-        let mutant = crate::commit::mutant(self);
+        let options = &self.inner.options;
         let holder = Holder {
             pid: std::process::id(),
             thread,
@@ -484,11 +484,11 @@ impl TxFile {
         let mut last_seen = None;
         for _ in 0..MAX_GUARD_REOPENS {
             let guard = self.guard()?;
-            if !guard.registered_by(holder.pid) && mutant != Mutant::NoForkCheck {
+            if !guard.registered_by(holder.pid) && !active(options.mutant, Mutant::NoForkCheck) {
                 self.reopen_guard(&guard)?;
                 continue;
             }
-            let one_kind = mutant == Mutant::OneLockKind;
+            let one_kind = active(options.mutant, Mutant::OneLockKind);
             let got = guard
                 .lock(inner.options.lock_style, mode, wait, holder, one_kind)
                 .map_err(|e| Error::io(Op::Lock, &inner.guard_path, e))?;
@@ -505,7 +505,7 @@ impl TxFile {
                 .guard_dir
                 .lstat(&inner.guard_name)
                 .map_err(|e| Error::io(Op::Stat, &inner.guard_path, e))?;
-            let trusted = mutant == Mutant::NoGuardIdentityCheck;
+            let trusted = active(options.mutant, Mutant::NoGuardIdentityCheck);
             if trusted || now.is_some_and(|meta| guard.is_inode(fs, &meta)) {
                 let mut locked = locked;
                 if mode == Mode::Exclusive {
@@ -572,7 +572,7 @@ impl TxFile {
         let euid = fs.euid();
         let mut target_owner = None;
         for name in names {
-            if !crate::commit::is_stale_temp(self, &name) {
+            if !is_stale_temp(self, &name) {
                 continue;
             }
             let Ok(Some(meta)) = inner.dir.lstat(&name) else {
@@ -586,7 +586,7 @@ impl TxFile {
                     && *target_owner.get_or_insert_with(|| {
                         inner.dir.lstat(&inner.name).ok().flatten().map(|m| m.uid)
                     }) == Some(meta.uid));
-            if ours || crate::commit::mutant(self) == Mutant::SweepForeignTemp {
+            if ours || active(self.inner.options.mutant, Mutant::SweepForeignTemp) {
                 // Gone already, or not ours to remove after all: skip.
                 let _ = inner.dir.remove_file(&name);
             }
@@ -713,6 +713,65 @@ impl TxFile {
     }
 }
 
+/// Several handles locked together (a batch, or recovery of its journal).
+impl TxFile {
+    /// Locks every member in the batch order (device and inode of the guard),
+    /// returning the locks in member order; `Ok(None)` when `wait` ran out.
+    pub(crate) fn lock_all(
+        members: &[TxFile],
+        mode: Mode,
+        wait: Wait,
+        thread: Option<std::thread::ThreadId>,
+    ) -> Result<Option<Vec<Locked>>, Error> {
+        let keys = members
+            .iter()
+            .map(TxFile::order_key)
+            .collect::<Result<Vec<_>, _>>()?;
+        let mut order: Vec<usize> = (0..members.len()).collect();
+        order.sort_by_key(|&i| keys[i]);
+        let mut locks: Vec<Option<Locked>> = (0..members.len()).map(|_| None).collect();
+        for i in order {
+            match members[i].lock_for(mode, wait, thread)? {
+                Some(locked) => locks[i] = Some(locked),
+                None => return Ok(None),
+            }
+        }
+        Ok(Some(locks.into_iter().flatten().collect()))
+    }
+}
+
+/// Whether `name` is a temporary file that a dead writer of `file`'s target
+/// left behind.
+fn is_stale_temp(file: &TxFile, name: &str) -> bool {
+    if active(file.inner.options.mutant, Mutant::SweepForeignTemp) {
+        let stem = file.inner.temp_prefix.trim_end_matches('.');
+        return name.starts_with(stem) && name.contains(".t");
+    }
+    names::is_temp_of(&file.inner.temp_prefix, name)
+}
+
+/// Opening a handle is the handle's business; the options only describe it.
+impl Options {
+    /// Opens a handle on `path` with these options.
+    ///
+    /// # Errors
+    ///
+    /// As for [`TxFile::open`].
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// # let dir = tempfile::tempdir()?;
+    /// # let path = camino::Utf8Path::from_path(dir.path()).unwrap().join("data");
+    /// let file = txfile::Options::new().open(&path)?;
+    /// assert_eq!(file.read()?, None);
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
+    pub fn open(&self, path: impl AsRef<Path>) -> Result<TxFile, Error> {
+        TxFile::with_options(path.as_ref(), self.clone())
+    }
+}
+
 /// Reads, changes and commits `path` in one locked transaction; shorthand for
 /// [`TxFile::open`] then [`TxFile::update`]. Keep a [`TxFile`] instead when
 /// updating the same file repeatedly.
@@ -743,7 +802,7 @@ where
 /// protocol) or trusted (the `MarkForeignGuard` mutant): decided once here
 /// for the early look at `open` and for the real open of the guard.
 fn foreign_policy(options: &Options) -> Foreign {
-    if crate::commit::mutant_of(options) == Mutant::MarkForeignGuard {
+    if active(options.mutant, Mutant::MarkForeignGuard) {
         Foreign::Trust
     } else {
         Foreign::Refuse
@@ -843,7 +902,7 @@ mod tests {
     use camino::{Utf8Path, Utf8PathBuf};
 
     use super::*;
-    use crate::fs::{GuardFile, Meta, ReadFile, TempFile};
+    use crate::fs::{GuardFile, Meta, ReadFile, WriteFile};
     use crate::sim::SimFs;
 
     /// A filesystem on which the guard path never names the inode that was
@@ -916,13 +975,13 @@ mod tests {
             prefix: &str,
             suffix: &str,
             mode: u32,
-        ) -> io::Result<(String, Box<dyn TempFile>)> {
+        ) -> io::Result<(String, Box<dyn WriteFile>)> {
             self.0.create_temp(prefix, suffix, mode)
         }
-        fn create_new(&self, name: &str, mode: u32) -> io::Result<Box<dyn TempFile>> {
+        fn create_new(&self, name: &str, mode: u32) -> io::Result<Box<dyn WriteFile>> {
             self.0.create_new(name, mode)
         }
-        fn open_write(&self, name: &str) -> io::Result<Option<Box<dyn TempFile>>> {
+        fn open_write(&self, name: &str) -> io::Result<Option<Box<dyn WriteFile>>> {
             self.0.open_write(name)
         }
         fn rename(&self, from: &str, to: &str) -> io::Result<()> {

@@ -109,6 +109,7 @@ fn commit_rollback_noop_and_conflict() {
 fn bad_batches_are_refused() {
     let (_d, dir) = tempdir();
     let err = Batch::new(Vec::<TxFile>::new()).unwrap_err();
+    assert!(matches!(err, Error::EmptyBatch), "{err:?}");
     assert!(err.to_string().contains("at least one member"), "{err}");
     let err = Batch::open([dir.join("a"), dir.join("b"), dir.join("a")]).unwrap_err();
     assert!(err.to_string().contains("twice"), "{err}");

@@ -28,12 +28,13 @@ use std::collections::BTreeSet;
 use std::io::Write;
 use std::time::Instant;
 
+use harness::Mutant;
 use harness::{
     Crash, MAX_STATES_PER_CRASH, Report, Scenario as _, assert_mutants_caught, bound,
     changed_foreign, check_crash_points, commit as single_commit, options, write_error,
 };
 use txfile::sim::{Fault, OpKind, Operation, SimFs};
-use txfile::{Batch, Error, Mutant, TxFile};
+use txfile::{Batch, Error, TxFile};
 use txfile_testkit::{is_leftover_of, journal_name, show, show_versions};
 
 /// The contents of every member, in member order; `None`: absent.

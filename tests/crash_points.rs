@@ -10,7 +10,7 @@ mod crash;
 
 use std::time::Instant;
 
-use txfile::Mutant;
+use crash::Mutant;
 use txfile::sim::{Enumeration, OpKind, SimFs};
 
 #[test]

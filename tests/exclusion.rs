@@ -41,7 +41,7 @@ fn style_from_env() -> LockStyle {
 fn worker_options() -> Options {
     #[allow(unused_mut)]
     let mut options = Options::new().lock_style(style_from_env());
-    #[cfg(feature = "sim")]
+    #[cfg(txfile_mutants)]
     match std::env::var("MUTANT").as_deref() {
         Ok("OneLockKind") => options = options.mutant(txfile::Mutant::OneLockKind),
         Ok("NoForkCheck") => options = options.mutant(txfile::Mutant::NoForkCheck),
@@ -159,7 +159,7 @@ fn mixed_lock_styles_exclude_each_other() {
 
 /// Taking only the chosen style's kind of lock (the old behaviour) loses
 /// updates in the same workload: the test above can fail.
-#[cfg(feature = "sim")]
+#[cfg(txfile_mutants)]
 #[test]
 fn mutant_one_lock_kind_loses_updates() {
     if role().is_some() {
@@ -531,7 +531,7 @@ fn run_fork_held(style: LockStyle, mutant: &str) -> (String, String) {
 /// Without the fork check, the child uses its copy of the parent's
 /// in-process state (the turn the parent held at the fork): its begin on the
 /// inherited handle never succeeds. The test above can fail.
-#[cfg(feature = "sim")]
+#[cfg(txfile_mutants)]
 #[test]
 fn mutant_no_fork_check_is_caught() {
     if role().is_some() {
@@ -992,7 +992,7 @@ fn simulated_lock_kinds() {
 
 /// The model can fail: taking one kind, mixed styles do not exclude each
 /// other where the kinds are independent.
-#[cfg(feature = "sim")]
+#[cfg(txfile_mutants)]
 #[test]
 fn simulated_one_lock_kind_is_caught() {
     use txfile::sim::SimFs;

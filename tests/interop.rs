@@ -177,7 +177,7 @@ fn holder_entry() {
     let dir = Utf8PathBuf::from(env("DIR"));
     let me = env("NAME");
     let options = Options::new();
-    #[cfg(feature = "sim")]
+    #[cfg(txfile_mutants)]
     let options = if std::env::var_os("MUTANT").is_some() {
         options.mutant(txfile::Mutant::NoGuardIdentityCheck)
     } else {
@@ -271,7 +271,7 @@ fn guard_deleted_while_held_keeps_waiters_out() {
 
 /// Without the identity check, P3 gets in on the deleted guard while P4 is
 /// inside: the test above can fail.
-#[cfg(feature = "sim")]
+#[cfg(txfile_mutants)]
 #[test]
 fn mutant_without_identity_check_is_caught() {
     if role().is_some() {

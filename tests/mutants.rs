@@ -5,7 +5,7 @@
 #[path = "common/crash.rs"]
 mod crash;
 
-use txfile::Mutant;
+use crash::Mutant;
 
 /// Each mutant with the invariants that must catch it.
 const MUTANTS: &[(Mutant, &[u8])] = &[

@@ -35,7 +35,7 @@ use txfile::{Batch, Error, LockStyle, Options, TxFile};
 
 use txfile_testkit::{FOREIGN, is_leftover_of, is_temp_of, journal_name, owned_by, show};
 
-use crate::{DIR, NAMES, guard_path, mutant, target_path};
+use crate::{DIR, NAMES, guard_path, target_path, with_mutant};
 
 const MAX_STEPS: usize = 8;
 /// Small contents: up to a little over two 512-byte sectors, so that a torn
@@ -443,11 +443,11 @@ struct Run {
 }
 
 fn options(sim: &SimFs, style: LockStyle) -> Options {
-    Options::new()
+    let options = Options::new()
         .filesystem(sim)
         .lock_style(style)
-        .mode(0o600)
-        .mutant(mutant())
+        .mode(0o600);
+    with_mutant(options, sim)
 }
 
 /// The initial machine: everything durable.

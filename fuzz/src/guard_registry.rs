@@ -32,7 +32,7 @@ use txfile::{Error, LockStyle, Options, Transaction, TxFile};
 
 use txfile_testkit::is_temp_of;
 
-use crate::{DIR, NAMES, guard_path, mutant, target_path};
+use crate::{DIR, NAMES, guard_path, target_path, with_mutant};
 
 const MAX_THREADS: usize = 4;
 const MAX_ACTIONS: usize = 16;
@@ -220,10 +220,11 @@ impl World {
             (t.live, t.dropping, t.emptied)
         };
         let before = self.guard_opens(target);
-        let mut options = Options::new()
-            .filesystem(&self.processes[process])
-            .lock_style(self.styles[process][target])
-            .mutant(mutant());
+        let sim = &self.processes[process];
+        let options = Options::new()
+            .filesystem(sim)
+            .lock_style(self.styles[process][target]);
+        let mut options = with_mutant(options, sim);
         if let Some(ms) = timeout_ms {
             options = options.timeout(Duration::from_millis(u64::from(ms % 4)));
         }

@@ -9,15 +9,18 @@
 //!
 //! Setting `TXFILE_FUZZ_MUTANT` to the name of a `txfile::Mutant` (for
 //! example `NoDirFsync`) runs the targets against that deliberately broken
-//! protocol, to see them fail.
+//! protocol, to see them fail (in a build with `--cfg txfile_mutants`, see
+//! [`with_mutant`]).
 
 pub mod crash_sequences;
 pub mod guard_registry;
 pub mod journal_decode;
 
+#[cfg(txfile_mutants)]
 use std::sync::OnceLock;
 
-use txfile::Mutant;
+use txfile::Options;
+use txfile::sim::SimFs;
 
 /// The directory every scenario works in.
 pub const DIR: &str = "/d";
@@ -36,9 +39,38 @@ pub fn guard_path(name: &str) -> String {
     target_path(&txfile_testkit::guard_name(name))
 }
 
-/// The protocol under test: the correct one, or the mutant named by
-/// `TXFILE_FUZZ_MUTANT`.
-pub fn mutant() -> Mutant {
+/// `options` (on `sim`) running the protocol under test: the correct one,
+/// or the mutant named by `TXFILE_FUZZ_MUTANT`. The mutants
+/// (`src/mutants.rs` of the library) exist only in builds with
+/// `--cfg txfile_mutants`: `fuzz/run.sh` adds it to the `RUSTFLAGS` that
+/// cargo-fuzz passes on; a build without it refuses to run a mutant rather
+/// than silently run the correct protocol.
+pub fn with_mutant(options: Options, sim: &SimFs) -> Options {
+    #[cfg(txfile_mutants)]
+    {
+        let mutant = mutant();
+        // A fault the filesystem can produce by itself is injected there.
+        sim.mutant(mutant);
+        options.mutant(mutant)
+    }
+    #[cfg(not(txfile_mutants))]
+    {
+        let _ = sim;
+        if let Ok(name) = std::env::var("TXFILE_FUZZ_MUTANT") {
+            assert!(
+                name.is_empty() || name == "None",
+                "TXFILE_FUZZ_MUTANT={name}: this build has no mutants; build with \
+                 RUSTFLAGS=\"--cfg txfile_mutants\" (fuzz/run.sh does)"
+            );
+        }
+        options
+    }
+}
+
+/// The mutant named by `TXFILE_FUZZ_MUTANT`.
+#[cfg(txfile_mutants)]
+fn mutant() -> txfile::Mutant {
+    use txfile::Mutant;
     static MUTANT: OnceLock<Mutant> = OnceLock::new();
     *MUTANT.get_or_init(|| match std::env::var("TXFILE_FUZZ_MUTANT").as_deref() {
         Err(_) | Ok("") | Ok("None") => Mutant::None,

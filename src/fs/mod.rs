@@ -11,11 +11,14 @@ use std::io;
 
 use camino::{Utf8Path, Utf8PathBuf};
 
+use crate::Error;
 use crate::error::Op;
-use crate::{Error, LockStyle};
 
 pub(crate) mod real;
 pub(crate) mod shared;
+mod whole;
+
+pub(crate) use whole::{read_all, write_all};
 
 /// What kind of directory entry a path names.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -150,13 +153,13 @@ pub(crate) trait DirHandle: Send + Sync + Debug + Any {
         prefix: &str,
         suffix: &str,
         mode: u32,
-    ) -> io::Result<(String, Box<dyn TempFile>)>;
+    ) -> io::Result<(String, Box<dyn WriteFile>)>;
     /// Creates exactly `name` with `O_EXCL` and `mode` (umask applied).
-    fn create_new(&self, name: &Name, mode: u32) -> io::Result<Box<dyn TempFile>>;
+    fn create_new(&self, name: &Name, mode: u32) -> io::Result<Box<dyn WriteFile>>;
     /// Opens an existing regular file for reading and writing, without
     /// following a symbolic link; `Ok(None)` when it does not exist. Writes
-    /// start at offset 0 until [`TempFile::seek`] moves them.
-    fn open_write(&self, name: &Name) -> io::Result<Option<Box<dyn TempFile>>>;
+    /// start at offset 0 until [`WriteFile::seek`] moves them.
+    fn open_write(&self, name: &Name) -> io::Result<Option<Box<dyn WriteFile>>>;
     /// Atomically replaces `to` with `from`, both in this directory (the
     /// protocol never renames across directories).
     fn rename(&self, from: &Name, to: &Name) -> io::Result<()>;
@@ -229,7 +232,7 @@ pub(crate) trait ReadFile: Send + Sync + Debug {
 
 /// A file open for writing: a freshly created temporary file or journal,
 /// or a journal reopened by recovery.
-pub(crate) trait TempFile: Send + Sync + Debug {
+pub(crate) trait WriteFile: Send + Sync + Debug {
     /// `fstat`.
     fn meta(&self) -> io::Result<Meta>;
     /// Writes at the current position and moves it; may write less than
@@ -267,14 +270,32 @@ pub(crate) trait GuardFile: Send + Sync + Debug {
     /// How this descriptor can be locked.
     fn locking(&self) -> Locking;
     /// Takes one kind of lock (`flock` or POSIX), shared or exclusive;
-    /// `Ok(None)` when `wait` is false and a conflicting holder has it.
+    /// `Ok(None)` with [`Blocking::Try`] when a conflicting holder has it.
     /// Dropping the returned value unlocks.
     fn lock(
         &self,
         kind: LockStyle,
-        shared: bool,
-        wait: bool,
+        mode: Mode,
+        blocking: Blocking,
     ) -> io::Result<Option<Box<dyn LockHeld>>>;
+}
+
+/// Exclusive for transactions, shared for consistent reads of a batch.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum Mode {
+    Exclusive,
+    Shared,
+}
+
+/// Whether one OS lock call waits for a conflicting holder. (The guard's
+/// `Wait` also has a deadline, which no single lock call can honour: the
+/// guard polls or hands the blocking call to a helper thread for it.)
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum Blocking {
+    /// Wait until the lock is free.
+    Block,
+    /// Return `Ok(None)` at once when it is not.
+    Try,
 }
 
 /// What the guard's size says about the target, for the next holder. A
@@ -310,3 +331,40 @@ impl Marker {
 
 /// A held operating-system lock; dropping it unlocks.
 pub(crate) trait LockHeld: Send + Debug {}
+
+/// Which operating-system lock txfile takes on the guard file where it can
+/// take only one.
+///
+/// Every txfile user excludes every other, whatever style each chose: on
+/// filesystems where `flock` locks and POSIX record locks are independent
+/// (local Linux filesystems: ext4, xfs, btrfs, tmpfs), txfile takes both,
+/// `flock` first, so that `flock(1)` users and `lockf`/`fcntl` users are
+/// excluded too. Where the filesystem makes them one lock (NFS, SMB and AFS
+/// on Linux; the BSDs, macOS and illumos everywhere), taking both would wait
+/// for itself, so only the kind this chooses is taken; there it excludes
+/// users of either kind anyway.
+///
+/// Both are taken on the guard file `<name>.lock`, which the process opens once
+/// and never closes while a lock is held, so neither can be lost by an
+/// unrelated `close`.
+///
+/// # Examples
+///
+/// ```
+/// use txfile::{LockStyle, Options};
+/// let opts = Options::new().lock_style(LockStyle::Posix);
+/// # let _ = opts;
+/// ```
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash)]
+#[non_exhaustive]
+pub enum LockStyle {
+    /// `flock(2)` through the `fd-lock` crate, where only one kind is taken.
+    /// Interoperates with `flock(1)`.
+    #[default]
+    Flock,
+    /// POSIX record locks (`fcntl(F_SETLKW)` on the whole file), where only one
+    /// kind is taken. Interoperates with `lockf(3)`, `fcntl` users and Python's
+    /// `fcntl.lockf`; on Solaris, illumos and Linux NFS `flock` is one with
+    /// it anyway.
+    Posix,
+}

@@ -8,7 +8,8 @@ use std::sync::Arc;
 use camino::{Utf8Path, Utf8PathBuf};
 
 use super::{
-    DirHandle, Fs, GuardFile, GuardPerms, LockHeld, Locking, Marker, Meta, Name, ReadFile, TempFile,
+    Blocking, DirHandle, Fs, GuardFile, GuardPerms, LockHeld, Locking, Marker, Meta, Mode, Name,
+    ReadFile, WriteFile,
 };
 use crate::{LockStyle, sys};
 
@@ -102,7 +103,7 @@ impl ReadFile for RealFile {
     }
 }
 
-impl TempFile for RealFile {
+impl WriteFile for RealFile {
     fn meta(&self) -> io::Result<Meta> {
         ReadFile::meta(self)
     }
@@ -189,19 +190,19 @@ impl DirHandle for RealDir {
         prefix: &str,
         suffix: &str,
         mode: u32,
-    ) -> io::Result<(String, Box<dyn TempFile>)> {
+    ) -> io::Result<(String, Box<dyn WriteFile>)> {
         let (name, file) =
             sys::create_temp(&self.file, prefix, suffix, crate::names::RANDOM_LEN, mode)?;
         Ok((name, Box::new(RealFile(file))))
     }
 
-    fn create_new(&self, name: &Name, mode: u32) -> io::Result<Box<dyn TempFile>> {
+    fn create_new(&self, name: &Name, mode: u32) -> io::Result<Box<dyn WriteFile>> {
         Ok(Box::new(RealFile(sys::create_new(&self.file, name, mode)?)))
     }
 
-    fn open_write(&self, name: &Name) -> io::Result<Option<Box<dyn TempFile>>> {
+    fn open_write(&self, name: &Name) -> io::Result<Option<Box<dyn WriteFile>>> {
         Ok(not_found_to_none(sys::open_write(&self.file, name))?
-            .map(|f| Box::new(RealFile(f)) as Box<dyn TempFile>))
+            .map(|f| Box::new(RealFile(f)) as Box<dyn WriteFile>))
     }
 
     fn rename(&self, from: &Name, to: &Name) -> io::Result<()> {
@@ -243,9 +244,11 @@ impl GuardFile for RealGuard {
     fn lock(
         &self,
         kind: LockStyle,
-        shared: bool,
-        wait: bool,
+        mode: Mode,
+        blocking: Blocking,
     ) -> io::Result<Option<Box<dyn LockHeld>>> {
+        let shared = mode == Mode::Shared;
+        let wait = blocking == Blocking::Block;
         Ok(sys::lock(&self.file, kind, shared, wait)?
             .map(|held| Box::new(held) as Box<dyn LockHeld>))
     }

@@ -120,6 +120,27 @@ impl Default for SimFs {
     }
 }
 
+/// The simulated filesystem is chosen through the options, but it is the
+/// simulator's part of them.
+impl crate::Options {
+    /// Opens handles on a simulated filesystem instead of the real one.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// let sim = txfile::sim::SimFs::new();
+    /// sim.create_dir_all("/data")?;
+    /// let file = txfile::Options::new().filesystem(&sim).open("/data/counter")?;
+    /// file.update(|_| Ok::<_, std::io::Error>(b"1".to_vec()))?;
+    /// assert_eq!(sim.read_file("/data/counter")?.as_deref(), Some(&b"1"[..]));
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
+    pub fn filesystem(mut self, fs: &crate::sim::SimFs) -> Self {
+        self.fs = Some(fs.as_fs());
+        self
+    }
+}
+
 impl SimFs {
     /// A machine with an empty, durable root directory `/`.
     ///
@@ -626,6 +647,18 @@ impl SimFs {
         self.state().unlock_hook = Some(Box::new(hook));
     }
 
+    /// Makes this filesystem inject the fault of `mutant`, where the
+    /// mutant is one a filesystem can produce by itself: with
+    /// `IgnoreFsyncError` a failed fsync of a temporary file reports
+    /// success (the data stays in doubt, as after any failed fsync). Only in
+    /// the project's own test builds (`--cfg txfile_mutants`, see
+    /// `src/mutants.rs`); never for real data.
+    #[cfg(txfile_mutants)]
+    #[doc(hidden)]
+    pub fn mutant(&self, mutant: crate::mutants::Mutant) {
+        self.state().mutant = mutant;
+    }
+
     /// Makes `flock` and POSIX locks one lock on this machine, as Linux does
     /// on NFS: a lock of either kind then conflicts with every other
     /// owner's lock of either kind. By default they are independent, as on
@@ -850,7 +883,7 @@ fn tuples(records: Vec<crate::journal::Record>) -> Vec<(String, String, String)>
 /// assert!(decode_journal(&bytes[..bytes.len() - 1]).is_err());
 /// ```
 pub fn decode_journal(bytes: &[u8]) -> Result<Vec<(String, String, String)>, String> {
-    crate::journal::decode(bytes, true)
+    crate::journal::decode(bytes)
         .map(tuples)
         .map_err(|torn| torn.0.to_string())
 }
@@ -889,10 +922,10 @@ pub type JournalDecision = Result<Option<Vec<(String, String, String)>>, String>
 /// ```
 pub fn journal_decision(bytes: &[u8]) -> JournalDecision {
     use crate::journal::Decision;
-    match crate::journal::decide(bytes, true) {
+    match crate::journal::decide(bytes) {
         Decision::Commit(records) => Ok(Some(tuples(records))),
         Decision::Void => Ok(None),
-        Decision::Torn(reason) => Err(reason.to_string()),
+        Decision::Rejected(reason) => Err(reason.to_string()),
     }
 }
 

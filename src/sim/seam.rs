@@ -11,7 +11,8 @@ use super::state::{DataOp, Disk, EntryOp, Owner, State, Step, down};
 use super::{OpKind, SimFs};
 use crate::LockStyle;
 use crate::fs::{
-    DirHandle, Fs, GuardFile, GuardPerms, LockHeld, Locking, Marker, Meta, Name, ReadFile, TempFile,
+    Blocking, DirHandle, Fs, GuardFile, GuardPerms, LockHeld, Locking, Marker, Meta, Mode, Name,
+    ReadFile, WriteFile,
 };
 
 impl SimFs {
@@ -234,6 +235,12 @@ fn sync_file(fs: &SimFs, ino: u64, path: &Utf8Path) -> io::Result<()> {
         }
         Ok(Step::Fail(Fault::Io)) => {
             state.disk.sync_file(ino, true)?;
+            #[cfg(txfile_mutants)]
+            if state.mutant == crate::mutants::Mutant::IgnoreFsyncError
+                && path.as_str().ends_with(crate::names::temp_suffix())
+            {
+                return Ok(());
+            }
             Err(Fault::Io.error())
         }
         Ok(Step::Fail(fault)) => Err(fault.error()),
@@ -245,7 +252,7 @@ fn sync_file(fs: &SimFs, ino: u64, path: &Utf8Path) -> io::Result<()> {
     }
 }
 
-impl TempFile for SimFile {
+impl WriteFile for SimFile {
     fn meta(&self) -> io::Result<Meta> {
         ReadFile::meta(self)
     }
@@ -359,14 +366,11 @@ impl SimDir {
 }
 
 impl DirHandle for SimDir {
-    /// Not a counted operation: what the registry keys the directory by,
-    /// as the directory's `open` already returned it.
+    /// `fstat` of the directory: a counted operation, as the real one is a
+    /// system call.
     fn meta(&self) -> io::Result<Meta> {
-        let state = self.fs.state();
-        if state.crashed {
-            return Err(down());
-        }
-        state.disk.meta(self.ino)
+        self.fs
+            .op(OpKind::Fstat, &self.path, |s| s.disk.meta(self.ino))
     }
 
     /// A failed directory fsync leaves the entry operations pending: they
@@ -431,7 +435,7 @@ impl DirHandle for SimDir {
         prefix: &str,
         suffix: &str,
         mode: u32,
-    ) -> io::Result<(String, Box<dyn TempFile>)> {
+    ) -> io::Result<(String, Box<dyn WriteFile>)> {
         self.fs.op(OpKind::CreateTemp, &self.path, |s| {
             loop {
                 let name = format!(
@@ -442,7 +446,7 @@ impl DirHandle for SimDir {
                 match s.disk.create_file(self.ino, &name, mode) {
                     Ok(ino) => {
                         let file = SimFile::new(&self.fs, ino, &self.path_of(&name));
-                        return Ok((name, Box::new(file) as Box<dyn TempFile>));
+                        return Ok((name, Box::new(file) as Box<dyn WriteFile>));
                     }
                     Err(e) if e.kind() == io::ErrorKind::AlreadyExists => {}
                     Err(e) => return Err(e),
@@ -451,22 +455,22 @@ impl DirHandle for SimDir {
         })
     }
 
-    fn create_new(&self, name: &Name, mode: u32) -> io::Result<Box<dyn TempFile>> {
+    fn create_new(&self, name: &Name, mode: u32) -> io::Result<Box<dyn WriteFile>> {
         self.op(OpKind::CreateNew, name, |s, name| {
             let ino = s.disk.create_file(self.ino, &name, mode)?;
             let file = SimFile::new(&self.fs, ino, &self.path_of(&name));
-            Ok(Box::new(file) as Box<dyn TempFile>)
+            Ok(Box::new(file) as Box<dyn WriteFile>)
         })
     }
 
-    fn open_write(&self, name: &Name) -> io::Result<Option<Box<dyn TempFile>>> {
+    fn open_write(&self, name: &Name) -> io::Result<Option<Box<dyn WriteFile>>> {
         self.op(OpKind::OpenWrite, name, |s, name| {
             let Some(ino) = s.disk.entry(self.ino, &name)? else {
                 return Ok(None);
             };
             s.disk.file(ino)?;
             let file = SimFile::new(&self.fs, ino, &self.path_of(&name));
-            Ok(Some(Box::new(file) as Box<dyn TempFile>))
+            Ok(Some(Box::new(file) as Box<dyn WriteFile>))
         })
     }
 
@@ -548,9 +552,10 @@ impl GuardFile for SimGuard {
     fn lock(
         &self,
         kind: LockStyle,
-        shared: bool,
-        wait: bool,
+        mode: Mode,
+        blocking: Blocking,
     ) -> io::Result<Option<Box<dyn LockHeld>>> {
+        let shared = mode == Mode::Shared;
         let owner = match kind {
             LockStyle::Flock => Owner::File(self.handle),
             LockStyle::Posix => Owner::Process(self.fs.id),
@@ -578,7 +583,7 @@ impl GuardFile for SimGuard {
                     owner,
                 })));
             }
-            if !wait {
+            if blocking == Blocking::Try {
                 return Ok(None);
             }
             state = self.fs.wait_freed(state);

@@ -448,6 +448,9 @@ pub(super) struct State {
     pub(super) merged_locks: bool,
     pub(super) next_handle: u64,
     pub(super) unlock_hook: Option<Box<dyn FnOnce() + Send>>,
+    /// The mutant whose fault this filesystem injects (see `SimFs::mutant`).
+    #[cfg(txfile_mutants)]
+    pub(super) mutant: crate::mutants::Mutant,
 }
 
 impl std::fmt::Debug for State {
@@ -498,6 +501,8 @@ impl State {
             merged_locks: false,
             next_handle: 1,
             unlock_hook: None,
+            #[cfg(txfile_mutants)]
+            mutant: crate::mutants::Mutant::None,
         }
     }
 

@@ -6,7 +6,7 @@ use camino::Utf8Path;
 
 use super::{Enumeration, Fault, SimFs};
 use crate::LockStyle;
-use crate::fs::{DirHandle, Fs, GuardFile, TempFile};
+use crate::fs::{Blocking, DirHandle, Fs, GuardFile, Mode, WriteFile};
 
 /// The seam's calls by path, for tests that think in paths: each opens the
 /// parent directory (a counted operation) and calls the name in it.
@@ -18,8 +18,8 @@ trait ByPath {
         prefix: &str,
         suffix: &str,
         mode: u32,
-    ) -> std::io::Result<(String, Box<dyn TempFile>)>;
-    fn create_new(&self, path: &str, mode: u32) -> std::io::Result<Box<dyn TempFile>>;
+    ) -> std::io::Result<(String, Box<dyn WriteFile>)>;
+    fn create_new(&self, path: &str, mode: u32) -> std::io::Result<Box<dyn WriteFile>>;
     fn open_guard(
         &self,
         path: &str,
@@ -44,12 +44,12 @@ impl ByPath for SimFs {
         prefix: &str,
         suffix: &str,
         mode: u32,
-    ) -> std::io::Result<(String, Box<dyn TempFile>)> {
+    ) -> std::io::Result<(String, Box<dyn WriteFile>)> {
         let handle = self.open_dir(Utf8Path::new(dir))?;
         let (name, file) = handle.create_temp(prefix, suffix, mode)?;
         Ok((format!("{dir}/{name}"), file))
     }
-    fn create_new(&self, path: &str, mode: u32) -> std::io::Result<Box<dyn TempFile>> {
+    fn create_new(&self, path: &str, mode: u32) -> std::io::Result<Box<dyn WriteFile>> {
         let (dir, name) = self.dir_of(path);
         dir.create_new(&name, mode)
     }
@@ -210,14 +210,14 @@ fn locks_vanish_at_a_crash() {
     let sim = machine();
     let guard = sim.open_guard("/d/a.lock", PERMS).expect("guard");
     let held = guard
-        .lock(LockStyle::Posix, false, false)
+        .lock(LockStyle::Posix, Mode::Exclusive, Blocking::Try)
         .expect("lock")
         .expect("free");
     let other = sim.process();
     let theirs = other.open_guard("/d/a.lock", PERMS).expect("guard");
     assert!(
         theirs
-            .lock(LockStyle::Posix, false, false)
+            .lock(LockStyle::Posix, Mode::Exclusive, Blocking::Try)
             .expect("try")
             .is_none()
     );
@@ -227,7 +227,7 @@ fn locks_vanish_at_a_crash() {
         let guard = after.open_guard("/d/a.lock", PERMS).expect("guard");
         assert!(
             guard
-                .lock(LockStyle::Posix, false, false)
+                .lock(LockStyle::Posix, Mode::Exclusive, Blocking::Try)
                 .expect("lock")
                 .is_some()
         );

@@ -8,8 +8,7 @@ use std::sync::Arc;
 use camino::Utf8Path;
 use rustix::fs::{AtFlags, FlockOperation, OFlags};
 
-use crate::LockStyle;
-use crate::fs::{GuardPerms, Kind, Meta};
+use crate::fs::{GuardPerms, Kind, LockStyle, Meta};
 
 /// `openat(dir, name)`, close-on-exec, with `flags` and `mode` for a file it
 /// creates.

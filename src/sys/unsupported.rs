@@ -7,8 +7,7 @@ use std::sync::Arc;
 
 use camino::Utf8Path;
 
-use crate::LockStyle;
-use crate::fs::{GuardPerms, Kind, Meta};
+use crate::fs::{GuardPerms, Kind, LockStyle, Meta};
 
 fn unsupported() -> io::Error {
     io::Error::new(io::ErrorKind::Unsupported, "txfile supports Unix only")

@@ -107,7 +107,7 @@ build_programs() {
     local target=x86_64-unknown-linux-gnu
     export CARGO_TARGET_DIR=${CARGO_TARGET_DIR:-$SRC/target/vm}
     log "building the static workload from $SRC"
-    (cd "$SRC" && RUSTFLAGS='-C target-feature=+crt-static' \
+    (cd "$SRC" && RUSTFLAGS='-C target-feature=+crt-static --cfg txfile_mutants' \
         cargo build --quiet --release --example nfs_workload --features sim --target "$target")
     WORKLOAD=$CARGO_TARGET_DIR/$target/release/examples/nfs_workload
     NAIVE=$WORK/naive_counter

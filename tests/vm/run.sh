@@ -117,7 +117,7 @@ build_workload() {
     # make cargo rebuild the ordinary build.
     export CARGO_TARGET_DIR=${CARGO_TARGET_DIR:-$SRC/target/vm}
     log "building the static workload from $SRC"
-    (cd "$SRC" && RUSTFLAGS='-C target-feature=+crt-static' \
+    (cd "$SRC" && RUSTFLAGS='-C target-feature=+crt-static --cfg txfile_mutants' \
         cargo build --quiet --release --example vm_workload --features sim --target "$target")
     WORKLOAD=$CARGO_TARGET_DIR/$target/release/examples/vm_workload
     # The initramfs has no dynamic loader: insist on a static binary.
