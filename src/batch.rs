@@ -753,18 +753,22 @@ fn commit_all(mut txs: Vec<&mut Transaction<'_>>) -> Result<(), Error> {
 fn rename_all(txs: &mut [&mut Transaction<'_>], records: &[Record]) -> Result<(), Error> {
     let staged: Vec<_> = txs
         .iter_mut()
-        .filter_map(|tx| Some((tx.new.temp.take()?, tx.file)))
+        .filter_map(|tx| {
+            // Our handle on the old version would keep Windows from
+            // replacing it (see `commit::install`).
+            tx.old = None;
+            tx.new.existing = None;
+            Some((tx.new.temp.take()?, tx.file))
+        })
         .collect();
     for ((temp, file), record) in staged.iter().zip(records) {
         let inner = &*file.inner;
-        inner
-            .dir
-            .rename(&temp.name, &inner.name)
-            .map_err(|source| Error::Rename {
-                from: temp.path.clone(),
-                to: record.target_path(),
-                source,
-            })?;
+        crate::replace::rename(
+            &**inner.dir,
+            (&temp.name, &temp.path),
+            (&inner.name, &record.target_path()),
+            inner.options.replace_retry,
+        )?;
     }
     Ok(())
 }

@@ -187,16 +187,28 @@ pub(crate) fn install(tx: &mut Transaction<'_>) -> Result<Installed, Error> {
     let inner = &*tx.file.inner;
     let temp = tx.new.temp.as_ref().expect("staged before install");
     let _rename = crate::trace::step!("rename", inner.path);
-    if let Err(source) = inner.dir.rename(&temp.name, &inner.name) {
-        if crate::inplace::after_rename_error(tx, &source) {
-            return crate::inplace::commit(tx).map(|()| Installed::InPlace);
+    // Whether there is a target: our handle on it goes first, below.
+    let had_target = tx.old.is_some();
+    // Close our handle on the old version first: on Windows any open
+    // handle, even one that allows deletion, keeps a rename from replacing
+    // the file (an `OldReader` still alive holds it open too, and the
+    // rename then waits for it like for another program's handle).
+    tx.old = None;
+    tx.new.existing = None;
+    if let Err(error) = crate::replace::rename(
+        &**inner.dir,
+        (&temp.name, &temp.path),
+        (&inner.name, &inner.path),
+        inner.options.replace_retry,
+    ) {
+        // A busy target (a bind-mounted file) is copied over in place; a
+        // target held open by another program (Windows) is not.
+        if let Error::Rename { source, .. } = &error {
+            if crate::inplace::after_rename_error(tx.file, had_target, source) {
+                return crate::inplace::commit(tx).map(|()| Installed::InPlace);
+            }
         }
-        let temp = tx.new.temp.as_ref().expect("staged before install");
-        return Err(Error::Rename {
-            from: temp.path.clone(),
-            to: inner.path.clone(),
-            source,
-        });
+        return Err(error);
     }
     let mut temp = tx.new.temp.take().expect("still there after the rename");
     if durable(tx.file) && active(inner.options.mutant, Mutant::RenameBeforeFsync) {

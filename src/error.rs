@@ -68,6 +68,23 @@ pub enum Error {
         /// The cause (written in the message).
         source: io::Error,
     },
+    /// Another program held the target open, which on Windows keeps a
+    /// rename from replacing it (editors, virus scanners, indexers and
+    /// backup tools open files for moments or longer), for longer than
+    /// [`Options::replace_retry`](crate::Options::replace_retry); the
+    /// rename was retried until then. The target is unchanged and the
+    /// temporary file removed (in a [`Batch`](crate::Batch) after its
+    /// commit point, the journal keeps it, and recovery completes the batch
+    /// once the file is free). Never returned on Unix, where a rename is not
+    /// refused that way.
+    HeldOpen {
+        /// The target.
+        path: Utf8PathBuf,
+        /// How long the rename was retried.
+        waited: Duration,
+        /// The last refusal (written in the message).
+        source: io::Error,
+    },
     /// The lock was not acquired within the configured timeout.
     Timeout {
         /// The target whose lock was wanted.
@@ -195,6 +212,15 @@ impl fmt::Display for Error {
                 "failed to copy extended attribute `{name}` of `{path}` to its new version \
                  (the commit was refused, nothing changed): {source}"
             ),
+            Error::HeldOpen {
+                path,
+                waited,
+                source,
+            } => write!(
+                f,
+                "failed to replace `{path}` (retried for {waited:?}; see Options::replace_retry): \
+                 {source}; the target is unchanged"
+            ),
             Error::Timeout { path, timeout } => {
                 write!(
                     f,
@@ -255,7 +281,8 @@ impl std::error::Error for Error {
         match self {
             Error::Io { source, .. }
             | Error::Rename { source, .. }
-            | Error::Xattr { source, .. } => source.source(),
+            | Error::Xattr { source, .. }
+            | Error::HeldOpen { source, .. } => source.source(),
             Error::Aborted { source, .. } => source.source(),
             Error::Timeout { .. }
             | Error::Conflict { .. }
@@ -281,7 +308,8 @@ impl Error {
     /// [`Error::HeldByThisThread`] is [`Deadlock`](io::ErrorKind::Deadlock),
     /// [`Error::LocalLock`] is [`Unsupported`](io::ErrorKind::Unsupported),
     /// [`Error::ForeignGuard`] and [`Error::ForeignJournal`] are
-    /// [`AlreadyExists`](io::ErrorKind::AlreadyExists).
+    /// [`AlreadyExists`](io::ErrorKind::AlreadyExists), [`Error::HeldOpen`]
+    /// is [`ResourceBusy`](io::ErrorKind::ResourceBusy).
     ///
     /// # Examples
     ///
@@ -294,6 +322,7 @@ impl Error {
             Error::Io { source, .. }
             | Error::Rename { source, .. }
             | Error::Xattr { source, .. } => source.kind(),
+            Error::HeldOpen { .. } => io::ErrorKind::ResourceBusy,
             Error::Timeout { .. } => io::ErrorKind::TimedOut,
             Error::Conflict { .. } | Error::ForeignGuard { .. } => io::ErrorKind::AlreadyExists,
             Error::InvalidPath { .. } | Error::EmptyBatch | Error::Symlink { .. } => {

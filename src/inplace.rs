@@ -181,11 +181,12 @@ pub(crate) fn wanted(tx: &Transaction<'_>) -> bool {
 }
 
 /// Whether a rename that failed with `error` should be retried in place:
-/// the target exists and is busy (a mount point the opened file's `fstat`
-/// did not show, as on kernels before 5.8).
-pub(crate) fn after_rename_error(tx: &Transaction<'_>, error: &io::Error) -> bool {
-    tx.file.inner.options.in_place_fallback
-        && tx.old.is_some()
+/// the target exists (`had_target`: the transaction opened one) and is
+/// busy (a mount point the opened file's `fstat` did not show, as on
+/// kernels before 5.8).
+pub(crate) fn after_rename_error(file: &TxFile, had_target: bool, error: &io::Error) -> bool {
+    file.inner.options.in_place_fallback
+        && had_target
         && error.kind() == io::ErrorKind::ResourceBusy
 }
 

@@ -224,11 +224,12 @@ fn fields<'a>(cursor: &mut Cursor<'a>) -> Result<(&'a str, &'a str, &'a str), Re
 /// A record from its fields, if they can name files of one directory.
 fn record((dir, target, staged): (&str, &str, &str)) -> Result<Record, Rejected> {
     for name in [target, staged] {
-        if name.contains('/') || name == "." || name == ".." {
+        if name.contains(std::path::is_separator) || name == "." || name == ".." {
             return Err(Rejected("bad file name"));
         }
     }
-    if !dir.starts_with('/') {
+    // `C:\dir` on Windows, `/dir` on Unix.
+    if !Utf8Path::new(dir).is_absolute() {
         return Err(Rejected("directory is not absolute"));
     }
     Ok(Record {

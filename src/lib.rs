@@ -24,6 +24,7 @@ mod mutants;
 mod names;
 mod options;
 mod recovery;
+mod replace;
 #[cfg(feature = "sim")]
 pub mod sim;
 mod stale;

@@ -82,6 +82,7 @@ pub struct Options {
     pub(crate) allow_local_locks: bool,
     pub(crate) require_xattrs: bool,
     pub(crate) in_place_fallback: bool,
+    pub(crate) replace_retry: Duration,
     pub(crate) guard_path: Option<PathBuf>,
     pub(crate) fs: Option<Arc<dyn Fs>>,
     pub(crate) mutant: crate::mutants::Selected,
@@ -114,6 +115,7 @@ impl Options {
             allow_local_locks: false,
             require_xattrs: false,
             in_place_fallback: true,
+            replace_retry: crate::replace::DEFAULT_RETRY,
             guard_path: None,
             fs: None,
             mutant: crate::mutants::Selected::default(),
@@ -188,6 +190,34 @@ impl Options {
     #[cfg(unix)]
     pub fn mode(mut self, mode: u32) -> Self {
         self.mode = mode & 0o7777;
+        self
+    }
+
+    /// How long a commit keeps retrying the rename while another program
+    /// holds the target open in a way that forbids replacing it, before it
+    /// gives up with [`Error::HeldOpen`](crate::Error::HeldOpen) (the target
+    /// unchanged, the temporary file removed). By default 2 seconds;
+    /// `Duration::ZERO` tries once.
+    ///
+    /// This happens on Windows, where a file cannot be replaced while a
+    /// program has it open (editors, virus scanners, search indexers and
+    /// backup tools do, for moments or longer; so does a lockless
+    /// [`TxFile::read`](crate::TxFile::read) in another process). The
+    /// attempts pause 1 ms, doubling up to 100 ms. A rename refused with
+    /// "access denied" is retried too, since a reader may have closed the
+    /// file before the refusal could be told from a missing permission;
+    /// if it never goes through, the error is
+    /// [`Error::Rename`](crate::Error::Rename). Unix renames are never
+    /// refused that way, so there this changes nothing.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// let opts = txfile::Options::new().replace_retry(std::time::Duration::from_secs(10));
+    /// # let _ = opts;
+    /// ```
+    pub fn replace_retry(mut self, retry: Duration) -> Self {
+        self.replace_retry = retry;
         self
     }
 

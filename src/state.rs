@@ -138,7 +138,7 @@ impl OldFile {
 #[derive(Debug)]
 pub(crate) struct NewContents {
     /// The target the temporary file will replace, if any.
-    existing: Option<Existing>,
+    pub(crate) existing: Option<Existing>,
     pub(crate) buf: Vec<u8>,
     pub(crate) temp: Option<Temp>,
     pub(crate) len: u64,

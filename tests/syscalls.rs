@@ -25,8 +25,8 @@
 //! | outside-writer check | `newfstatat(dir, name)` |
 //! | mark the guard unclean, the target's extended attributes (none), temporary file | `ftruncate(guard, 1)`, `flistxattr(old)`, `openat(dir, .name.XXXXXXXX.txtmp, O_CREAT\|O_EXCL)`, `write` |
 //! | owner and mode | `statx(fd)` (owner and mode already right: no `fchown`, no `fchmod`) |
-//! | durability and replace | `fsync(temp)`, `renameat(dir, temp, dir, name)`, `close(temp)`, `fsync(dir)` |
-//! | release, by the process that took the lock (not a forked child) | `getpid`, `ftruncate(guard, 0)`, `fcntl(F_UNLCK)`, `flock(LOCK_UN)`, `close(old)` |
+//! | durability and replace | `fsync(temp)`, `close(old)` (before the rename: on Windows an open handle blocks it), `renameat(dir, temp, dir, name)`, `close(temp)`, `fsync(dir)` |
+//! | release, by the process that took the lock (not a forked child) | `getpid`, `ftruncate(guard, 0)`, `fcntl(F_UNLCK)`, `flock(LOCK_UN)` |
 //!
 //! No directory listing: stale temporary files are swept only when the
 //! guard's marker says a writer did not finish (and at a process's first

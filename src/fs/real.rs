@@ -44,6 +44,9 @@ impl Fs for RealFs {
     }
 
     fn lstat(&self, path: &Utf8Path) -> io::Result<Option<Meta>> {
+        #[cfg(windows)]
+        return not_found_to_none(sys::stat_path(path.as_std_path(), false));
+        #[cfg(not(windows))]
         not_found_to_none(std::fs::symlink_metadata(path)).map(|m| m.map(|m| sys::meta(&m)))
     }
 
@@ -227,7 +230,7 @@ struct RealGuard {
 
 impl GuardFile for RealGuard {
     fn meta(&self) -> io::Result<Meta> {
-        Ok(sys::meta(&self.file.metadata()?))
+        sys::fstat(&self.file)
     }
 
     fn read_at(&self, buf: &mut [u8], offset: u64) -> io::Result<usize> {

@@ -1,0 +1,57 @@
+#!/usr/bin/env bash
+# The Windows test suite under Wine: `bash tests/windows/run.sh` (CI runs it
+# from .ci/run; as root it installs what it needs, see setup.sh).
+#
+# 1. tests/windows.rs, built for x86_64-pc-windows-gnu and run under Wine;
+#    prints the number of tests that ran, and fails if none did.
+# 2. The example program against the public API (examples/held_open.rs),
+#    cross-built and run under Wine: 4 processes counting, and a reader
+#    holding the target for 400 ms and for 30 s.
+# 3. Deliberately broken builds (`--cfg txfile_mutants`, in a target
+#    directory of their own) must fail the tests that guard against them:
+#    no retry of a refused rename, and readers without FILE_SHARE_DELETE.
+#    `--no-mutants` skips this step (it builds everything a second time).
+set -euo pipefail
+cd "$(dirname "$0")/../.."
+eval "$(bash tests/windows/setup.sh)"
+target=x86_64-pc-windows-gnu
+
+echo "--- tests/windows.rs under Wine"
+out=$(cargo test --target $target --all-features --test windows 2>&1) || { echo "$out"; exit 1; }
+echo "$out" | grep -E "^test result" | tail -1
+ran=$(echo "$out" | grep -E "^test result" | tail -1 | sed -E 's/.* ([0-9]+) passed.*/\1/')
+[ "${ran:-0}" -gt 0 ] || { echo "windows: no test ran"; exit 1; }
+echo "windows: $ran tests passed under Wine"
+
+echo "--- examples/held_open.rs under Wine (4 processes; a reader holding the target 400 ms, then 30 s)"
+cargo build --target $target --example held_open
+held_open=target/$target/debug/examples/held_open.exe
+tests/windows/runner.sh "$held_open"
+
+if [ "${1:-}" = "--no-mutants" ]; then
+    exit 0
+fi
+echo "--- mutants (--cfg txfile_mutants) must be caught"
+export CARGO_TARGET_DIR=target/wine-mutants
+export RUSTFLAGS="--cfg txfile_mutants"
+cargo test --target $target --all-features --test windows --no-run 2>&1 | tail -1
+while read -r mutant test; do
+    status=0
+    TXFILE_WINDOWS_MUTANT=$mutant cargo test -q --target $target --all-features --test windows \
+        -- --exact "$test" > target/wine-mutant.log 2>&1 || status=$?
+    if [ "$status" -eq 0 ]; then
+        echo "mutant $mutant was not caught by $test"
+        exit 1
+    fi
+    grep -q "panicked" target/wine-mutant.log || { cat target/wine-mutant.log; echo "mutant $mutant: $test failed without a test failure"; exit 1; }
+    echo "mutant $mutant: caught by $test"
+done <<'MUTANTS'
+no-replace-retry a_reader_without_delete_sharing_for_400_ms_only_delays_the_commit
+no-replace-retry processes_lose_no_update
+no-delete-sharing an_open_transaction_lets_others_rename_or_delete_the_target
+MUTANTS
+# The same build without a mutant passes them (the failures above are the mutants').
+cargo test -q --target $target --all-features --test windows -- --exact \
+    a_reader_without_delete_sharing_for_400_ms_only_delays_the_commit > target/wine-mutant.log 2>&1 \
+    || { cat target/wine-mutant.log; echo "the mutant build fails without a mutant"; exit 1; }
+echo "mutant build without a mutant: passes"
