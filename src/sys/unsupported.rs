@@ -106,6 +106,9 @@ pub(crate) fn stat_at(_: &File, _: &str, _: bool) -> io::Result<Meta> {
     Err(unsupported())
 }
 
+pub(crate) fn file_meta(_: &File) -> io::Result<Meta> {
+    Err(unsupported())
+}
 pub(crate) fn fstat(_: &File) -> io::Result<Meta> {
     Err(unsupported())
 }
