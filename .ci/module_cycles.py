@@ -24,6 +24,7 @@ import sys
 
 KNOWN = {
     ("commit", "txfile"),
+    ("inplace", "txfile"),
     ("journal", "txfile"),
     ("stale", "txfile"),
     ("state", "txfile"),
@@ -47,7 +48,12 @@ def modules():
 
 def code(text):
     """The text without comments, string contents and unit-test modules."""
-    text = re.sub(r"#\[cfg\((?:all\()?test[^\]]*\]\s*mod \w+ \{.*", "", text, flags=re.S)
+    text = re.sub(
+        r"#\[cfg\((?:all\()?test[^\]]*\]\s*(?:(?://[^\n]*|#\[[^\]]*\])\s*)*mod \w+ \{.*",
+        "",
+        text,
+        flags=re.S,
+    )
     text = re.sub(r"//[^\n]*", "", text)
     return re.sub(r'"(?:\\.|[^"\\])*"', '""', text)
 

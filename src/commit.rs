@@ -276,13 +276,13 @@ fn same_bytes(old: &OldFile, new: &NewContents) -> io::Result<bool> {
     let temp_len = new.len - new.buf.len() as u64;
     while offset < new.len {
         let want = BUFFER.min((new.len - offset) as usize);
-        read_exact_at(|buf, at| old.file.read_at(buf, at), &mut a[..want], offset)?;
+        crate::fs::read_exact_at(|buf, at| old.file.read_at(buf, at), &mut a[..want], offset)?;
         // The new contents: the temporary file, then the buffered tail.
         let mut filled = 0;
         if offset < temp_len {
             let from_temp = want.min((temp_len - offset) as usize);
             if let Some(temp) = &new.temp {
-                read_exact_at(
+                crate::fs::read_exact_at(
                     |buf, at| temp.file.read_at(buf, at),
                     &mut b[..from_temp],
                     offset,
@@ -300,26 +300,6 @@ fn same_bytes(old: &OldFile, new: &NewContents) -> io::Result<bool> {
         offset += want as u64;
     }
     Ok(true)
-}
-
-/// Fills `buf` from `offset` with a `pread`-like function.
-pub(crate) fn read_exact_at(
-    read_at: impl Fn(&mut [u8], u64) -> io::Result<usize>,
-    mut buf: &mut [u8],
-    mut offset: u64,
-) -> io::Result<()> {
-    while !buf.is_empty() {
-        match read_at(buf, offset) {
-            Ok(0) => return Err(io::ErrorKind::UnexpectedEof.into()),
-            Ok(n) => {
-                buf = &mut buf[n..];
-                offset += n as u64;
-            }
-            Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
-            Err(e) => return Err(e),
-        }
-    }
-    Ok(())
 }
 
 /// Someone not using txfile replaced, removed, created or rewrote the target

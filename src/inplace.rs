@@ -203,7 +203,9 @@ pub(crate) fn commit(tx: &mut Transaction<'_>) -> Result<(), Error> {
     let temp = tx.new.temp.as_mut().expect("staged before install");
     // Step 1: the staged file is durable, whatever the handle's durability
     // (`stage` synced it only for `Durability::Full`).
-    if !crate::commit::durable(file) || active(mutant, Mutant::RenameBeforeFsync) {
+    if file.inner.options.durability != crate::Durability::Full
+        || active(mutant, Mutant::RenameBeforeFsync)
+    {
         temp.file
             .sync()
             .map_err(|e| Error::io(Op::Sync, &temp.path, e))?;
@@ -287,7 +289,7 @@ fn copy(
     let mut offset = 0;
     while offset < record.len {
         let want = BUFFER.min((record.len - offset) as usize);
-        crate::commit::read_exact_at(&read_at, &mut buf[..want], offset)
+        crate::fs::read_exact_at(&read_at, &mut buf[..want], offset)
             .map_err(|e| Error::io(Op::Read, inner.dir_path.join(&record.staged), e))?;
         write_all(target.as_mut(), &buf[..want]).map_err(|e| Error::io(Op::Write, path, e))?;
         offset += want as u64;
@@ -327,7 +329,7 @@ fn checksum(
     let mut offset = 0;
     while offset < len {
         let want = BUFFER.min((len - offset) as usize);
-        crate::commit::read_exact_at(&read_at, &mut buf[..want], offset)?;
+        crate::fs::read_exact_at(&read_at, &mut buf[..want], offset)?;
         hasher.update(&buf[..want]);
         offset += want as u64;
     }

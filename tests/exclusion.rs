@@ -992,7 +992,7 @@ fn simulated_lock_kinds() {
 
 /// The model can fail: taking one kind, mixed styles do not exclude each
 /// other where the kinds are independent.
-#[cfg(txfile_mutants)]
+#[cfg(all(feature = "sim", txfile_mutants))]
 #[test]
 fn simulated_one_lock_kind_is_caught() {
     use txfile::sim::SimFs;

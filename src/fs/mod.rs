@@ -18,7 +18,7 @@ pub(crate) mod real;
 pub(crate) mod shared;
 mod whole;
 
-pub(crate) use whole::{read_all, write_all};
+pub(crate) use whole::{read_all, read_exact_at, write_all};
 
 /// What kind of directory entry a path names.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]

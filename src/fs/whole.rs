@@ -54,3 +54,23 @@ pub(crate) fn read_all(
         }
     }
 }
+
+/// Fills `buf` from `offset` with a `pread`-like function.
+pub(crate) fn read_exact_at(
+    read_at: impl Fn(&mut [u8], u64) -> io::Result<usize>,
+    mut buf: &mut [u8],
+    mut offset: u64,
+) -> io::Result<()> {
+    while !buf.is_empty() {
+        match read_at(buf, offset) {
+            Ok(0) => return Err(io::ErrorKind::UnexpectedEof.into()),
+            Ok(n) => {
+                buf = &mut buf[n..];
+                offset += n as u64;
+            }
+            Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+            Err(e) => return Err(e),
+        }
+    }
+    Ok(())
+}
