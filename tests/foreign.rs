@@ -75,7 +75,17 @@ fn an_empty_file_made_by_flock_is_a_valid_guard() {
     }
     txfile::update(dir.join("a"), set(b"x")).unwrap();
     assert_eq!(std::fs::read(dir.join("a")).unwrap(), b"x");
-    assert_eq!(std::fs::metadata(dir.join("a.lock")).unwrap().len(), 0);
+    // The guard holds nothing but txfile's marker: its size says clean (0),
+    // unclean (1) or unsynced (2, left by a group commit whose directory
+    // fsync ran after the lock was released), and every byte is zero.
+    let guard = std::fs::read(dir.join("a.lock")).unwrap();
+    assert!(
+        guard.len() <= 2 && guard.iter().all(|&b| b == 0),
+        "{guard:?}"
+    );
+    // And it stays a valid guard for the next update.
+    txfile::update(dir.join("a"), set(b"y")).unwrap();
+    assert_eq!(std::fs::read(dir.join("a")).unwrap(), b"y");
 }
 
 #[test]
