@@ -35,6 +35,37 @@ use windows_sys::Win32::Storage::FileSystem::{
 
 const CHILD: &str = "TXFILE_WINDOWS_CHILD";
 
+/// The deliberately broken protocol these tests run, named by
+/// `TXFILE_WINDOWS_MUTANT` (read here, in the tests, never by the library;
+/// child processes inherit it): `tests/windows/run.sh` shows that the
+/// tests it names fail with each. Without `--cfg txfile_mutants` (which
+/// `.cargo/config.toml` sets) there are no mutants, and naming one fails.
+const MUTANT: &str = "TXFILE_WINDOWS_MUTANT";
+
+/// `Options::new()`, with the mutant `TXFILE_WINDOWS_MUTANT` names.
+fn options() -> Options {
+    let Ok(name) = std::env::var(MUTANT) else {
+        return Options::new();
+    };
+    #[cfg(txfile_mutants)]
+    {
+        use txfile::Mutant;
+        let mutant = match name.as_str() {
+            "no-replace-retry" => Mutant::NoReplaceRetry,
+            "no-delete-sharing" => Mutant::NoDeleteSharing,
+            other => panic!("{MUTANT}={other}: no such Windows mutant"),
+        };
+        Options::new().mutant(mutant)
+    }
+    #[cfg(not(txfile_mutants))]
+    panic!("{MUTANT}={name}: this build has no mutants (--cfg txfile_mutants)")
+}
+
+/// `TxFile::open` with [`options`].
+fn open(path: impl AsRef<Path>) -> TxFile {
+    options().open(path).unwrap()
+}
+
 fn tempdir() -> (tempfile::TempDir, PathBuf) {
     let tmp = tempfile::tempdir().expect("temp dir");
     let dir = tmp.path().to_path_buf();
@@ -127,7 +158,7 @@ fn child() {
     let words: Vec<&str> = job.split('\t').collect();
     match words[..] {
         ["count", path, n] => {
-            let file = TxFile::open(path).unwrap();
+            let file = open(path);
             for _ in 0..n.parse::<u32>().unwrap() {
                 increment(&file).unwrap();
                 // A lockless reader between updates, as a real program
@@ -141,7 +172,7 @@ fn child() {
             } else {
                 LockStyle::Flock
             };
-            let file = Options::new().lock_style(style).open(path).unwrap();
+            let file = options().lock_style(style).open(path).unwrap();
             let tx = file.begin().unwrap();
             std::fs::write(ready, "locked").unwrap();
             // Until the parent removes the ready file, or 30 s.
@@ -152,7 +183,7 @@ fn child() {
             tx.rollback();
         }
         ["die-mid-write", path, ready] => {
-            let file = TxFile::open(path).unwrap();
+            let file = open(path);
             let mut tx = file.begin().unwrap();
             // More than the in-memory buffer: a temporary file exists.
             std::io::Write::write_all(&mut tx, &vec![b'x'; 4 << 20]).unwrap();
@@ -197,7 +228,7 @@ fn threads_lose_no_update() {
     thread::scope(|s| {
         for _ in 0..threads {
             s.spawn(|| {
-                let file = TxFile::open(&path).unwrap();
+                let file = open(&path);
                 for _ in 0..each {
                     increment(&file).unwrap();
                     let _ = file.read().unwrap();
@@ -243,12 +274,12 @@ fn excluded_across_processes(held_by: &str, asking: LockStyle) {
     ]);
     wait_for(&ready);
 
-    let file = Options::new().lock_style(asking).open(&path).unwrap();
+    let file = options().lock_style(asking).open(&path).unwrap();
     assert!(
         file.try_begin().unwrap().is_none(),
         "try_begin got a lock another process holds"
     );
-    let timed = Options::new()
+    let timed = options()
         .lock_style(asking)
         .timeout(Duration::from_millis(200))
         .open(&path)
@@ -264,7 +295,7 @@ fn excluded_across_processes(held_by: &str, asking: LockStyle) {
     // loaded run under Wine saw a single `try_begin` right after the child's
     // exit still refused (Windows documents that a dead process's locks are
     // released "depending upon available system resources").
-    let waiting = Options::new()
+    let waiting = options()
         .lock_style(asking)
         .timeout(Duration::from_secs(10))
         .open(&path)
@@ -309,7 +340,7 @@ fn a_waiter_gets_the_lock_when_it_is_released() {
             std::fs::remove_file(ready).unwrap();
         })
     };
-    let file = Options::new()
+    let file = options()
         .timeout(Duration::from_secs(30))
         .open(&path)
         .unwrap();
@@ -328,7 +359,7 @@ fn a_reader_without_delete_sharing_for_400_ms_only_delays_the_commit() {
     let (_tmp, dir) = tempdir();
     let path = dir.join("target");
     std::fs::write(&path, "0").unwrap();
-    let file = TxFile::open(&path).unwrap();
+    let file = open(&path);
     let (_close, holder) = hold_without_delete_sharing(&path, Duration::from_millis(400));
     increment(&file).unwrap();
     holder.join().unwrap();
@@ -343,7 +374,7 @@ fn a_reader_without_delete_sharing_for_30_s_gets_a_clear_error() {
     let (_tmp, dir) = tempdir();
     let path = dir.join("target");
     std::fs::write(&path, "old").unwrap();
-    let file = TxFile::open(&path).unwrap();
+    let file = open(&path);
     let (close, holder) = hold_without_delete_sharing(&path, Duration::from_secs(30));
     let err = file
         .update(|_| Ok::<_, std::convert::Infallible>(b"new".to_vec()))
@@ -381,10 +412,7 @@ fn replace_retry_sets_the_bound() {
     let (_tmp, dir) = tempdir();
     let path = dir.join("target");
     std::fs::write(&path, "old").unwrap();
-    let file = Options::new()
-        .replace_retry(Duration::ZERO)
-        .open(&path)
-        .unwrap();
+    let file = options().replace_retry(Duration::ZERO).open(&path).unwrap();
     let (close, holder) = hold_without_delete_sharing(&path, Duration::from_secs(30));
     let start = Instant::now();
     let err = file
@@ -410,7 +438,7 @@ fn an_open_transaction_lets_others_rename_or_delete_the_target() {
     let (_tmp, dir) = tempdir();
     let path = dir.join("target");
     std::fs::write(&path, "old").unwrap();
-    let file = TxFile::open(&path).unwrap();
+    let file = open(&path);
     let mut tx = file.begin().unwrap();
     assert_eq!(tx.old_bytes().unwrap(), Some(&b"old"[..]));
     let moved = dir.join("moved");
@@ -440,7 +468,7 @@ fn read_only_and_hidden_attributes_are_kept() {
     let path = dir.join("target");
     std::fs::write(&path, "0").unwrap();
     set_attributes(&path, FILE_ATTRIBUTE_READONLY | FILE_ATTRIBUTE_HIDDEN);
-    let file = TxFile::open(&path).unwrap();
+    let file = open(&path);
     increment(&file).unwrap();
     increment(&file).unwrap();
     assert_eq!(read(&path), "2");
@@ -462,10 +490,7 @@ fn a_failed_replace_of_a_read_only_target_changes_nothing() {
     let path = dir.join("target");
     std::fs::write(&path, "old").unwrap();
     set_attributes(&path, FILE_ATTRIBUTE_READONLY);
-    let file = Options::new()
-        .replace_retry(Duration::ZERO)
-        .open(&path)
-        .unwrap();
+    let file = options().replace_retry(Duration::ZERO).open(&path).unwrap();
     let (close, holder) = hold_without_delete_sharing(&path, Duration::from_secs(30));
     let result = file.update(|_| Ok::<_, std::convert::Infallible>(b"new".to_vec()));
     assert!(matches!(result, Err(Error::HeldOpen { .. })), "{result:?}");
@@ -582,7 +607,7 @@ fn the_security_descriptor_is_kept() {
     assert_ne!(before, inherited, "the DACL did not change");
     assert!(!before.contains(";;;WD)"), "{before}");
 
-    let file = TxFile::open(&path).unwrap();
+    let file = open(&path);
     increment(&file).unwrap();
     increment(&file).unwrap();
     assert_eq!(read(&path), "2");
@@ -605,10 +630,7 @@ fn a_no_op_commit_leaves_the_file_alone() {
     let before = std::fs::metadata(&path).unwrap().modified().unwrap();
     // A held reader would make any rename fail at once: none is tried.
     let (close, holder) = hold_without_delete_sharing(&path, Duration::from_secs(30));
-    let file = Options::new()
-        .replace_retry(Duration::ZERO)
-        .open(&path)
-        .unwrap();
+    let file = options().replace_retry(Duration::ZERO).open(&path).unwrap();
     file.update(|old| Ok::<_, std::convert::Infallible>(old.unwrap().to_vec()))
         .unwrap();
     close.send(()).unwrap();
@@ -625,7 +647,7 @@ fn an_outside_writer_is_a_conflict() {
     let (_tmp, dir) = tempdir();
     let path = dir.join("target");
     std::fs::write(&path, "old").unwrap();
-    let file = TxFile::open(&path).unwrap();
+    let file = open(&path);
     let err = file
         .update(|_| {
             std::fs::write(&path, "theirs, and longer").unwrap();
@@ -671,7 +693,7 @@ fn a_killed_writers_temporary_file_is_swept() {
     let path = dir.join("target");
     std::fs::write(&path, "0").unwrap();
     kill_mid_write(&dir, &path);
-    let file = TxFile::open(&path).unwrap();
+    let file = open(&path);
     increment(&file).unwrap();
     assert_eq!(read(&path), "1");
     assert_only(&dir, &["target"]);
@@ -687,7 +709,7 @@ fn a_temporary_file_still_open_is_skipped_by_the_sweep() {
     std::fs::write(&path, "0").unwrap();
     let stale = dir.join(kill_mid_write(&dir, &path));
     let (close, holder) = hold_without_delete_sharing(&stale, Duration::from_secs(30));
-    let file = TxFile::open(&path).unwrap();
+    let file = open(&path);
     increment(&file).unwrap();
     assert_eq!(read(&path), "1");
     assert!(stale.exists(), "deleted a file another program has open");
@@ -700,7 +722,7 @@ fn a_batch_commits_all_members() {
     let (_tmp, dir) = tempdir();
     let (a, b) = (dir.join("a"), dir.join("b"));
     std::fs::write(&a, "1").unwrap();
-    let batch = Batch::open([&a, &b]).unwrap();
+    let batch = Batch::new([&a, &b].map(open)).unwrap();
     batch
         .update(|old: &[Option<&[u8]>]| {
             let n = parse(old[0]) + parse(old[1]);
@@ -725,12 +747,7 @@ fn a_batch_held_up_by_another_program_is_completed_by_recovery() {
     let (a, b) = (dir.join("a"), dir.join("b"));
     std::fs::write(&a, "a0").unwrap();
     std::fs::write(&b, "b0").unwrap();
-    let files = [&a, &b].map(|p| {
-        Options::new()
-            .replace_retry(Duration::ZERO)
-            .open(p)
-            .unwrap()
-    });
+    let files = [&a, &b].map(|p| options().replace_retry(Duration::ZERO).open(p).unwrap());
     let batch = Batch::new(files).unwrap();
     let (close, holder) = hold_without_delete_sharing(&b, Duration::from_secs(30));
     let err = batch
@@ -841,14 +858,14 @@ mod cli {
         this_as_cmd(&mut lock, &["sleep", "1500", ready.to_str().unwrap()]);
         let mut child = lock.spawn().unwrap();
         wait_for(&ready);
-        let file = TxFile::open(&path).unwrap();
+        let file = open(&path);
         assert!(
             file.try_begin().unwrap().is_none(),
             "got the lock `txfile lock` holds"
         );
         assert!(child.wait().unwrap().success());
         // Free again (waited for, as in `excluded_across_processes`).
-        let waiting = Options::new()
+        let waiting = options()
             .timeout(Duration::from_secs(10))
             .open(&path)
             .unwrap();

@@ -189,25 +189,19 @@ pub(crate) fn locks_merged(_: &File) -> bool {
 pub(crate) fn open_read(dir: &File, name: &str) -> io::Result<File> {
     OpenOptions::new()
         .read(true)
-        .share_mode(read_sharing())
+        .share_mode(SHARE_ALL)
         .open(at(dir, name)?)
 }
 
-/// The sharing of [`open_read`]: everything, except in the deliberately
-/// broken build (`--cfg txfile_mutants`, never a public option) that opens
-/// like `std::fs::File::open`, without delete sharing, which the Windows
-/// tests of concurrent readers must catch.
-#[cfg(not(txfile_mutants))]
-fn read_sharing() -> u32 {
-    SHARE_ALL
-}
-
+/// [`open_read`] as `std::fs::File::open` opens, without delete sharing:
+/// the `NoDeleteSharing` mutant (`src/mutants.rs`), which the Windows tests
+/// of a transaction's handle on the target must catch.
 #[cfg(txfile_mutants)]
-fn read_sharing() -> u32 {
-    match std::env::var_os("TXFILE_WINDOWS_MUTANT") {
-        Some(m) if m == "no-delete-sharing" => FILE_SHARE_READ | FILE_SHARE_WRITE,
-        _ => SHARE_ALL,
-    }
+pub(crate) fn open_read_without_delete_sharing(dir: &File, name: &str) -> io::Result<File> {
+    OpenOptions::new()
+        .read(true)
+        .share_mode(FILE_SHARE_READ | FILE_SHARE_WRITE)
+        .open(at(dir, name)?)
 }
 
 /// This process's "user id": Windows owners are SIDs, which the protocol
