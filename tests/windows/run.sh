@@ -23,6 +23,9 @@ echo "$out" | grep -E "^test result" | tail -1
 ran=$(echo "$out" | grep -E "^test result" | tail -1 | sed -E 's/.* ([0-9]+) passed.*/\1/')
 [ "${ran:-0}" -gt 0 ] || { echo "windows: no test ran"; exit 1; }
 echo "windows: $ran tests passed under Wine"
+echo "--- ReplaceFileW against MoveFileExW (the choice in src/sys/windows.rs rests on this)"
+cargo test -q --target $target --all-features --test windows -- --exact \
+    replacefilew_and_movefileexw_compared --nocapture 2>&1 | grep -E '^(replace:|  )' || true
 
 echo "--- examples/held_open.rs under Wine (4 processes; a reader holding the target 400 ms, then 30 s)"
 cargo build --target $target --example held_open
