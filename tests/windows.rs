@@ -148,8 +148,9 @@ fn hold_without_delete_sharing(
 
 // ---------------------------------------------------------------- children
 
-/// Child processes: `TXFILE_WINDOWS_CHILD` holds the job, e.g.
-/// `count <path> <n>` or `hold <path> <flock|posix> <ready-file>`.
+/// Child processes: `TXFILE_WINDOWS_CHILD` holds the job (words separated
+/// by tabs), e.g. `count <path> <n>` or `hold <path> <flock|posix>
+/// <ready-file>`.
 #[test]
 fn child() {
     let Ok(job) = std::env::var(CHILD) else {
@@ -194,6 +195,13 @@ fn child() {
         ["sleep", ms, ready] => {
             std::fs::write(ready, "running").unwrap();
             thread::sleep(Duration::from_millis(ms.parse().unwrap()));
+        }
+        // As `sleep`, then writes `after`: a CMD that was killed never does
+        // (tests/windows/run.sh, Ctrl-C of the command).
+        ["sleep", ms, ready, after] => {
+            std::fs::write(ready, "running").unwrap();
+            thread::sleep(Duration::from_millis(ms.parse().unwrap()));
+            std::fs::write(after, "not killed").unwrap();
         }
         _ => panic!("unknown child job {job:?}"),
     }
@@ -1100,9 +1108,12 @@ mod cli {
     /// Ctrl-Break while CMD runs under `edit`: CMD is killed, nothing is
     /// committed, no temporary file is left, and txfile says so.
     ///
-    /// Ignored by default: Wine 8 cannot deliver console control events
+    /// Ignored by default: Wine 8 cannot send console control events
     /// (`GenerateConsoleCtrlEvent` fails with `ERROR_INVALID_ACCESS`, with
-    /// or without `AllocConsole`). Run it on Windows with `--ignored`.
+    /// or without `AllocConsole`, and with "invalid handle" when Wine runs
+    /// in a terminal). Run it on Windows with `--ignored`. Under Wine,
+    /// `tests/windows/run.sh` sends Ctrl-C instead as a SIGINT, which Wine
+    /// delivers as `CTRL_C_EVENT` to the same handler.
     #[test]
     #[ignore = "Wine 8 cannot deliver console control events; run on Windows with --ignored"]
     fn ctrl_break_rolls_back() {
