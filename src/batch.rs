@@ -768,6 +768,7 @@ fn rename_all(txs: &mut [&mut Transaction<'_>], records: &[Record]) -> Result<()
             (&temp.name, &temp.path),
             (&inner.name, &record.target_path()),
             inner.options.replace_retry,
+            inner.options.mutant,
         )?;
     }
     Ok(())

@@ -200,6 +200,7 @@ pub(crate) fn install(tx: &mut Transaction<'_>) -> Result<Installed, Error> {
         (&temp.name, &temp.path),
         (&inner.name, &inner.path),
         inner.options.replace_retry,
+        inner.options.mutant,
     ) {
         // A busy target (a bind-mounted file) is copied over in place; a
         // target held open by another program (Windows) is not.

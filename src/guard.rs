@@ -940,7 +940,7 @@ mod tests {
     fn only_the_owning_thread_is_told_it_holds_the_lock() {
         let dir = tempfile::tempdir().expect("tempdir");
         let path = Utf8PathBuf::from_path_buf(dir.path().join("a.lock")).expect("UTF-8");
-        let parent = RealFs
+        let parent = RealFs::default()
             .open_dir(path.parent().expect("parent"))
             .expect("open dir");
         let perms = || {
@@ -950,7 +950,7 @@ mod tests {
             })
         };
         let guard = GuardRef::open(
-            &RealFs,
+            &RealFs::default(),
             &*parent,
             "a.lock",
             &path,

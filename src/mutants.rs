@@ -80,6 +80,15 @@ pub enum Mutant {
     /// (only the NFS test, `tests/nfs/run.sh --mode no-nfs-revalidate`,
     /// can show it).
     NoNfsRevalidate,
+    /// Windows: give up on the first replace that another program's open
+    /// handle refuses (as every peer library does), instead of retrying for
+    /// `Options::replace_retry`.
+    NoReplaceRetry,
+    /// Windows: open the target (and journals) for reading as
+    /// `std::fs::File::open` does, without `FILE_SHARE_DELETE`, so that
+    /// txfile's own handle keeps others from renaming or deleting the file
+    /// (injected by the real filesystem layer, `RealFs`).
+    NoDeleteSharing,
 }
 
 /// The mutant a handle's options select (`Options::mutant`); without

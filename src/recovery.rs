@@ -53,7 +53,7 @@ impl Options {
         let fs = self
             .fs
             .clone()
-            .unwrap_or_else(|| std::sync::Arc::new(crate::fs::real::RealFs));
+            .unwrap_or_else(|| std::sync::Arc::new(crate::fs::real::RealFs::new(self.mutant)));
         let handle = fs
             .open_dir(dir)
             .map_err(|e| Error::io(Op::ListDir, dir, e))?;

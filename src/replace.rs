@@ -20,6 +20,7 @@ use camino::Utf8Path;
 
 use crate::Error;
 use crate::fs::{DirHandle, Name};
+use crate::mutants::{Mutant, Selected, active};
 
 /// Default of [`Options::replace_retry`](crate::Options::replace_retry).
 pub(crate) const DEFAULT_RETRY: Duration = Duration::from_secs(2);
@@ -71,14 +72,16 @@ fn held_open(e: &io::Error) -> Option<bool> {
 
 /// Renames `from` over `to` in `dir` (each a name and the path it is
 /// reported as), retrying for up to `retry` (pauses from 1 ms doubling to
-/// 100 ms) while the platform reports the target held open.
+/// 100 ms) while the platform reports the target held open (not at all
+/// with the `NoReplaceRetry` mutant).
 pub(crate) fn rename(
     dir: &dyn DirHandle,
     (from, from_path): (&Name, &Utf8Path),
     (to, to_path): (&Name, &Utf8Path),
     retry: Duration,
+    mutant: Selected,
 ) -> Result<(), Error> {
-    let retry = if no_retry_mutant() {
+    let retry = if active(mutant, Mutant::NoReplaceRetry) {
         Duration::ZERO
     } else {
         retry
@@ -121,18 +124,4 @@ pub(crate) fn rename(
             }
         }
     }
-}
-
-/// A deliberately broken build (`--cfg txfile_mutants`, never a public
-/// option) that gives up at once, as every peer library does: the Windows
-/// tests of a briefly held target must catch it.
-#[cfg(txfile_mutants)]
-fn no_retry_mutant() -> bool {
-    std::env::var_os("TXFILE_WINDOWS_MUTANT").is_some_and(|m| m == "no-replace-retry")
-}
-
-#[cfg(not(txfile_mutants))]
-#[inline(always)]
-fn no_retry_mutant() -> bool {
-    false
 }

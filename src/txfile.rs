@@ -163,7 +163,10 @@ impl TxFile {
 
     pub(crate) fn with_options(path: &Path, mut options: Options) -> Result<TxFile, Error> {
         let real_fs = options.fs.is_none();
-        let fs: Arc<dyn Fs> = options.fs.take().unwrap_or_else(|| Arc::new(RealFs));
+        let fs: Arc<dyn Fs> = options
+            .fs
+            .take()
+            .unwrap_or_else(|| Arc::new(RealFs::new(options.mutant)));
         let path = absolute(utf8_path(path)?)?;
         let path = match options.symlinks {
             Symlinks::Follow => resolve_links(fs.as_ref(), &path)?,

@@ -1,5 +1,6 @@
 //! Batch commits on the real filesystem: semantics, deadlock freedom across
 //! processes, consistent reads, and kill -9 in the middle of batch commits.
+#![cfg(unix)] // inode numbers and Unix kill -9 of batch writers (Windows: tests/windows.rs)
 
 mod common;
 

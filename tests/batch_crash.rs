@@ -19,6 +19,7 @@
 //!    temporary file of any member is left in any member's directory;
 //! 5. no lock survives a crash;
 //! 6. other files in the directories are untouched.
+#![cfg(unix)] // the harness gives files Unix modes (`Options::mode`, Unix-only)
 #![cfg(feature = "sim")]
 
 #[path = "common/harness.rs"]

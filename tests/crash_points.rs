@@ -3,6 +3,7 @@
 //! every post-crash state the model of `docs/crash-model.md` admits (bound:
 //! `MAX_STATES_PER_CRASH` per crash point, half-done renames off), recovery
 //! on each, and invariants 1-7. Run with `--nocapture` to see the count.
+#![cfg(unix)] // the crash check compares the simulated run with a real Unix run (modes, owners)
 #![cfg(feature = "sim")]
 
 #[path = "common/crash.rs"]

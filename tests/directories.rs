@@ -4,6 +4,7 @@
 //!
 //! (The command-line tool opens a handle per call, so a directory renamed
 //! between two calls is simply found under its new path by the next one.)
+#![cfg(unix)] // open-descriptor limits (setrlimit) and Unix directory semantics
 
 use std::io::Write;
 use std::process::Command;

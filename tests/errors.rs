@@ -1,5 +1,6 @@
 //! What an error says when printed: what failed, on which path, and why, on
 //! one line, and each cause once when a reporter also walks `source()`.
+#![cfg(unix)] // asserts Unix's wording of OS errors ("No such file or directory")
 
 mod common;
 

@@ -1,6 +1,8 @@
 //! Exclusion for everyone who shares a file: mixed lock styles, forked
 //! children, a thread asking again for a lock it holds, a batch naming one
 //! file twice, and group members in a shared directory.
+// Unix only: fork, waitpid, Unix modes and owners (Windows: tests/windows.rs).
+#![cfg(unix)]
 // fork(2) and waitpid(2) for the fork tests, and nothing else.
 #![allow(unsafe_code)]
 

@@ -1,5 +1,6 @@
 //! Real faults on real mounts (root only; skipped with a reason otherwise):
 //! a full disk, no inodes left, a read-only filesystem.
+#![cfg(unix)] // mounts a full, inode-less and read-only filesystem (root on Linux)
 
 mod common;
 

@@ -1,5 +1,6 @@
 //! Interoperation with other lockers (`flock(1)`, Python's `fcntl.lockf`) and
 //! a guard file deleted while held.
+#![cfg(unix)] // flock(1) and Python's fcntl.lockf, which exist only on Unix
 
 mod common;
 

@@ -1,5 +1,6 @@
 //! A journal planted by someone who can write the directory, with valid
 //! checksums, must not make recovery rename anything.
+#![cfg(unix)] // Unix owners and modes of planted journals
 #![cfg(feature = "sim")]
 
 mod common;

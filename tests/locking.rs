@@ -1,5 +1,6 @@
 //! Mutual exclusion: processes, threads, both lock styles, and the lost-lock
 //! trap of POSIX record locks.
+#![cfg(unix)] // flock and POSIX locks, which Windows does not have (Windows: tests/windows.rs)
 
 mod common;
 

@@ -1,5 +1,6 @@
 //! The crash check must be able to fail: every deliberately broken protocol
 //! is caught by the same exhaustive check that the correct one passes.
+#![cfg(unix)] // the crash check compares the simulated run with a real Unix run (modes, owners)
 #![cfg(feature = "sim")]
 
 #[path = "common/crash.rs"]

@@ -1,5 +1,6 @@
 //! Modes and owners. Alone in its own test binary because it sets the
 //! process umask, which would race with tests creating files in parallel.
+#![cfg(unix)] // Unix modes, owners and umask, which Windows does not have
 
 mod common;
 

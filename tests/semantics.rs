@@ -1,4 +1,5 @@
 //! One test per promise of the single-file protocol.
+#![cfg(unix)] // inode numbers, Unix modes and non-UTF-8 names (Windows: tests/windows.rs)
 
 mod common;
 

@@ -11,11 +11,23 @@ use super::{
     Blocking, DirHandle, Fs, GuardFile, GuardPerms, LockHeld, Locking, Marker, Meta, Mode, Name,
     ReadFile, Refused, WriteFile, Xattr,
 };
+use crate::mutants::Selected;
 use crate::{LockStyle, sys};
 
 /// The operating system's filesystem.
 #[derive(Debug, Default)]
-pub(crate) struct RealFs;
+pub(crate) struct RealFs {
+    /// A mutant this layer injects itself (`Mutant::NoDeleteSharing`), as
+    /// the simulated filesystem injects its own (see `src/mutants.rs`).
+    mutant: Selected,
+}
+
+impl RealFs {
+    /// The filesystem for a handle whose options select `mutant`.
+    pub(crate) fn new(mutant: Selected) -> RealFs {
+        RealFs { mutant }
+    }
+}
 
 fn not_found_to_none<T>(result: io::Result<T>) -> io::Result<Option<T>> {
     match result {
@@ -58,6 +70,7 @@ impl Fs for RealFs {
         Ok(Box::new(RealDir {
             file: sys::open_dir(path)?,
             path: path.to_owned(),
+            mutant: self.mutant,
         }))
     }
 
@@ -145,6 +158,8 @@ impl WriteFile for RealFile {
 struct RealDir {
     file: File,
     path: Utf8PathBuf,
+    #[cfg_attr(not(all(windows, txfile_mutants)), allow(dead_code))]
+    mutant: Selected,
 }
 
 impl DirHandle for RealDir {
@@ -173,6 +188,13 @@ impl DirHandle for RealDir {
     }
 
     fn open_read(&self, name: &Name) -> io::Result<Option<Box<dyn ReadFile>>> {
+        #[cfg(all(windows, txfile_mutants))]
+        if crate::mutants::active(self.mutant, crate::mutants::Mutant::NoDeleteSharing) {
+            return Ok(
+                not_found_to_none(sys::open_read_without_delete_sharing(&self.file, name))?
+                    .map(|f| Box::new(RealFile(f)) as Box<dyn ReadFile>),
+            );
+        }
         Ok(not_found_to_none(sys::open_read(&self.file, name))?
             .map(|f| Box::new(RealFile(f)) as Box<dyn ReadFile>))
     }

@@ -189,25 +189,19 @@ pub(crate) fn locks_merged(_: &File) -> bool {
 pub(crate) fn open_read(dir: &File, name: &str) -> io::Result<File> {
     OpenOptions::new()
         .read(true)
-        .share_mode(read_sharing())
+        .share_mode(SHARE_ALL)
         .open(at(dir, name)?)
 }
 
-/// The sharing of [`open_read`]: everything, except in the deliberately
-/// broken build (`--cfg txfile_mutants`, never a public option) that opens
-/// like `std::fs::File::open`, without delete sharing, which the Windows
-/// tests of concurrent readers must catch.
-#[cfg(not(txfile_mutants))]
-fn read_sharing() -> u32 {
-    SHARE_ALL
-}
-
+/// [`open_read`] as `std::fs::File::open` opens, without delete sharing:
+/// the `NoDeleteSharing` mutant (`src/mutants.rs`), which the Windows tests
+/// of a transaction's handle on the target must catch.
 #[cfg(txfile_mutants)]
-fn read_sharing() -> u32 {
-    match std::env::var_os("TXFILE_WINDOWS_MUTANT") {
-        Some(m) if m == "no-delete-sharing" => FILE_SHARE_READ | FILE_SHARE_WRITE,
-        _ => SHARE_ALL,
-    }
+pub(crate) fn open_read_without_delete_sharing(dir: &File, name: &str) -> io::Result<File> {
+    OpenOptions::new()
+        .read(true)
+        .share_mode(FILE_SHARE_READ | FILE_SHARE_WRITE)
+        .open(at(dir, name)?)
 }
 
 /// This process's "user id": Windows owners are SIDs, which the protocol
@@ -622,15 +616,36 @@ fn set_attributes_of(path: &Path, attributes: u32) -> io::Result<()> {
 /// [`set_owner_and_mode`] gave `from` the target's attributes and security
 /// descriptor.
 ///
-/// Why not `ReplaceFileW`, which copies those itself: it is several steps
-/// (its documented failures include leaving the target under the backup
-/// name, or neither name), it has no write-through (its result's
-/// durability would be up to the lazy writer), it needs the replaced file
-/// openable for `GENERIC_READ | DELETE` like the rename does, and it gives
-/// the result the replaced file's creation time and identity, which the
-/// protocol's "same version" check (file index plus times) would then not
-/// tell from the old one. One `MoveFileExW` is one rename in NTFS's
-/// journal: a reader sees the old file or the new one, never neither.
+/// Why not `ReplaceFileW`: chosen by the test
+/// `replacefilew_and_movefileexw_compared` (tests/windows.rs), which runs
+/// both, each tried once, on the same cases. Under Wine 8 it measured:
+///
+/// | case                       | `ReplaceFileW`              | this (`MoveFileExW`)          |
+/// |----------------------------|-----------------------------|-------------------------------|
+/// | read-only + hidden target  | fails, "access denied"      | replaced, both attributes kept|
+/// | target with its own DACL   | replaced, DACL **not** kept | replaced, DACL kept           |
+/// | reader sharing delete      | replaced                    | refused ("access denied")     |
+/// | reader not sharing delete  | refused (sharing violation) | refused                       |
+/// | no target                  | fails, "file not found"     | created                       |
+///
+/// `ReplaceFileW` wins one case: a reader that shares delete (as txfile's
+/// own readers do) does not block it, where `MoveFileExW` is refused until
+/// that reader closes and the commit's retry has to absorb it (under Wine
+/// four readers in a tight loop outlast the 2 s default: `tests/load.rs`
+/// is Unix-only for that reason). It loses the others, and more that
+/// Microsoft documents: it cannot create the target (the first commit),
+/// it has no write-through (`REPLACEFILE_WRITE_THROUGH` is documented as
+/// unsupported, so the result's durability is up to the lazy writer), and
+/// its `ERROR_UNABLE_TO_MOVE_REPLACEMENT` without a backup name leaves *no*
+/// file under the target's name, which breaks "a reader sees the old
+/// version or the new one". One `MoveFileExW` is one rename in NTFS's
+/// journal. Where Wine may differ from NTFS: Windows documents that
+/// `ReplaceFileW` keeps the replaced file's ACL (Wine dropped it), and
+/// NTFS may treat a read-only target differently; the choice rests on the
+/// documented failures (no target, no write-through, no name), not on
+/// those two. (Not compared: `SetFileInformationByHandle` with
+/// `FILE_RENAME_FLAG_POSIX_SEMANTICS`, Windows 10 1809 and later on NTFS,
+/// which would replace a file open with delete sharing.)
 ///
 /// A read-only target cannot be replaced (Windows refuses to delete a
 /// read-only file), so its read-only attribute is cleared first and set

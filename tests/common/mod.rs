@@ -93,6 +93,7 @@ pub(crate) fn heavy() -> std::sync::MutexGuard<'static, ()> {
 }
 
 /// Whether this process runs as root.
+#[cfg(unix)]
 pub(crate) fn is_root() -> bool {
     rustix::process::geteuid().is_root()
 }

@@ -6,8 +6,16 @@
 //! leave a temporary file behind or a CMD running without the lock. The
 //! handlers only record what came; the loops that copy data and wait for
 //! CMD look at it between steps, then kill CMD, roll back and exit with
-//! 128 + the signal (on Windows 130 for Ctrl-C and 149 for Ctrl-Break,
-//! as 128 + their C runtime signal numbers, SIGINT 2 and SIGBREAK 21).
+//! 128 + the signal (on Windows 130, SIGINT's, for Ctrl-C and Ctrl-Break
+//! alike: see [`catch`]).
+//!
+//! Tested on Windows by `tests/windows/run.sh` under Wine, which delivers a
+//! SIGINT to a Windows process as `CTRL_C_EVENT` to its console control
+//! handlers: `edit` and `lock` exit 130, kill CMD, leave the target and no
+//! temporary file. Not tested: Ctrl-Break and the close event (Wine can
+//! deliver neither: `GenerateConsoleCtrlEvent` fails under it), and the
+//! event coming from a real console (`tests/windows.rs`'s
+//! `ctrl_break_rolls_back`, ignored, does that on Windows).
 
 use std::sync::atomic::{AtomicUsize, Ordering};
 
