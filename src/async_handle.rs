@@ -974,9 +974,11 @@ mod tests {
             let overlapped = renamed(&sim);
             let answered_early = first.is_finished();
             if fail {
-                // The last runner releasing its lock, then idle: the next
-                // operation is the syncer's fsync for both.
-                tokio::time::sleep(Duration::from_millis(200)).await;
+                // Once the runner has ended (after the last release), the
+                // next operation is the syncer's fsync for both.
+                while super::lock(&file.core().updates).running && Instant::now() < deadline {
+                    tokio::time::sleep(Duration::from_millis(5)).await;
+                }
                 sim.fail_at(sim.op_count(), Fault::Io);
             }
             let _ = release.send(());
