@@ -9,7 +9,7 @@ use std::time::Instant;
 
 use camino::{Utf8Path, Utf8PathBuf};
 
-use crate::async_handle::{Begin, Core};
+use crate::async_handle::{Begin, Committed, Core};
 use crate::async_lock::{self, Held, Patience, Pipe, Sink, Target, Turn, blocking};
 use crate::error::{BoxError, Op};
 use crate::guard::{Locked, Mode, Wait};
@@ -156,17 +156,20 @@ impl AsyncBatch {
         self.core
             .update(Box::new(move |batch: &Batch, locks, ticket| {
                 if ticket.gone() {
-                    return Ok(Vec::new());
+                    return Ok(Committed::default());
                 }
                 let mut tx = batch.prepare(locks)?;
                 batch.apply(&mut tx, |old| f(old).map(|new| (new, ())))?;
                 if ticket.gone() {
-                    return Ok(Vec::new());
+                    return Ok(Committed::default());
                 }
                 // `BatchTransaction::commit`, keeping the replaced versions
                 // open past the release of the locks.
                 tx.commit_in_place()?;
-                Ok(tx.txs.iter_mut().filter_map(|tx| tx.old.take()).collect())
+                Ok(Committed {
+                    replaced: tx.txs.iter_mut().filter_map(|tx| tx.old.take()).collect(),
+                    owed: None,
+                })
             }))
             .await
     }

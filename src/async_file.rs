@@ -9,7 +9,7 @@ use std::time::Instant;
 
 use camino::{Utf8Path, Utf8PathBuf};
 
-use crate::async_handle::{Begin, Core};
+use crate::async_handle::{Begin, Committed, Core};
 use crate::async_lock::{Patience, Pipe, Sink, Target, blocking};
 use crate::error::{BoxError, Op};
 use crate::guard::{Locked, Mode, Wait};
@@ -223,7 +223,7 @@ impl AsyncTxFile {
         self.core
             .update(Box::new(move |file: &TxFile, locked, ticket| {
                 if ticket.gone() {
-                    return Ok(Vec::new());
+                    return Ok(Committed::default());
                 }
                 let mut tx = file.prepare(locked)?;
                 let new = f(tx.old_bytes()?).map_err(|e| Error::Aborted {
@@ -232,13 +232,17 @@ impl AsyncTxFile {
                 })?;
                 tx.set_contents(new)?;
                 if ticket.gone() {
-                    return Ok(Vec::new());
+                    return Ok(Committed::default());
                 }
-                // `Transaction::commit`, keeping the replaced version open
-                // past the release of the lock.
+                // `Transaction::commit`, but the directory fsync a durable
+                // commit waits for after its release is left to the runner,
+                // which goes on with the next update meanwhile.
                 tx.check_process()?;
-                commit::commit(&mut tx)?;
-                Ok(tx.old.take().into_iter().collect())
+                let owed = commit::commit_released(&mut tx)?;
+                Ok(Committed {
+                    replaced: tx.old.take().into_iter().collect(),
+                    owed: owed.map(|owed| (file.clone(), owed)),
+                })
             }))
             .await
     }

@@ -16,11 +16,27 @@
 //! and whichever update finds no runner going starts one: a blocking-pool
 //! thread that takes the queue's head and then runs the queued updates one
 //! after another, each a whole transaction of its own (its own lock, its
-//! own read, write, fsyncs, rename and directory fsync, and its own
-//! release), until the queue is empty. Tasks that queue meanwhile are woken
-//! only for their answer, off the path from one commit to the next.
+//! own read, write, fsync, rename and release), until the queue is empty.
+//! Tasks that queue meanwhile are woken only for their answer, off the path
+//! from one commit to the next.
 //!
-//! What stays as it was:
+//! # Why a syncer
+//!
+//! A durable commit releases the lock right after its rename and is
+//! acknowledged once a directory fsync that started after the rename has
+//! succeeded (`crate::group_sync`). A sync thread waits for that fsync
+//! while another thread already holds the lock and writes the next version;
+//! a runner that waited for it too would make every update pay it in turn.
+//! So the runner hands the commit's answer to the handle's syncer and goes
+//! on with the next update. The syncer, another blocking-pool thread while
+//! answers wait for it, takes every answer handed to it so far (each given
+//! after its commit's rename), waits for one directory fsync that starts
+//! after that (shared with the process's other commits, as a sync thread's
+//! wait is), and answers them all with its outcome: `Ok` once it succeeded,
+//! the fsync's error for every one of them if it failed. Answers handed over
+//! while that fsync runs wait for the next one.
+//!
+//! What stays as it is for sync threads:
 //!
 //! - each update takes and releases the in-process turn and the OS lock, so
 //!   sync users of the process and other processes get the lock between two
@@ -46,23 +62,39 @@ use std::time::{Duration, Instant};
 use tokio::runtime::Handle;
 use tokio::sync::{OnceCell, oneshot};
 
-use crate::Error;
+use crate::{Error, TxFile};
+
 use crate::async_lock::{
     self, Held, Patience, Pipe, Queue, Sink, Target, Turn, blocking, lost, until,
 };
+use crate::commit::DirSyncOwed;
 
 /// An update as the runner runs it: with the target, its lock, and the
-/// ticket that says whether its future is still there. It returns the
-/// versions its commit replaced, still open: closing the last descriptor of
-/// a replaced file frees it, which can take milliseconds (the filesystem's
-/// journal), so the runner closes them on another thread and goes on with
-/// the next update, as a sync thread's close overlaps the next thread's
-/// transaction.
+/// ticket that says whether its future is still there.
 pub(crate) type Work<T> =
-    Box<dyn FnOnce(&T, <T as Target>::Locks, &Ticket) -> Result<Replaced, Error> + Send>;
+    Box<dyn FnOnce(&T, <T as Target>::Locks, &Ticket) -> Result<Committed, Error> + Send>;
+
+/// What an update leaves to do after its lock is released, off the
+/// runner's path.
+#[derive(Default)]
+pub(crate) struct Committed {
+    /// The versions its commit replaced, still open: closing the last
+    /// descriptor of a replaced file frees it, which can take milliseconds
+    /// (the filesystem's journal), so the runner closes them on another
+    /// thread and goes on with the next update, as a sync thread's close
+    /// overlaps the next thread's transaction.
+    pub(crate) replaced: Replaced,
+    /// The directory fsync a durable commit still waits for: its answer
+    /// goes to the syncer (see the module docs).
+    pub(crate) owed: Option<(TxFile, DirSyncOwed)>,
+}
 
 /// Replaced versions, to be closed off the runner's path.
 pub(crate) type Replaced = Vec<crate::state::OldFile>;
+
+/// Where an update's future waits for its answer (a panic of its closure,
+/// or its result).
+type Answer = oneshot::Sender<std::thread::Result<Result<(), Error>>>;
 
 /// A target whose transactions can be held across `.await`s.
 pub(crate) trait Begin: Target {
@@ -80,6 +112,7 @@ pub(crate) struct Core<T: Target> {
     /// pool).
     queues: OnceCell<Vec<Queue>>,
     updates: Mutex<Updates<T>>,
+    syncs: Mutex<Syncs>,
     #[cfg(test)]
     broken: AtomicU8,
 }
@@ -99,6 +132,19 @@ pub(crate) enum Broken {
     KeepHead,
     /// Runs an update whose future is gone as if it were still there.
     RunGivenUp,
+    /// Waits for each durable commit's directory fsync on the runner, before
+    /// the next update (the runner as it was before the syncer).
+    SyncOnRunner,
+    /// Answers a durable commit right after its rename, without waiting for
+    /// a directory fsync.
+    AckAtRename,
+    /// Answers the commits handed to the syncer while its fsync ran with
+    /// that fsync's outcome, though it may have started before their
+    /// renames.
+    AckWithRunningSync,
+    /// Gives a failed fsync's error to the first commit it covered only;
+    /// the others are answered `Ok`.
+    FailOnlyFirst,
 }
 
 struct Updates<T: Target> {
@@ -112,10 +158,27 @@ struct Job<T: Target> {
     work: Work<T>,
     ticket: Ticket,
     deadline: Option<Instant>,
-    answer: oneshot::Sender<std::thread::Result<Result<(), Error>>>,
+    answer: Answer,
     /// Time in the queue, as the `txfile.lock_wait` span: it ends when the
     /// update starts or is skipped.
     _queued: crate::trace::Waiting,
+}
+
+/// Durable commits whose lock is released, with the answers that wait for
+/// a directory fsync to cover their renames.
+#[derive(Default)]
+struct Syncs {
+    waiting: Vec<Ack>,
+    /// A syncer exists: fsyncing, or about to take `waiting`. New answers
+    /// only join `waiting` then.
+    running: bool,
+}
+
+/// An answer handed to the syncer, after its commit's rename.
+struct Ack {
+    file: TxFile,
+    owed: DirSyncOwed,
+    answer: Answer,
 }
 
 const QUEUED: u8 = 0;
@@ -183,6 +246,7 @@ impl<T: Target> Core<T> {
                 waiting: VecDeque::new(),
                 running: false,
             }),
+            syncs: Mutex::default(),
             #[cfg(test)]
             broken: AtomicU8::new(Broken::None as u8),
         })
@@ -387,30 +451,68 @@ impl<T: Target> Runner<T> {
                 true => Ticket::default(),
                 false => ticket,
             };
-            let result =
-                std::panic::catch_unwind(AssertUnwindSafe(|| work(target, locks, &ticket))).map(
-                    |done| {
-                        done.map(|replaced| {
-                            if !replaced.is_empty() {
-                                drop(self.runtime.spawn_blocking(move || drop(replaced)));
-                            }
-                        })
-                    },
-                );
+            let (result, owed) =
+                match std::panic::catch_unwind(AssertUnwindSafe(|| work(target, locks, &ticket))) {
+                    Ok(Ok(Committed { replaced, owed })) => {
+                        if !replaced.is_empty() {
+                            drop(self.runtime.spawn_blocking(move || drop(replaced)));
+                        }
+                        (Ok(Ok(())), owed)
+                    }
+                    Ok(Err(error)) => (Ok(Err(error)), None),
+                    Err(panic) => (Err(panic), None),
+                };
             #[cfg(test)]
             if self.core.broken(Broken::KeepHead) {
-                let _ = answer.send(result);
+                self.answer(result, owed, answer);
                 continue;
             }
             // The lock is free by now; the queues' heads go before the
             // answer, so that its task finds everything free, and whoever
             // waits for them gets them now.
             self.turns.clear();
-            let _ = answer.send(result);
+            self.answer(result, owed, answer);
             #[cfg(test)]
             if self.core.broken(Broken::HandOverEach) {
                 return self.queue_behind();
             }
+        }
+    }
+
+    /// Answers an update that ran: at once, or once the directory fsync its
+    /// commit owes has succeeded (by the syncer).
+    fn answer(
+        &self,
+        result: std::thread::Result<Result<(), Error>>,
+        owed: Option<(TxFile, DirSyncOwed)>,
+        answer: Answer,
+    ) {
+        let Some((file, owed)) = owed else {
+            let _ = answer.send(result);
+            return;
+        };
+        #[cfg(test)]
+        if self.core.broken(Broken::SyncOnRunner) {
+            let _ = answer.send(Ok(owed.wait(&file)));
+            return;
+        }
+        #[cfg(test)]
+        if self.core.broken(Broken::AckAtRename) {
+            let _ = answer.send(result);
+            return;
+        }
+        let ack = Ack { file, owed, answer };
+        let start = {
+            let mut syncs = lock(&self.core.syncs);
+            syncs.waiting.push(ack);
+            !std::mem::replace(&mut syncs.running, true)
+        };
+        if start {
+            let syncer = Syncer {
+                core: Arc::clone(&self.core),
+                done: false,
+            };
+            drop(self.runtime.spawn_blocking(move || syncer.run()));
         }
     }
 
@@ -510,14 +612,7 @@ impl<T: Target> Job<T> {
     }
 
     /// What running it takes; its time in the queue ends here.
-    #[allow(clippy::type_complexity)]
-    fn begin(
-        self,
-    ) -> (
-        Work<T>,
-        Ticket,
-        oneshot::Sender<std::thread::Result<Result<(), Error>>>,
-    ) {
+    fn begin(self) -> (Work<T>, Ticket, Answer) {
         (self.work, self.ticket, self.answer)
     }
 }
@@ -536,6 +631,77 @@ impl<T: Target> Drop for Runner<T> {
         };
         self.turns.clear();
         drop(waiting);
+    }
+}
+
+/// The syncer of a handle's durable commits (see the module docs). Dropped
+/// without finishing (the runtime shut down before it ran), it drops the
+/// answers waiting for it: their futures get an error, never `Ok`.
+struct Syncer<T: Target> {
+    core: Arc<Core<T>>,
+    /// No answer was left: `running` is cleared, by this syncer.
+    done: bool,
+}
+
+impl<T: Target> Syncer<T> {
+    /// Answers the commits handed over until none is left. Blocking.
+    fn run(mut self) {
+        loop {
+            let mut acks = {
+                let mut syncs = lock(&self.core.syncs);
+                if syncs.waiting.is_empty() {
+                    syncs.running = false;
+                    self.done = true;
+                    return;
+                }
+                std::mem::take(&mut syncs.waiting)
+            };
+            let Some(first) = acks.first() else {
+                continue;
+            };
+            // Every one of `acks` was handed over after its rename, so a
+            // directory fsync that starts after this call covers them all.
+            // (They are commits of this handle: one file, one directory.)
+            #[cfg_attr(not(test), allow(unused_mut))]
+            let mut synced = first.owed.wait_io(&first.file);
+            #[cfg(test)]
+            if self.core.broken(Broken::AckWithRunningSync) {
+                acks.append(&mut lock(&self.core.syncs).waiting);
+            }
+            for ack in acks.drain(..) {
+                let result = match &synced {
+                    Ok(()) => Ok(()),
+                    Err(e) => Err(ack.owed.error(&ack.file, same_error(e))),
+                };
+                let _ = ack.answer.send(Ok(result));
+                #[cfg(test)]
+                if self.core.broken(Broken::FailOnlyFirst) {
+                    synced = Ok(());
+                }
+            }
+        }
+    }
+}
+
+impl<T: Target> Drop for Syncer<T> {
+    fn drop(&mut self) {
+        if self.done {
+            return;
+        }
+        let waiting = {
+            let mut syncs = lock(&self.core.syncs);
+            syncs.running = false;
+            std::mem::take(&mut syncs.waiting)
+        };
+        drop(waiting);
+    }
+}
+
+/// One fsync's error, for each of the commits it failed.
+fn same_error(error: &std::io::Error) -> std::io::Error {
+    match error.raw_os_error() {
+        Some(code) => std::io::Error::from_raw_os_error(code),
+        None => std::io::Error::new(error.kind(), error.to_string()),
     }
 }
 
@@ -730,5 +896,199 @@ mod tests {
     fn given_up_updates_never_run() {
         assert_eq!(count_after_given_up_updates(Broken::None), 2);
         assert_eq!(count_after_given_up_updates(Broken::RunGivenUp), 4);
+    }
+
+    /// What the runner and the syncer did with three durable updates of one
+    /// handle on the simulated disk: the first update's directory fsync is
+    /// held (after it ran, before it returned) while two more are queued,
+    /// until both have renamed or 2 s have passed; then it returns and, if
+    /// `fail` says so, the next directory fsync fails. Power is lost once
+    /// all three are answered.
+    #[cfg(feature = "sim")]
+    #[derive(Debug)]
+    struct HeldSync {
+        /// The first update's directory fsync was held.
+        held: bool,
+        /// The two others renamed while it was held.
+        overlapped: bool,
+        /// The first update was answered while its fsync was held.
+        answered_early: bool,
+        /// The answers of the others (`Ok` or the error's text).
+        others: Vec<Result<(), String>>,
+        /// A directory fsync ran after the last rename before the last
+        /// answer.
+        last_covered: bool,
+        /// Post-crash states that lack an update answered `Ok`, of how many.
+        lost: usize,
+        states: usize,
+    }
+
+    #[cfg(feature = "sim")]
+    fn held_sync(broken: Broken, fail: bool) -> HeldSync {
+        use std::sync::mpsc;
+
+        use crate::sim::{Enumeration, Fault, OpKind, SimFs};
+
+        fn append(
+            suffix: u8,
+        ) -> impl FnOnce(Option<&[u8]>) -> Result<Vec<u8>, Error> + Send + 'static {
+            move |old| Ok([old.unwrap_or_default(), &[suffix]].concat())
+        }
+
+        let sim = SimFs::new();
+        sim.create_dir_all("/d").expect("mkdir");
+        let sync = Options::new().filesystem(&sim).open("/d/a").expect("open");
+        // The guard file and a first version, before the fsync is held.
+        sync.update(|_| Ok::<_, Error>(b"v".to_vec()))
+            .expect("seed");
+        let (held_tx, held) = mpsc::channel();
+        let (release, release_rx) = mpsc::channel::<()>();
+        sim.after_next(OpKind::SyncDir, move || {
+            let _ = held_tx.send(());
+            let _ = release_rx.recv_timeout(Duration::from_secs(10));
+        });
+        let start = sim.op_count();
+        two_workers().block_on(async {
+            let file = AsyncTxFile::from(sync);
+            file.core().set_broken(broken);
+            let update = |suffix| {
+                let file = file.clone();
+                tokio::spawn(async move { file.update(append(suffix)).await })
+            };
+            let first = update(b'A');
+            let held = tokio::task::spawn_blocking(move || {
+                held.recv_timeout(Duration::from_secs(2)).is_ok()
+            })
+            .await
+            .expect("waiting for the hold");
+            let others = [update(b'B'), update(b'C')];
+            let deadline = Instant::now() + Duration::from_secs(2);
+            let renamed = |sim: &SimFs| {
+                sim.read_file("/d/a")
+                    .expect("read")
+                    .is_some_and(|v| v.len() == 4)
+            };
+            while !renamed(&sim) && Instant::now() < deadline {
+                tokio::time::sleep(Duration::from_millis(5)).await;
+            }
+            let overlapped = renamed(&sim);
+            let answered_early = first.is_finished();
+            if fail {
+                // Once the runner has ended (after the last release), the
+                // next operation is the syncer's fsync for both.
+                while super::lock(&file.core().updates).running && Instant::now() < deadline {
+                    tokio::time::sleep(Duration::from_millis(5)).await;
+                }
+                sim.fail_at(sim.op_count(), Fault::Io);
+            }
+            let _ = release.send(());
+            let within = Duration::from_secs(20);
+            let first = tokio::time::timeout(within, first).await.expect("answered");
+            first.expect("first task").expect("first update");
+            let mut answers = Vec::new();
+            for other in others {
+                let answer = tokio::time::timeout(within, other).await.expect("answered");
+                answers.push(answer.expect("task").map_err(|e| e.to_string()));
+            }
+            let trace = sim.trace();
+            let last_rename = trace
+                .iter()
+                .filter(|op| op.index >= start && op.kind == OpKind::Rename)
+                .map(|op| op.index)
+                .max()
+                .expect("renames");
+            let last_covered = trace
+                .iter()
+                .any(|op| op.index > last_rename && op.kind == OpKind::SyncDir);
+            sim.crash_now();
+            let must: Vec<u8> = [(b'A', &Ok(())), (b'B', &answers[0]), (b'C', &answers[1])]
+                .into_iter()
+                .filter(|(_, answer)| answer.is_ok())
+                .map(|(suffix, _)| suffix)
+                .collect();
+            let (mut lost, mut states) = (0, 0);
+            for state in sim.crash_states(&Enumeration::new()).expect("bound") {
+                states += 1;
+                let got = state.read_file("/d/a").expect("read").unwrap_or_default();
+                if !must.iter().all(|suffix| got.contains(suffix)) {
+                    lost += 1;
+                }
+            }
+            HeldSync {
+                held,
+                overlapped,
+                answered_early,
+                others: answers,
+                last_covered,
+                lost,
+                states,
+            }
+        })
+    }
+
+    /// While a durable update waits for its directory fsync, the runner
+    /// already runs the next updates (as a second sync thread would); the
+    /// waiting update is answered only after that fsync returned, the later
+    /// ones after a fsync that started after their renames, and a power cut
+    /// then loses none of them. The runner that waits for each fsync itself
+    /// (as before the syncer) runs nothing meanwhile.
+    #[cfg(feature = "sim")]
+    #[test]
+    fn the_runner_goes_on_while_a_commit_waits_for_its_directory_fsync() {
+        let fixed = held_sync(Broken::None, false);
+        println!("syncer: {fixed:?}");
+        assert!(
+            fixed.held && fixed.overlapped && fixed.last_covered,
+            "{fixed:?}"
+        );
+        assert!(!fixed.answered_early, "{fixed:?}");
+        assert!(fixed.others.iter().all(Result::is_ok), "{fixed:?}");
+        assert!(fixed.lost == 0 && fixed.states > 0, "{fixed:?}");
+        let serial = held_sync(Broken::SyncOnRunner, false);
+        println!("fsync on the runner: {serial:?}");
+        assert!(serial.held && !serial.overlapped, "{serial:?}");
+    }
+
+    /// The answers given too early are caught: right after the rename, or
+    /// with the outcome of an fsync already running when their commits
+    /// were handed over (it may have started before their renames).
+    #[cfg(feature = "sim")]
+    #[test]
+    fn early_answers_are_caught_by_the_held_fsync() {
+        let at_rename = held_sync(Broken::AckAtRename, false);
+        println!("answered at the rename: {at_rename:?}");
+        assert!(at_rename.answered_early, "{at_rename:?}");
+        assert!(at_rename.lost > 0, "{at_rename:?}");
+        let running = held_sync(Broken::AckWithRunningSync, false);
+        println!("answered with the running fsync: {running:?}");
+        assert!(!running.last_covered, "{running:?}");
+        assert!(running.lost > 0, "{running:?}");
+    }
+
+    /// The fsync the syncer ran for two commits fails: both are answered
+    /// with its error (invariant 3), and the first, covered before, is
+    /// kept. Answering only one of them with it is caught.
+    #[cfg(feature = "sim")]
+    #[test]
+    fn a_failed_directory_fsync_fails_every_answer_it_covered() {
+        let failed = held_sync(Broken::None, true);
+        println!("failed fsync: {failed:?}");
+        assert!(failed.held && failed.overlapped, "{failed:?}");
+        assert!(failed.others.iter().all(Result::is_err), "{failed:?}");
+        assert!(
+            failed
+                .others
+                .iter()
+                .all(|answer| answer.as_ref().is_err_and(|e| e.contains("/d"))),
+            "{failed:?}"
+        );
+        assert_eq!(failed.lost, 0, "{failed:?}");
+        let only_first = held_sync(Broken::FailOnlyFirst, true);
+        println!("failing only the first: {only_first:?}");
+        assert!(
+            only_first.others.iter().any(Result::is_ok),
+            "{only_first:?}"
+        );
+        assert!(only_first.lost > 0, "{only_first:?}");
     }
 }

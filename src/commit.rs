@@ -34,8 +34,20 @@ use crate::state::{BUFFER, NewContents, OldFile, Temp, Transaction};
 use crate::{Durability, Error, Symlinks, TxFile};
 
 pub(crate) fn commit(tx: &mut Transaction<'_>) -> Result<(), Error> {
+    match commit_released(tx)? {
+        Some(owed) => owed.wait(tx.file),
+        None => Ok(()),
+    }
+}
+
+/// Steps 1 to 6; for a durable commit that renamed, step 7 is left to the
+/// caller, the lock already released: [`commit`] waits for it at once, the
+/// async runner on another thread, so that its next update's work overlaps
+/// the directory fsync as another thread's would (`crate::async_handle`).
+/// The commit is acknowledged only when step 7 succeeded.
+pub(crate) fn commit_released(tx: &mut Transaction<'_>) -> Result<Option<DirSyncOwed>, Error> {
     if check(tx)? == Checked::Unchanged {
-        return Ok(());
+        return Ok(None);
     }
     stage(tx)?;
     if active(tx.file.inner.options.mutant, Mutant::UnlockBeforeRename) {
@@ -45,26 +57,52 @@ pub(crate) fn commit(tx: &mut Transaction<'_>) -> Result<(), Error> {
     // An in-place commit has no rename for a group fsync to cover: it keeps
     // the lock to the end, its directory fsync its own.
     if !durable(tx.file) || installed == Installed::InPlace {
-        return finish(tx);
+        return finish(tx).map(|()| None);
     }
     // The process that took the lock (checked when the commit began).
     let pid = tx.locked.as_ref().map(Locked::pid);
     release_renamed(tx);
-    let inner = &*tx.file.inner;
-    let selected = inner.options.mutant;
+    let selected = tx.file.inner.options.mutant;
     if active(selected, Mutant::NoDirFsync) {
-        return Ok(());
+        return Ok(None);
     }
     let cover = if active(selected, Mutant::CoverByRunningSync) {
         Cover::Running
     } else {
         Cover::Later
     };
-    let _sync = crate::trace::step!("sync_dir", inner.path);
-    inner
-        .dir
-        .sync_shared(pid, cover)
-        .map_err(|e| Error::io(Op::SyncDir, &inner.dir_path, e))
+    Ok(Some(DirSyncOwed { pid, cover }))
+}
+
+/// Step 7, owed by a durable commit whose rename is done and whose lock is
+/// released: the commit is acknowledged only once it succeeded.
+#[derive(Debug, Clone, Copy)]
+#[must_use = "a renamed commit is acknowledged only after its directory fsync"]
+pub(crate) struct DirSyncOwed {
+    pid: Option<u32>,
+    cover: Cover,
+}
+
+impl DirSyncOwed {
+    /// Waits for a directory fsync of `file`'s directory that started
+    /// after this call (shared with the process's other commits waiting at
+    /// the same time), running it here if none is running.
+    pub(crate) fn wait(self, file: &TxFile) -> Result<(), Error> {
+        self.wait_io(file).map_err(|e| self.error(file, e))
+    }
+
+    /// [`wait`](Self::wait) with the fsync's own error, for a caller that
+    /// answers several commits with one wait (the async runner's).
+    pub(crate) fn wait_io(self, file: &TxFile) -> io::Result<()> {
+        let inner = &*file.inner;
+        let _sync = crate::trace::step!("sync_dir", inner.path);
+        inner.dir.sync_shared(self.pid, self.cover)
+    }
+
+    /// The commit's error for a failed directory fsync.
+    pub(crate) fn error(self, file: &TxFile, error: io::Error) -> Error {
+        Error::io(Op::SyncDir, &file.inner.dir_path, error)
+    }
 }
 
 /// Step 6 for a durable commit: the lock goes right after the rename. The
