@@ -10,6 +10,7 @@ use crate::commit;
 use crate::error::{BoxError, Op};
 use crate::fs::DirHandle;
 use crate::guard::{Locked, Mode, Wait};
+use crate::handle::Handle;
 use crate::journal::{self, Record};
 use crate::mutants::{Mutant, active};
 use crate::state::Transaction;
@@ -134,7 +135,7 @@ impl Batch {
         // and a batch holding one guard twice would wait for itself. (The
         // directories are open already: their identity costs no call.)
         fn place(file: &TxFile) -> Result<(u64, u64, &str), Error> {
-            let (dev, ino) = file.inner.dir.dev_ino();
+            let (dev, ino) = file.handle.inner.dir.dev_ino();
             Ok((dev, ino, file.guard_path().file_name().unwrap_or_default()))
         }
         let places = members.iter().map(place).collect::<Result<Vec<_>, _>>()?;
@@ -143,7 +144,9 @@ impl Batch {
                 path: member.path().to_owned(),
                 reason,
             };
-            if member.inner.fs.id() != first.inner.fs.id() || places[i].0 != places[0].0 {
+            if member.handle.inner.fs.id() != first.handle.inner.fs.id()
+                || places[i].0 != places[0].0
+            {
                 return Err(invalid(
                     "it is on another filesystem than the batch's first member",
                 ));
@@ -184,7 +187,7 @@ impl Batch {
         Wait::within(
             self.members
                 .iter()
-                .filter_map(|m| m.inner.options.timeout)
+                .filter_map(|m| m.handle.inner.options.timeout)
                 .min(),
         )
     }
@@ -195,7 +198,7 @@ impl Batch {
             timeout: self
                 .members
                 .iter()
-                .filter_map(|m| m.inner.options.timeout)
+                .filter_map(|m| m.handle.inner.options.timeout)
                 .min()
                 .unwrap_or_default(),
         }
@@ -265,7 +268,7 @@ impl Batch {
             .members
             .iter()
             .zip(locks)
-            .map(|(member, locked)| member.prepare(locked))
+            .map(|(member, locked)| Transaction::prepare(&member.handle, locked))
             .collect::<Result<Vec<_>, _>>()?;
         Ok(BatchTransaction { txs })
     }
@@ -273,7 +276,7 @@ impl Batch {
     /// Every member's lock (in member order) with no batch journal left
     /// under any member: a journal found is recovered, without the locks,
     /// and the locks taken again. `Ok(None)` when `wait` ran out. The locks
-    /// are `thread`'s, or no thread's (see [`TxFile::lock_for`]).
+    /// are `thread`'s, or no thread's (see [`Handle::lock_for`]).
     pub(crate) fn lock_recovered(
         &self,
         mode: Mode,
@@ -281,12 +284,13 @@ impl Batch {
         thread: Option<ThreadId>,
     ) -> Result<Option<Vec<Locked>>, Error> {
         loop {
-            let Some(locks) = TxFile::lock_all(&self.members, mode, wait, thread)? else {
+            let handles: Vec<&Handle> = self.members.iter().map(|m| &m.handle).collect();
+            let Some(locks) = Handle::lock_all(&handles, mode, wait, thread)? else {
                 return Ok(None);
             };
             let mut pending = None;
-            for member in &self.members {
-                if member.journal_pending()? {
+            for member in handles {
+                if journal::pending(member)? {
                     pending = Some(member);
                     break;
                 }
@@ -441,7 +445,7 @@ impl Batch {
         self.members
             .iter()
             .map(|member| {
-                crate::stale::retry(|| match crate::stale::open_current(member)? {
+                crate::stale::retry(|| match crate::stale::open_current(&member.handle)? {
                     Some(mut old) => old.take_bytes(member.path()).map(Some),
                     None => Ok(None),
                 })
@@ -631,7 +635,7 @@ fn commit_all(mut txs: Vec<&mut Transaction<'_>>) -> Result<(), Error> {
     let first = txs[0].file;
     let fs = first.inner.fs.as_ref();
     let options = &first.inner.options;
-    let members: Vec<TxFile> = txs.iter().map(|tx| tx.file.clone()).collect();
+    let members: Vec<Handle> = txs.iter().map(|tx| tx.file.clone()).collect();
     let records: Vec<Record> = txs
         .iter()
         .map(|tx| {

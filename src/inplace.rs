@@ -34,7 +34,7 @@
 //! the sweep. It repeats steps 3 and 4 from the record; both are
 //! idempotent, so a crash during recovery is recovered the same way.
 //!
-//! A lock-free [`TxFile::read`] cannot tell a half-copied target from a
+//! A lock-free [`TxFile::read`](crate::TxFile::read) cannot tell a half-copied target from a
 //! complete one, so a target that `fstat` shows is the root of a mount is
 //! read under the shared lock instead: no writer is then copying, and a
 //! record left by one that died names the staged file, which holds the
@@ -59,10 +59,11 @@ use crate::error::Op;
 use crate::fs::remove_if_present;
 use crate::fs::{read_all, write_all};
 use crate::guard::{Mode, Wait};
+use crate::handle::Handle;
 use crate::journal::{Found, classify};
 use crate::mutants::{Mutant, active};
 use crate::state::{BUFFER, Transaction};
-use crate::{Error, TxFile, names};
+use crate::{Error, names};
 
 const MAGIC: &[u8] = b"TXFI\x01";
 
@@ -161,15 +162,15 @@ pub(crate) fn decode(bytes: &[u8], check_crc: bool) -> Result<Record, Torn> {
 }
 
 /// The record's name for target `name`.
-fn record_name(file: &TxFile) -> String {
+fn record_name(file: &Handle) -> String {
     names::in_place_name(&file.inner.name)
 }
 
-fn record_path(file: &TxFile) -> Utf8PathBuf {
+fn record_path(file: &Handle) -> Utf8PathBuf {
     file.inner.dir_path.join(record_name(file))
 }
 
-fn check_crc(file: &TxFile) -> bool {
+fn check_crc(file: &Handle) -> bool {
     !active(file.inner.options.mutant, Mutant::InPlaceTrustsTornRecord)
 }
 
@@ -184,7 +185,7 @@ pub(crate) fn wanted(tx: &Transaction<'_>) -> bool {
 /// the target exists (`had_target`: the transaction opened one) and is
 /// busy (a mount point the opened file's `fstat` did not show, as on
 /// kernels before 5.8).
-pub(crate) fn after_rename_error(file: &TxFile, had_target: bool, error: &io::Error) -> bool {
+pub(crate) fn after_rename_error(file: &Handle, had_target: bool, error: &io::Error) -> bool {
     file.inner.options.in_place_fallback
         && had_target
         && error.kind() == io::ErrorKind::ResourceBusy
@@ -236,7 +237,7 @@ pub(crate) fn commit(tx: &mut Transaction<'_>) -> Result<(), Error> {
 /// has been copied yet: the record is removed again (best effort; one left
 /// behind torn is removed by recovery, one left whole is rolled forward,
 /// both before the target is read again).
-fn write_record(file: &TxFile, record: &Record) -> Result<(), Error> {
+fn write_record(file: &Handle, record: &Record) -> Result<(), Error> {
     let inner = &*file.inner;
     let name = record_name(file);
     let path = record_path(file);
@@ -268,7 +269,7 @@ fn write_record(file: &TxFile, record: &Record) -> Result<(), Error> {
 /// Step 3: copies `len` bytes from `read_at` over the target, cuts it to
 /// that length and syncs it.
 fn copy(
-    file: &TxFile,
+    file: &Handle,
     record: &Record,
     read_at: impl Fn(&mut [u8], u64) -> io::Result<usize>,
 ) -> Result<(), Error> {
@@ -305,7 +306,7 @@ fn copy(
 
 /// Step 4: the record goes (durably: the target is complete), then the
 /// staged file.
-fn cleanup(file: &TxFile, record: &Record) -> Result<(), Error> {
+fn cleanup(file: &Handle, record: &Record) -> Result<(), Error> {
     let inner = &*file.inner;
     remove_if_present(&**inner.dir, &record_name(file), &record_path(file))?;
     inner
@@ -348,7 +349,7 @@ enum Pending {
 }
 
 /// Looks for a record of this target.
-fn pending(file: &TxFile) -> Result<Pending, Error> {
+fn pending(file: &Handle) -> Result<Pending, Error> {
     let inner = &*file.inner;
     let name = record_name(file);
     let path = record_path(file);
@@ -397,7 +398,7 @@ fn pending(file: &TxFile) -> Result<Pending, Error> {
 /// Finishes (or, for a torn record, forgets) an in-place commit a crash or
 /// an error interrupted. Called under the exclusive lock, before the sweep
 /// (which would remove the staged file as stale).
-pub(crate) fn recover(file: &TxFile) -> Result<(), Error> {
+pub(crate) fn recover(file: &Handle) -> Result<(), Error> {
     let inner = &*file.inner;
     match pending(file)? {
         Pending::None => Ok(()),
@@ -448,10 +449,10 @@ fn verify(
     Ok(())
 }
 
-/// [`TxFile::read`] of a target that is the root of a mount: under the
+/// [`TxFile::read`](crate::TxFile::read) of a target that is the root of a mount: under the
 /// shared lock, so that no copy is under way; from the staged file if a
 /// writer died after the commit point.
-pub(crate) fn read(file: &TxFile) -> Result<Option<Vec<u8>>, Error> {
+pub(crate) fn read(file: &Handle) -> Result<Option<Vec<u8>>, Error> {
     let wait = Wait::within(file.inner.options.timeout);
     let shared = match file.lock(Mode::Shared, wait) {
         Ok(Some(shared)) => Some(shared),

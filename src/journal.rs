@@ -55,8 +55,9 @@ use camino::{Utf8Path, Utf8PathBuf};
 use crate::error::Op;
 use crate::fs::{DirHandle, Fs, Kind, Meta, WriteFile, remove_if_present};
 use crate::guard::{Mode, Wait};
+use crate::handle::Handle;
 use crate::mutants::{Mutant, active};
-use crate::{Error, Options, TxFile};
+use crate::{Error, Options};
 
 const MAGIC: &[u8] = b"TXFJ\x02";
 /// Entries start at multiples of this (a page and a filesystem block on
@@ -352,7 +353,7 @@ impl Journal {
     /// What recovery of `member` must do, from the journal as read: a
     /// commit entry that could not have been written for this member counts
     /// as torn.
-    fn decide(&self, member: &TxFile) -> Decision {
+    fn decide(&self, member: &Handle) -> Decision {
         #[cfg(txfile_mutants)]
         let decision = if active(
             member.inner.options.mutant,
@@ -379,7 +380,7 @@ impl Journal {
     /// changes nothing for anyone who reads it; what it changes is that the
     /// disk now says so too, whatever became of earlier writes whose fsync
     /// failed.
-    fn settle(&mut self, member: &TxFile, decision: &Decision) -> Result<(), Error> {
+    fn settle(&mut self, member: &Handle, decision: &Decision) -> Result<(), Error> {
         let path = &member.inner.journal_path;
         let entry = match decision {
             Decision::Commit(records) => encode(records),
@@ -411,7 +412,7 @@ impl Journal {
 /// in that target's directory. Anyone who can write the directory could
 /// otherwise plant a journal with valid checksums that makes recovery
 /// rename arbitrary files.
-fn plausible(file: &TxFile, records: Vec<Record>) -> Result<Vec<Record>, Rejected> {
+fn plausible(file: &Handle, records: Vec<Record>) -> Result<Vec<Record>, Rejected> {
     if !records
         .iter()
         .any(|record| record.target_path() == file.inner.path)
@@ -467,10 +468,10 @@ pub(crate) fn classify(fs: &dyn Fs, meta: &Meta) -> Found {
 /// (A member whose name is already gone was renamed and synced before
 /// roll forward removed it.)
 fn proven_records(
-    file: &TxFile,
+    file: &Handle,
     journal: &Meta,
     records: Vec<Record>,
-    members: &[TxFile],
+    members: &[Handle],
 ) -> Result<Vec<Record>, Error> {
     if active(file.inner.options.mutant, Mutant::TrustForeignJournal) {
         return Ok(records);
@@ -503,7 +504,7 @@ fn proven_records(
 /// any lock held; takes the locks it needs. Returns without having removed
 /// the journal only when someone else changed it meanwhile (the caller
 /// looks again: a file that is not provably txfile's is then left alone).
-pub(crate) fn recover(file: &TxFile) -> Result<(), Error> {
+pub(crate) fn recover(file: &Handle) -> Result<(), Error> {
     let inner = &*file.inner;
     let fs = inner.fs.as_ref();
     let journal_path = &inner.journal_path;
@@ -573,12 +574,12 @@ pub(crate) fn recover(file: &TxFile) -> Result<(), Error> {
             if record.target_path() == inner.path {
                 Ok(file.clone())
             } else {
-                TxFile::with_options(record.target_path().as_std_path(), options.clone())
+                Handle::open(record.target_path().as_std_path(), options.clone())
             }
         })
         .collect::<Result<Vec<_>, _>>()?;
-    let _locks = TxFile::lock_all(
-        &members,
+    let _locks = Handle::lock_all(
+        &members.iter().collect::<Vec<_>>(),
         Mode::Exclusive,
         Wait::Forever,
         Some(std::thread::current().id()),
@@ -607,11 +608,26 @@ pub(crate) fn recover(file: &TxFile) -> Result<(), Error> {
     remove_if_present(&**inner.dir, &inner.journal_name, journal_path)
 }
 
+/// Whether a batch commit that includes `file`'s target left a journal:
+/// one `lstat`, the only cost batches add to single-file transactions.
+pub(crate) fn pending(file: &Handle) -> Result<bool, Error> {
+    let inner = &*file.inner;
+    let Some(meta) = inner
+        .dir
+        .lstat(&inner.journal_name)
+        .map_err(|e| Error::io(Op::Stat, &inner.journal_path, e))?
+    else {
+        return Ok(false);
+    };
+    // A file txfile could not have written is no journal: left alone.
+    Ok(classify(inner.fs.as_ref(), &meta) != Found::Foreign)
+}
+
 /// Renames every staged file still present over its target, makes that
 /// durable, then removes every name of the journal. `members` are the
 /// records' members, in the records' order: each rename and removal goes
 /// through its member's directory.
-pub(crate) fn roll_forward(records: &[Record], members: &[TxFile]) -> Result<(), Error> {
+pub(crate) fn roll_forward(records: &[Record], members: &[Handle]) -> Result<(), Error> {
     for (record, member) in records.iter().zip(members) {
         match member.inner.dir.rename(&record.staged, &record.target) {
             Ok(()) => {}
@@ -634,7 +650,7 @@ pub(crate) fn roll_forward(records: &[Record], members: &[TxFile]) -> Result<(),
 }
 
 /// fsyncs each distinct directory of `members` once.
-pub(crate) fn sync_dirs(members: &[TxFile]) -> Result<(), Error> {
+pub(crate) fn sync_dirs(members: &[Handle]) -> Result<(), Error> {
     let mut dirs = BTreeMap::new();
     for member in members {
         dirs.entry(member.inner.dir.dev_ino()).or_insert(member);

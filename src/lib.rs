@@ -17,6 +17,7 @@ mod error;
 mod fs;
 mod group_sync;
 mod guard;
+mod handle;
 mod inplace;
 mod journal;
 mod mountinfo;
