@@ -53,6 +53,7 @@ use std::io;
 use camino::{Utf8Path, Utf8PathBuf};
 
 use crate::error::Op;
+use crate::frame::{Cursor, Rejected, put_text, seal};
 use crate::fs::{DirHandle, Fs, Kind, Meta, WriteFile, remove_if_present};
 use crate::guard::{Mode, Wait};
 use crate::handle::Handle;
@@ -99,14 +100,11 @@ fn encode_entry(kind: u8, records: &[Record]) -> Vec<u8> {
     for record in records {
         let start = out.len();
         for field in [record.dir.as_str(), &record.target, &record.staged] {
-            out.extend((field.len() as u16).to_le_bytes());
-            out.extend(field.as_bytes());
+            put_text(&mut out, field);
         }
-        let crc = crc32fast::hash(&out[start..]);
-        out.extend(crc.to_le_bytes());
+        seal(&mut out, start);
     }
-    let crc = crc32fast::hash(&out);
-    out.extend(crc.to_le_bytes());
+    seal(&mut out, 0);
     out
 }
 
@@ -120,11 +118,6 @@ pub(crate) fn encode_void() -> Vec<u8> {
     encode_entry(VOID, &[])
 }
 
-/// Why a journal's bytes are not acted on: torn by a crash, not an entry at
-/// all, or an entry txfile could not have written for this member (forged).
-#[derive(Debug, PartialEq, Eq)]
-pub(crate) struct Rejected(pub(crate) &'static str);
-
 /// A journal's decision, from its last entry that decodes.
 #[derive(Debug, PartialEq, Eq)]
 pub(crate) enum Decision {
@@ -137,63 +130,21 @@ pub(crate) enum Decision {
     Rejected(&'static str),
 }
 
-struct Cursor<'a> {
-    bytes: &'a [u8],
-    at: usize,
-}
-
-impl<'a> Cursor<'a> {
-    fn take(&mut self, n: usize) -> Result<&'a [u8], Rejected> {
-        let end = self
-            .at
-            .checked_add(n)
-            .filter(|&end| end <= self.bytes.len());
-        let end = end.ok_or(Rejected("truncated"))?;
-        let out = &self.bytes[self.at..end];
-        self.at = end;
-        Ok(out)
-    }
-
-    fn u16(&mut self) -> Result<usize, Rejected> {
-        let b = self.take(2)?;
-        Ok(usize::from(u16::from_le_bytes([b[0], b[1]])))
-    }
-
-    fn u32(&mut self) -> Result<u32, Rejected> {
-        let b = self.take(4)?;
-        Ok(u32::from_le_bytes([b[0], b[1], b[2], b[3]]))
-    }
-
-    fn text(&mut self, max: usize) -> Result<&'a str, Rejected> {
-        let len = self.u16()?;
-        if len == 0 || len > max {
-            return Err(Rejected("bad field length"));
-        }
-        std::str::from_utf8(self.take(len)?).map_err(|_| Rejected("field is not UTF-8"))
-    }
-}
-
 /// Decodes the entry at the start of `bytes` (what follows it is not
 /// looked at): `Some(records)` for a commit entry, `None` for a void one,
 /// and the entry's length. Any damage at all is `Rejected`.
 fn decode_entry(bytes: &[u8]) -> Result<Entry, Rejected> {
-    let mut cursor = Cursor { bytes, at: 0 };
+    let mut cursor = Cursor::new(bytes);
     let (kind, count) = header(&mut cursor)?;
     let mut records = Vec::new();
     for _ in 0..count {
-        let start = cursor.at;
+        let start = cursor.at();
         let fields = fields(&mut cursor)?;
-        let crc = crc32fast::hash(&bytes[start..cursor.at]);
-        if cursor.u32()? != crc {
-            return Err(Rejected("record checksum mismatch"));
-        }
+        cursor.sealed(start, "record checksum mismatch")?;
         records.push(record(fields)?);
     }
-    let body = cursor.at;
-    if cursor.u32()? != crc32fast::hash(&bytes[..body]) {
-        return Err(Rejected("journal checksum mismatch"));
-    }
-    entry(kind, records, cursor.at)
+    cursor.sealed(0, "journal checksum mismatch")?;
+    entry(kind, records, cursor.at())
 }
 
 /// A decoded entry: its records (`None`: a void entry) and its length.
@@ -201,10 +152,8 @@ type Entry = (Option<Vec<Record>>, usize);
 
 /// The entry's magic, kind and record count.
 fn header(cursor: &mut Cursor<'_>) -> Result<(u8, usize), Rejected> {
-    if cursor.take(MAGIC.len())? != MAGIC {
-        return Err(Rejected("bad magic"));
-    }
-    let kind = cursor.take(1)?[0];
+    cursor.magic(MAGIC)?;
+    let kind = cursor.u8()?;
     let count = cursor.u32()? as usize;
     match kind {
         COMMIT if (1..=MAX_RECORDS).contains(&count) => Ok((kind, count)),
@@ -299,7 +248,7 @@ mod lenient {
     use super::{Cursor, Decision, Entry, Rejected, entry, fields, header, record};
 
     pub(super) fn decode_entry(bytes: &[u8]) -> Result<Entry, Rejected> {
-        let mut cursor = Cursor { bytes, at: 0 };
+        let mut cursor = Cursor::new(bytes);
         let (kind, count) = header(&mut cursor)?;
         let mut records = Vec::new();
         for _ in 0..count {
@@ -309,7 +258,7 @@ mod lenient {
             let _stored_crc = cursor.u32();
             records.push(record(fields)?);
         }
-        entry(kind, records, cursor.at)
+        entry(kind, records, cursor.at())
     }
 
     pub(super) fn decide(bytes: &[u8]) -> Decision {

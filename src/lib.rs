@@ -14,6 +14,7 @@ mod async_lock;
 mod batch;
 mod commit;
 mod error;
+mod frame;
 mod fs;
 mod group_sync;
 mod guard;
