@@ -108,6 +108,41 @@ impl Handle {
         // name is looked up in this descriptor.
         let dir = SharedDir::open(fs.as_ref(), &dir_path)
             .map_err(|e| Error::io(Op::OpenDir, &dir_path, e))?;
+        let on_nfs = if real_fs { None } else { Some(false) };
+        Handle::in_dir(fs, options, path, (dir, dir_path), name, on_nfs)
+    }
+
+    /// A handle on `name` in this handle's directory, through its
+    /// descriptor: no path is looked up, so it is the file beside this
+    /// one wherever the directory has moved since (batch recovery opens
+    /// the members a journal records in its own directory this way).
+    /// `options` as for [`Handle::open`].
+    pub(crate) fn sibling(&self, name: &str, mut options: Options) -> Result<Handle, Error> {
+        let inner = &*self.inner;
+        options.fs = None;
+        let dir = (Arc::clone(&inner.dir), inner.dir_path.clone());
+        let handle = Handle::in_dir(
+            Arc::clone(&inner.fs),
+            options,
+            inner.dir_path.join(name),
+            dir,
+            name.to_owned(),
+            Some(inner.on_nfs),
+        )?;
+        Ok(handle)
+    }
+
+    /// A handle on `name` in the open directory `dir`; `path` and
+    /// `dir_path` name them in messages and journal records. `on_nfs`:
+    /// whether the directory is on NFS, or `None` to find out.
+    fn in_dir(
+        fs: Arc<dyn Fs>,
+        options: Options,
+        path: Utf8PathBuf,
+        (dir, dir_path): (Arc<SharedDir>, Utf8PathBuf),
+        name: String,
+        on_nfs: Option<bool>,
+    ) -> Result<Handle, Error> {
         // What the target is: a regular file or nothing. Under `Replace` the
         // old contents are read through a link, so what it points to counts.
         let meta = match options.symlinks {
@@ -125,6 +160,10 @@ impl Handle {
                 return Err(invalid(
                     "it is not a regular file (a device, FIFO or socket)",
                 ));
+            }
+            // Checked by path at `open`; for a sibling, here.
+            Some(Kind::Symlink) if options.symlinks == Symlinks::Reject => {
+                return Err(Error::Symlink { path });
             }
             Some(Kind::File | Kind::Symlink) | None => {}
         }
@@ -163,7 +202,10 @@ impl Handle {
                 });
             }
         }
-        let on_nfs = real_fs && crate::mountinfo::check(&dir_path, &options, &path)?;
+        let on_nfs = match on_nfs {
+            Some(known) => known,
+            None => crate::mountinfo::check(&dir_path, &options, &path)?,
+        };
         let journal_name = names::journal_name(&name);
         Ok(Handle {
             inner: Arc::new(Inner {
@@ -556,6 +598,9 @@ mod tests {
         }
         fn revalidate(&self) -> io::Result<()> {
             self.0.revalidate()
+        }
+        fn current_path(&self) -> io::Result<Utf8PathBuf> {
+            self.0.current_path()
         }
         fn lstat(&self, name: &str) -> io::Result<Option<Meta>> {
             let meta = self.0.lstat(name)?;

@@ -46,6 +46,11 @@
 //! directory, target name and staged name, each a u16 length and UTF-8
 //! bytes, then the CRC-32 of the record's bytes (u32); finally the CRC-32 of
 //! everything in the entry before it (u32).
+//!
+//! A record's directory is absolute, or `.` ([`HERE`]): the directory the
+//! journal is found in, which a batch within one directory records instead
+//! of a path, so that its journal stays true when the directory is renamed
+//! (see `docs/crash-model.md`, "Batches whose directory was renamed").
 
 use std::collections::BTreeMap;
 use std::io;
@@ -71,7 +76,14 @@ pub(crate) const MAX_RECORDS: usize = 4096;
 const MAX_DIR: usize = 4096;
 const MAX_NAME: usize = 255;
 
+/// A record's directory that stands for the directory the journal is
+/// found in: a batch whose members all share one directory records it so,
+/// and no path at all, so that its journal stays true when the directory
+/// (or a parent) is renamed, before the commit or after a crash.
+pub(crate) const HERE: &str = ".";
+
 /// One member of a committed batch: `dir/staged` replaces `dir/target`.
+/// `dir` is absolute, or [`HERE`].
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub(crate) struct Record {
     pub(crate) dir: Utf8PathBuf,
@@ -80,16 +92,29 @@ pub(crate) struct Record {
 }
 
 impl Record {
-    pub(crate) fn target_path(&self) -> Utf8PathBuf {
-        self.dir.join(&self.target)
+    /// Whether the member is in the directory the journal is found in.
+    pub(crate) fn is_here(&self) -> bool {
+        self.dir == HERE
     }
 
-    pub(crate) fn staged_path(&self) -> Utf8PathBuf {
-        self.dir.join(&self.staged)
+    /// The member's directory, [`HERE`] read as `journal_dir`: the path of
+    /// the directory the journal was found in, as the handle that found it
+    /// names it (for messages, and to match records with handles).
+    fn dir_in(&self, journal_dir: &Utf8Path) -> Utf8PathBuf {
+        if self.is_here() {
+            journal_dir.to_owned()
+        } else {
+            self.dir.clone()
+        }
     }
 
-    pub(crate) fn journal_path(&self) -> Utf8PathBuf {
-        self.dir.join(crate::names::journal_name(&self.target))
+    pub(crate) fn target_path(&self, journal_dir: &Utf8Path) -> Utf8PathBuf {
+        self.dir_in(journal_dir).join(&self.target)
+    }
+
+    pub(crate) fn journal_path(&self, journal_dir: &Utf8Path) -> Utf8PathBuf {
+        self.dir_in(journal_dir)
+            .join(crate::names::journal_name(&self.target))
     }
 }
 
@@ -178,8 +203,8 @@ fn record((dir, target, staged): (&str, &str, &str)) -> Result<Record, Rejected>
             return Err(Rejected("bad file name"));
         }
     }
-    // `C:\dir` on Windows, `/dir` on Unix.
-    if !Utf8Path::new(dir).is_absolute() {
+    // `C:\dir` on Windows, `/dir` on Unix; or the journal's own directory.
+    if dir != HERE && !Utf8Path::new(dir).is_absolute() {
         return Err(Rejected("directory is not absolute"));
     }
     Ok(Record {
@@ -364,7 +389,7 @@ impl Journal {
 fn plausible(file: &Handle, records: Vec<Record>) -> Result<Vec<Record>, Rejected> {
     if !records
         .iter()
-        .any(|record| record.target_path() == file.inner.path)
+        .any(|record| record.target_path(&file.inner.dir_path) == file.inner.path)
     {
         return Err(Rejected(
             "the journal does not name the member it was found beside",
@@ -428,17 +453,22 @@ fn proven_records(
     let fs = file.inner.fs.as_ref();
     let mut proven = Vec::with_capacity(records.len());
     for record in records {
-        let path = record.journal_path();
+        let path = record.journal_path(&file.inner.dir_path);
         // Through the directory the member's handle holds when there is
         // one (this member's own, and every member once they are opened
-        // for roll forward: what is proven is then what is renamed); a
-        // record's path otherwise.
-        let target = record.target_path();
+        // for roll forward: what is proven is then what is renamed); this
+        // journal's own directory for a record of it; a record's path
+        // otherwise.
+        let target = record.target_path(&file.inner.dir_path);
         let member = std::iter::once(file)
             .chain(members)
             .find(|member| member.inner.path == target);
         let name = match member {
             Some(member) => member.inner.dir.lstat(&member.inner.journal_name),
+            None if record.is_here() => file
+                .inner
+                .dir
+                .lstat(&crate::names::journal_name(&record.target)),
             None => fs.lstat(&path),
         }
         .map_err(|e| Error::io(Op::Stat, &path, e))?;
@@ -513,17 +543,22 @@ pub(crate) fn recover(file: &Handle) -> Result<(), Error> {
     // Committed: finish it with every proven member's lock, taken in the
     // batch order so that recovery cannot deadlock with a batch, then read
     // the journal again: it may have been recovered meanwhile. Members
-    // other than this one use their default guards, as the batch did.
+    // other than this one use their default guards, as the batch did; a
+    // member of this journal's own directory is opened through this
+    // handle's descriptor, where the journal was found.
     let mut options: Options = inner.options.clone();
     options.fs = Some(std::sync::Arc::clone(&inner.fs));
     options.guard_path = None;
     let members = records
         .iter()
         .map(|record| {
-            if record.target_path() == inner.path {
+            let target = record.target_path(&inner.dir_path);
+            if target == inner.path {
                 Ok(file.clone())
+            } else if record.is_here() {
+                file.sibling(&record.target, options.clone())
             } else {
-                Handle::open(record.target_path().as_std_path(), options.clone())
+                Handle::open(target.as_std_path(), options.clone())
             }
         })
         .collect::<Result<Vec<_>, _>>()?;
@@ -583,8 +618,8 @@ pub(crate) fn roll_forward(records: &[Record], members: &[Handle]) -> Result<(),
             Err(e) if e.kind() == io::ErrorKind::NotFound => {} // renamed before the crash
             Err(source) => {
                 return Err(Error::Rename {
-                    from: record.staged_path(),
-                    to: record.target_path(),
+                    from: member.inner.dir_path.join(&record.staged),
+                    to: member.inner.path.clone(),
                     source,
                 });
             }
@@ -762,6 +797,26 @@ mod tests {
                 bad[i] ^= 1 << bit;
                 assert!(decode(&bad).is_err(), "bit {bit} of byte {i}");
             }
+        }
+    }
+
+    #[test]
+    fn the_journals_own_directory_is_the_one_relative_directory() {
+        let here = vec![Record {
+            dir: HERE.into(),
+            target: "a".into(),
+            staged: ".a.XXXXXXXX.txtmp".into(),
+        }];
+        assert_eq!(decode(&encode(&here)), Ok(here.clone()));
+        assert_eq!(here[0].target_path("/now".into()), "/now/a");
+        for dir in ["..", "./d", "d", "./"] {
+            let mut other = here.clone();
+            other[0].dir = dir.into();
+            assert_eq!(
+                decode(&encode(&other)),
+                Err(Rejected("directory is not absolute")),
+                "{dir}"
+            );
         }
     }
 
