@@ -109,8 +109,26 @@ impl<'a> Cursor<'a> {
 }
 
 #[cfg(test)]
-mod tests {
+pub(crate) mod tests {
     use super::*;
+
+    /// Checks that `decode` refuses every truncation of `bytes` and every
+    /// single bit flipped in it: what a record's seals must catch.
+    pub(crate) fn every_truncation_and_bit_flip_is_refused<T: std::fmt::Debug>(
+        bytes: &[u8],
+        decode: impl Fn(&[u8]) -> Result<T, Rejected>,
+    ) {
+        for len in 0..bytes.len() {
+            assert!(decode(&bytes[..len]).is_err(), "truncated to {len}");
+        }
+        for i in 0..bytes.len() {
+            for bit in 0..8 {
+                let mut bad = bytes.to_vec();
+                bad[i] ^= 1 << bit;
+                assert!(decode(&bad).is_err(), "bit {bit} of byte {i}");
+            }
+        }
+    }
 
     #[test]
     fn fields_round_trip_and_a_seal_catches_any_flip() {

@@ -596,15 +596,12 @@ pub(crate) fn recover(file: &Handle) -> Result<(), Error> {
 /// one `lstat`, the only cost batches add to single-file transactions.
 pub(crate) fn pending(file: &Handle) -> Result<bool, Error> {
     let inner = &*file.inner;
-    let Some(meta) = inner
+    let found = inner
         .dir
         .lstat(&inner.journal_name)
-        .map_err(|e| Error::io(Op::Stat, &inner.journal_path, e))?
-    else {
-        return Ok(false);
-    };
+        .map_err(|e| Error::io(Op::Stat, &inner.journal_path, e))?;
     // A file txfile could not have written is no journal: left alone.
-    Ok(classify(inner.fs.as_ref(), &meta) != Found::Foreign)
+    Ok(found.is_some_and(|meta| classify(inner.fs.as_ref(), &meta) != Found::Foreign))
 }
 
 /// Renames every staged file still present over its target, makes that
@@ -787,17 +784,7 @@ mod tests {
 
     #[test]
     fn every_truncation_and_bit_flip_is_torn() {
-        let bytes = encode(&sample());
-        for len in 0..bytes.len() {
-            assert!(decode(&bytes[..len]).is_err(), "truncated to {len}");
-        }
-        for i in 0..bytes.len() {
-            for bit in 0..8 {
-                let mut bad = bytes.clone();
-                bad[i] ^= 1 << bit;
-                assert!(decode(&bad).is_err(), "bit {bit} of byte {i}");
-            }
-        }
+        crate::frame::tests::every_truncation_and_bit_flip_is_refused(&encode(&sample()), decode);
     }
 
     #[test]
