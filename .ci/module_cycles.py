@@ -10,26 +10,16 @@ strings and `#[cfg(test)] mod tests` left out) names `crate::other`,
 `crate::{other, ...}` or a name the crate root re-exports from `other`
 (`pub use other::Name` in lib.rs).
 
-The graph is not acyclic yet: the protocol's modules still take the handle
-(`TxFile`, defined in txfile.rs, which calls them) for its shared state. The
-edges in KNOWN are those back-edges; the check fails on any cycle that does
-not go through one of them, and on a KNOWN edge that is gone (remove it from
-the list: the list only shrinks).
+The graph is acyclic, and must stay so: every cycle fails, with no list of
+tolerated edges. (The last back-edges, from the protocol's modules to
+txfile.rs for the handle's shared state, went when that state moved to
+handle.rs, below the protocol.)
 
     python3 .ci/module_cycles.py [src]     # prints the graph; exit 1 on a cycle
 """
 import pathlib
 import re
 import sys
-
-KNOWN = {
-    ("commit", "txfile"),
-    ("inplace", "txfile"),
-    ("journal", "txfile"),
-    ("stale", "txfile"),
-    ("state", "txfile"),
-    ("transaction", "txfile"),
-}
 
 src = pathlib.Path(sys.argv[1] if len(sys.argv) > 1 else "src")
 
@@ -131,20 +121,12 @@ def main():
             graph[m] |= uses(code(f.read_text()), mods, root) - {m}
     for m in sorted(graph):
         print(f"{m} -> {', '.join(sorted(graph[m])) or '-'}")
-    failed = False
-    gone = sorted(e for e in KNOWN if e[1] not in graph.get(e[0], ()))
-    for a, b in gone:
-        print(f"module_cycles: the known back-edge {a} -> {b} is gone: remove it from KNOWN", file=sys.stderr)
-        failed = True
-    pruned = {m: {w for w in ws if (m, w) not in KNOWN} for m, ws in graph.items()}
-    for component in cycles(pruned):
-        edges = [f"{a} -> {b}" for a in component for b in sorted(pruned[a]) if b in component]
+    found = cycles(graph)
+    for component in found:
+        edges = [f"{a} -> {b}" for a in component for b in sorted(graph[a]) if b in component]
         print(f"module_cycles: import cycle among {', '.join(component)}: {'; '.join(edges)}", file=sys.stderr)
-        failed = True
-    remaining = cycles(graph)
-    print(f"module_cycles: {len(graph)} modules; cycles only through the {len(KNOWN)} known back-edges to txfile: "
-          f"{'yes' if not failed else 'NO'} ({sum(len(c) for c in remaining)} modules still on such a cycle)")
-    return 1 if failed else 0
+    print(f"module_cycles: {len(graph)} modules; acyclic: {'yes' if not found else 'NO'}")
+    return 1 if found else 0
 
 
 if __name__ == "__main__":

@@ -13,7 +13,7 @@ use crate::async_handle::{Begin, Committed, Core};
 use crate::async_lock::{self, Held, Patience, Pipe, Sink, Target, Turn, blocking};
 use crate::error::{BoxError, Op};
 use crate::guard::{Locked, Mode, Wait};
-use crate::{Batch, BatchTransaction, Error, TxFile};
+use crate::{Batch, BatchTransaction, Error};
 
 /// A [`Batch`] for async code on tokio: all-or-nothing updates of several
 /// files, without ever blocking a runtime thread; see
@@ -293,7 +293,7 @@ impl Batch {
         let mut keys = self
             .members()
             .iter()
-            .map(TxFile::order_key)
+            .map(|member| member.handle.order_key())
             .collect::<Result<Vec<_>, _>>()?;
         keys.sort_unstable();
         keys.dedup();

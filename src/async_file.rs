@@ -225,7 +225,7 @@ impl AsyncTxFile {
                 if ticket.gone() {
                     return Ok(Committed::default());
                 }
-                let mut tx = file.prepare(locked)?;
+                let mut tx = Transaction::prepare(&file.handle, locked)?;
                 let new = f(tx.old_bytes()?).map_err(|e| Error::Aborted {
                     path: file.path().to_owned(),
                     source: e.into(),
@@ -344,7 +344,7 @@ impl Begin for TxFile {
     type Tx = OwnedTx;
 
     fn begin_tx(self, locked: Locked) -> Result<OwnedTx, Error> {
-        OwnedTx::try_new(self, |file| file.prepare(locked))
+        OwnedTx::try_new(self, |file| Transaction::prepare(&file.handle, locked))
     }
 }
 
@@ -352,7 +352,7 @@ impl Target for TxFile {
     type Locks = Locked;
 
     fn keys(&self) -> Result<Vec<(u64, u64, u64)>, Error> {
-        Ok(vec![self.order_key()?])
+        Ok(vec![self.handle.order_key()?])
     }
 
     fn try_lock(&self) -> Result<Option<Locked>, Error> {
@@ -366,7 +366,8 @@ impl Target for TxFile {
 
     /// `None` waits forever: no timeout, or one too large to add to now.
     fn deadline(&self) -> Option<Instant> {
-        self.inner
+        self.handle
+            .inner
             .options
             .timeout
             .and_then(|t| Instant::now().checked_add(t))
@@ -374,8 +375,8 @@ impl Target for TxFile {
 
     fn timeout_error(&self) -> Error {
         Error::Timeout {
-            path: self.inner.path.clone(),
-            timeout: self.inner.options.timeout.unwrap_or_default(),
+            path: self.handle.inner.path.clone(),
+            timeout: self.handle.inner.options.timeout.unwrap_or_default(),
         }
     }
 
@@ -392,14 +393,14 @@ impl TxFile {
     /// transactions begin on one thread and end on another.
     fn lock_ready(&self, wait: Wait) -> Result<Option<Locked>, Error> {
         loop {
-            let Some(locked) = self.lock_for(Mode::Exclusive, wait, None)? else {
+            let Some(locked) = self.handle.lock_for(Mode::Exclusive, wait, None)? else {
                 return Ok(None);
             };
-            if !self.journal_pending()? {
+            if !crate::journal::pending(&self.handle)? {
                 return Ok(Some(locked));
             }
             drop(locked);
-            crate::journal::recover(self)?;
+            crate::journal::recover(&self.handle)?;
         }
     }
 }

@@ -493,7 +493,7 @@ impl<T: Target> Runner<T> {
         };
         #[cfg(test)]
         if self.core.broken(Broken::SyncOnRunner) {
-            let _ = answer.send(Ok(owed.wait(&file)));
+            let _ = answer.send(Ok(owed.wait(&file.handle)));
             return;
         }
         #[cfg(test)]
@@ -663,7 +663,7 @@ impl<T: Target> Syncer<T> {
             // directory fsync that starts after this call covers them all.
             // (They are commits of this handle: one file, one directory.)
             #[cfg_attr(not(test), allow(unused_mut))]
-            let mut synced = first.owed.wait_io(&first.file);
+            let mut synced = first.owed.wait_io(&first.file.handle);
             #[cfg(test)]
             if self.core.broken(Broken::AckWithRunningSync) {
                 acks.append(&mut lock(&self.core.syncs).waiting);
@@ -671,7 +671,7 @@ impl<T: Target> Syncer<T> {
             for ack in acks.drain(..) {
                 let result = match &synced {
                     Ok(()) => Ok(()),
-                    Err(e) => Err(ack.owed.error(&ack.file, same_error(e))),
+                    Err(e) => Err(ack.owed.error(&ack.file.handle, same_error(e))),
                 };
                 let _ = ack.answer.send(Ok(result));
                 #[cfg(test)]

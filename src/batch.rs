@@ -10,6 +10,7 @@ use crate::commit;
 use crate::error::{BoxError, Op};
 use crate::fs::DirHandle;
 use crate::guard::{Locked, Mode, Wait};
+use crate::handle::Handle;
 use crate::journal::{self, Record};
 use crate::mutants::{Mutant, active};
 use crate::state::Transaction;
@@ -134,7 +135,7 @@ impl Batch {
         // and a batch holding one guard twice would wait for itself. (The
         // directories are open already: their identity costs no call.)
         fn place(file: &TxFile) -> Result<(u64, u64, &str), Error> {
-            let (dev, ino) = file.inner.dir.dev_ino();
+            let (dev, ino) = file.handle.inner.dir.dev_ino();
             Ok((dev, ino, file.guard_path().file_name().unwrap_or_default()))
         }
         let places = members.iter().map(place).collect::<Result<Vec<_>, _>>()?;
@@ -143,7 +144,9 @@ impl Batch {
                 path: member.path().to_owned(),
                 reason,
             };
-            if member.inner.fs.id() != first.inner.fs.id() || places[i].0 != places[0].0 {
+            if member.handle.inner.fs.id() != first.handle.inner.fs.id()
+                || places[i].0 != places[0].0
+            {
                 return Err(invalid(
                     "it is on another filesystem than the batch's first member",
                 ));
@@ -184,7 +187,7 @@ impl Batch {
         Wait::within(
             self.members
                 .iter()
-                .filter_map(|m| m.inner.options.timeout)
+                .filter_map(|m| m.handle.inner.options.timeout)
                 .min(),
         )
     }
@@ -195,7 +198,7 @@ impl Batch {
             timeout: self
                 .members
                 .iter()
-                .filter_map(|m| m.inner.options.timeout)
+                .filter_map(|m| m.handle.inner.options.timeout)
                 .min()
                 .unwrap_or_default(),
         }
@@ -265,7 +268,7 @@ impl Batch {
             .members
             .iter()
             .zip(locks)
-            .map(|(member, locked)| member.prepare(locked))
+            .map(|(member, locked)| Transaction::prepare(&member.handle, locked))
             .collect::<Result<Vec<_>, _>>()?;
         Ok(BatchTransaction { txs })
     }
@@ -273,7 +276,7 @@ impl Batch {
     /// Every member's lock (in member order) with no batch journal left
     /// under any member: a journal found is recovered, without the locks,
     /// and the locks taken again. `Ok(None)` when `wait` ran out. The locks
-    /// are `thread`'s, or no thread's (see [`TxFile::lock_for`]).
+    /// are `thread`'s, or no thread's (see [`Handle::lock_for`]).
     pub(crate) fn lock_recovered(
         &self,
         mode: Mode,
@@ -281,12 +284,13 @@ impl Batch {
         thread: Option<ThreadId>,
     ) -> Result<Option<Vec<Locked>>, Error> {
         loop {
-            let Some(locks) = TxFile::lock_all(&self.members, mode, wait, thread)? else {
+            let handles: Vec<&Handle> = self.members.iter().map(|m| &m.handle).collect();
+            let Some(locks) = Handle::lock_all(&handles, mode, wait, thread)? else {
                 return Ok(None);
             };
             let mut pending = None;
-            for member in &self.members {
-                if member.journal_pending()? {
+            for member in handles {
+                if journal::pending(member)? {
                     pending = Some(member);
                     break;
                 }
@@ -441,7 +445,7 @@ impl Batch {
         self.members
             .iter()
             .map(|member| {
-                crate::stale::retry(|| match crate::stale::open_current(member)? {
+                crate::stale::retry(|| match crate::stale::open_current(&member.handle)? {
                     Some(mut old) => old.take_bytes(member.path()).map(Some),
                     None => Ok(None),
                 })
@@ -625,17 +629,18 @@ fn commit_all(mut txs: Vec<&mut Transaction<'_>>) -> Result<(), Error> {
             ),
         ));
     }
+    let dirs = record_dirs(&txs)?;
     for tx in txs.iter_mut() {
         commit::stage(tx)?;
     }
     let first = txs[0].file;
     let fs = first.inner.fs.as_ref();
     let options = &first.inner.options;
-    let members: Vec<TxFile> = txs.iter().map(|tx| tx.file.clone()).collect();
+    let members: Vec<Handle> = txs.iter().map(|tx| tx.file.clone()).collect();
     let records: Vec<Record> = txs
         .iter()
-        .map(|tx| {
-            let inner = &tx.file.inner;
+        .zip(dirs)
+        .map(|(tx, dir)| {
             let staged = tx
                 .new
                 .temp
@@ -645,18 +650,21 @@ fn commit_all(mut txs: Vec<&mut Transaction<'_>>) -> Result<(), Error> {
                 .file_name()
                 .unwrap_or_default();
             Record {
-                dir: inner.dir_path.clone(),
-                target: inner.path.file_name().unwrap_or_default().to_owned(),
+                dir,
+                target: tx.file.inner.name.clone(),
                 staged: staged.to_owned(),
             }
         })
         .collect();
     if active(options.mutant, Mutant::BatchRenameBeforeJournal) {
-        rename_all(&mut txs, &records)?;
+        rename_all(&mut txs)?;
     }
 
     // Every changed member can find the journal before it says anything.
-    let names: Vec<Utf8PathBuf> = records.iter().map(Record::journal_path).collect();
+    let names: Vec<Utf8PathBuf> = txs
+        .iter()
+        .map(|tx| tx.file.inner.journal_path.clone())
+        .collect();
     // Every journal name is made and removed in its member's directory,
     // through the handle's descriptor (the paths above are for messages).
     let dirs: Vec<(&dyn DirHandle, &str)> = txs
@@ -729,7 +737,7 @@ fn commit_all(mut txs: Vec<&mut Transaction<'_>>) -> Result<(), Error> {
         tx.unsynced = true;
     }
     if !active(options.mutant, Mutant::BatchRenameBeforeJournal) {
-        rename_all(&mut txs, &records)?;
+        rename_all(&mut txs)?;
     }
     journal::sync_dirs(&members)?;
     for (&(dir, name), path) in dirs.iter().zip(&names) {
@@ -747,10 +755,50 @@ fn commit_all(mut txs: Vec<&mut Transaction<'_>>) -> Result<(), Error> {
     Ok(())
 }
 
+/// The directory each member's record names (see [`journal::HERE`]).
+///
+/// A batch within one directory records none: its journal is found in that
+/// directory, and recovery opens every member through the descriptor of
+/// the handle that found it, so the journal stays true wherever the
+/// directory moves, before the commit or after a crash. Across directories
+/// a journal must say where the others are, by path: the path each
+/// directory has now (it may have been renamed since its handle was
+/// opened; see [`DirHandle::current_path`]). Where that cannot be known, the
+/// batch is refused before anything is written: a journal naming a path
+/// that is no longer the member's directory would make recovery from the
+/// new path roll that member back while others roll forward, or look in a
+/// directory that is not the batch's.
+fn record_dirs(txs: &[&mut Transaction<'_>]) -> Result<Vec<Utf8PathBuf>, Error> {
+    let first = txs[0].file.inner.dir.dev_ino();
+    if txs.iter().all(|tx| tx.file.inner.dir.dev_ino() == first) {
+        return Ok(vec![journal::HERE.into(); txs.len()]);
+    }
+    txs.iter()
+        .map(|tx| {
+            let inner = &*tx.file.inner;
+            inner.dir.current_path().map_err(|e| {
+                Error::io(
+                    Op::OpenDir,
+                    &inner.dir_path,
+                    std::io::Error::new(
+                        e.kind(),
+                        format!(
+                            "a batch across directories names each directory in its journal, \
+                             and this one's path cannot be found ({e}): it was renamed or removed \
+                             since the handle was opened; open the members again, or keep a \
+                             batch's members in one directory"
+                        ),
+                    ),
+                )
+            })
+        })
+        .collect()
+}
+
 /// Renames every staged file over its target; the transactions no longer
 /// own their temporary files afterwards (nor after an error: the journal
 /// does).
-fn rename_all(txs: &mut [&mut Transaction<'_>], records: &[Record]) -> Result<(), Error> {
+fn rename_all(txs: &mut [&mut Transaction<'_>]) -> Result<(), Error> {
     let staged: Vec<_> = txs
         .iter_mut()
         .filter_map(|tx| {
@@ -761,12 +809,12 @@ fn rename_all(txs: &mut [&mut Transaction<'_>], records: &[Record]) -> Result<()
             Some((tx.new.temp.take()?, tx.file))
         })
         .collect();
-    for ((temp, file), record) in staged.iter().zip(records) {
+    for (temp, file) in &staged {
         let inner = &*file.inner;
         crate::replace::rename(
             &**inner.dir,
             (&temp.name, &temp.path),
-            (&inner.name, &record.target_path()),
+            (&inner.name, &inner.path),
             inner.options.replace_retry,
             inner.options.mutant,
         )?;

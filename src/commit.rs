@@ -29,9 +29,10 @@ use crate::error::Op;
 use crate::fs::{Meta, Xattr};
 use crate::group_sync::Cover;
 use crate::guard::Locked;
+use crate::handle::Handle;
 use crate::mutants::{Mutant, active};
 use crate::state::{BUFFER, NewContents, OldFile, Temp, Transaction};
-use crate::{Durability, Error, Symlinks, TxFile};
+use crate::{Durability, Error, Symlinks};
 
 pub(crate) fn commit(tx: &mut Transaction<'_>) -> Result<(), Error> {
     match commit_released(tx)? {
@@ -87,20 +88,20 @@ impl DirSyncOwed {
     /// Waits for a directory fsync of `file`'s directory that started
     /// after this call (shared with the process's other commits waiting at
     /// the same time), running it here if none is running.
-    pub(crate) fn wait(self, file: &TxFile) -> Result<(), Error> {
+    pub(crate) fn wait(self, file: &Handle) -> Result<(), Error> {
         self.wait_io(file).map_err(|e| self.error(file, e))
     }
 
     /// [`wait`](Self::wait) with the fsync's own error, for a caller that
     /// answers several commits with one wait (the async runner's).
-    pub(crate) fn wait_io(self, file: &TxFile) -> io::Result<()> {
+    pub(crate) fn wait_io(self, file: &Handle) -> io::Result<()> {
         let inner = &*file.inner;
         let _sync = crate::trace::step!("sync_dir", inner.path);
         inner.dir.sync_shared(self.pid, self.cover)
     }
 
     /// The commit's error for a failed directory fsync.
-    pub(crate) fn error(self, file: &TxFile, error: io::Error) -> Error {
+    pub(crate) fn error(self, file: &Handle, error: io::Error) -> Error {
         Error::io(Op::SyncDir, &file.inner.dir_path, error)
     }
 }
@@ -268,7 +269,7 @@ pub(crate) enum Installed {
 
 /// Step 6: the rename made durable, when the handle's durability asks for
 /// it or `owed` says an earlier rename needs it. Returns whether it synced.
-pub(crate) fn sync_dir(file: &TxFile, owed: bool) -> Result<bool, Error> {
+pub(crate) fn sync_dir(file: &Handle, owed: bool) -> Result<bool, Error> {
     let inner = &*file.inner;
     let wanted = (durable(file) || owed) && !active(inner.options.mutant, Mutant::NoDirFsync);
     if wanted {
@@ -281,7 +282,7 @@ pub(crate) fn sync_dir(file: &TxFile, owed: bool) -> Result<bool, Error> {
     Ok(wanted)
 }
 
-pub(crate) fn durable(file: &TxFile) -> bool {
+pub(crate) fn durable(file: &Handle) -> bool {
     file.inner.options.durability == Durability::Full
 }
 
@@ -343,7 +344,7 @@ fn same_bytes(old: &OldFile, new: &NewContents) -> io::Result<bool> {
 
 /// Someone not using txfile replaced, removed, created or rewrote the target
 /// since the transaction began: keep their version.
-fn check_no_outside_writer(file: &TxFile, began: Option<&Meta>) -> Result<(), Error> {
+fn check_no_outside_writer(file: &Handle, began: Option<&Meta>) -> Result<(), Error> {
     let inner = &*file.inner;
     let now = match inner.options.symlinks {
         Symlinks::Replace => inner.dir.stat(&inner.name),
@@ -368,7 +369,7 @@ fn check_no_outside_writer(file: &TxFile, began: Option<&Meta>) -> Result<(), Er
 /// mode. An attribute the process may not set is dropped, unless
 /// [`Options::require_xattrs`](crate::Options::require_xattrs) makes that
 /// an error.
-fn copy_owner_and_mode(file: &TxFile, temp: &mut Temp, old: &Meta) -> Result<(), Error> {
+fn copy_owner_and_mode(file: &Handle, temp: &mut Temp, old: &Meta) -> Result<(), Error> {
     let refused = temp
         .file
         .set_owner_and_mode(old.uid, old.gid, old.mode, &temp.xattrs)

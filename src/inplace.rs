@@ -34,7 +34,7 @@
 //! the sweep. It repeats steps 3 and 4 from the record; both are
 //! idempotent, so a crash during recovery is recovered the same way.
 //!
-//! A lock-free [`TxFile::read`] cannot tell a half-copied target from a
+//! A lock-free [`TxFile::read`](crate::TxFile::read) cannot tell a half-copied target from a
 //! complete one, so a target that `fstat` shows is the root of a mount is
 //! read under the shared lock instead: no writer is then copying, and a
 //! record left by one that died names the staged file, which holds the
@@ -56,19 +56,17 @@ use std::io;
 use camino::Utf8PathBuf;
 
 use crate::error::Op;
+use crate::frame::{Cursor, Rejected, put_text, seal};
 use crate::fs::remove_if_present;
 use crate::fs::{read_all, write_all};
 use crate::guard::{Mode, Wait};
+use crate::handle::Handle;
 use crate::journal::{Found, classify};
 use crate::mutants::{Mutant, active};
 use crate::state::{BUFFER, Transaction};
-use crate::{Error, TxFile, names};
+use crate::{Error, names};
 
 const MAGIC: &[u8] = b"TXFI\x01";
-
-/// Why bytes are not a record: torn by a crash, or not one.
-#[derive(Debug, PartialEq, Eq)]
-pub(crate) struct Torn(pub(crate) &'static str);
 const MAX_NAME: usize = 255;
 
 /// What an in-place commit is about to do: copy `staged` over `target`
@@ -84,73 +82,26 @@ pub(crate) struct Record {
 pub(crate) fn encode(record: &Record) -> Vec<u8> {
     let mut out = MAGIC.to_vec();
     for field in [&record.staged, &record.target] {
-        out.extend((field.len() as u16).to_le_bytes());
-        out.extend(field.as_bytes());
+        put_text(&mut out, field);
     }
     out.extend(record.len.to_le_bytes());
     out.extend(record.crc.to_le_bytes());
-    let crc = crc32fast::hash(&out);
-    out.extend(crc.to_le_bytes());
+    seal(&mut out, 0);
     out
 }
 
-struct Cursor<'a> {
-    bytes: &'a [u8],
-    at: usize,
-}
-
-impl<'a> Cursor<'a> {
-    fn take(&mut self, n: usize) -> Result<&'a [u8], Torn> {
-        let out = self
-            .bytes
-            .get(self.at..self.at + n)
-            .ok_or(Torn("truncated"))?;
-        self.at += n;
-        Ok(out)
-    }
-
-    fn array<const N: usize>(&mut self) -> Result<[u8; N], Torn> {
-        Ok(self.take(N)?.try_into().expect("took N bytes"))
-    }
-
-    fn name(&mut self) -> Result<String, Torn> {
-        let len = usize::from(u16::from_le_bytes(self.array()?));
-        if len > MAX_NAME {
-            return Err(Torn("bad name length"));
-        }
-        String::from_utf8(self.take(len)?.to_vec()).map_err(|_| Torn("name is not UTF-8"))
-    }
-}
-
-/// Decodes a record; any damage is `Torn`. With `check_crc` false (the
-/// `InPlaceTrustsTornRecord` mutant) whatever is missing reads as zeros
-/// and no checksum is looked at: a torn record is acted on.
-pub(crate) fn decode(bytes: &[u8], check_crc: bool) -> Result<Record, Torn> {
-    let mut padded;
-    let bytes = if check_crc {
-        bytes
-    } else {
-        padded = bytes.to_vec();
-        padded.resize(bytes.len() + 2 * MAX_NAME + 64, 0);
-        &padded[..]
-    };
-    let mut cursor = Cursor { bytes, at: 0 };
-    if cursor.take(MAGIC.len())? != MAGIC && check_crc {
-        return Err(Torn("bad magic"));
-    }
-    let staged = cursor.name()?;
-    let target = cursor.name()?;
-    let len = u64::from_le_bytes(cursor.array()?);
-    let crc = u32::from_le_bytes(cursor.array()?);
-    let body = cursor.at;
-    let stored = u32::from_le_bytes(cursor.array()?);
-    if check_crc {
-        if stored != crc32fast::hash(&bytes[..body]) {
-            return Err(Torn("record checksum mismatch"));
-        }
-        if cursor.at != bytes.len() {
-            return Err(Torn("trailing bytes"));
-        }
+/// Decodes a record, exactly as `encode` writes it: any damage at all (a
+/// torn write, a flipped bit, a byte too many) is `Rejected`.
+pub(crate) fn decode(bytes: &[u8]) -> Result<Record, Rejected> {
+    let mut cursor = Cursor::new(bytes);
+    cursor.magic(MAGIC)?;
+    let staged = cursor.text(MAX_NAME)?.to_owned();
+    let target = cursor.text(MAX_NAME)?.to_owned();
+    let len = cursor.u64()?;
+    let crc = cursor.u32()?;
+    cursor.sealed(0, "record checksum mismatch")?;
+    if !cursor.is_done() {
+        return Err(Rejected("trailing bytes"));
     }
     Ok(Record {
         staged,
@@ -160,17 +111,51 @@ pub(crate) fn decode(bytes: &[u8], check_crc: bool) -> Result<Record, Torn> {
     })
 }
 
+/// The decoder of the `InPlaceTrustsTornRecord` mutant (see
+/// `src/mutants.rs`): whatever a torn write left missing reads as zeros,
+/// and neither the magic nor the checksum is looked at.
+#[cfg(txfile_mutants)]
+mod lenient {
+    use super::{Cursor, MAGIC, MAX_NAME, Record, Rejected};
+
+    pub(super) fn decode(bytes: &[u8]) -> Result<Record, Rejected> {
+        let mut padded = bytes.to_vec();
+        padded.resize(bytes.len() + 2 * MAX_NAME + 64, 0);
+        let mut cursor = Cursor::new(&padded);
+        cursor.take(MAGIC.len())?;
+        let staged = name(&mut cursor)?;
+        let target = name(&mut cursor)?;
+        Ok(Record {
+            staged,
+            target,
+            len: cursor.u64()?,
+            crc: cursor.u32()?,
+        })
+    }
+
+    /// A name of any length up to the maximum, also none.
+    fn name(cursor: &mut Cursor<'_>) -> Result<String, Rejected> {
+        let len = usize::from(cursor.u16()?);
+        if len > MAX_NAME {
+            return Err(Rejected("bad field length"));
+        }
+        let bytes = cursor.take(len)?;
+        String::from_utf8(bytes.to_vec()).map_err(|_| Rejected("field is not UTF-8"))
+    }
+}
+
 /// The record's name for target `name`.
-fn record_name(file: &TxFile) -> String {
+fn record_name(file: &Handle) -> String {
     names::in_place_name(&file.inner.name)
 }
 
-fn record_path(file: &TxFile) -> Utf8PathBuf {
+fn record_path(file: &Handle) -> Utf8PathBuf {
     file.inner.dir_path.join(record_name(file))
 }
 
-fn check_crc(file: &TxFile) -> bool {
-    !active(file.inner.options.mutant, Mutant::InPlaceTrustsTornRecord)
+/// Whether `file` runs the `InPlaceTrustsTornRecord` mutant.
+fn trusts_torn(file: &Handle) -> bool {
+    active(file.inner.options.mutant, Mutant::InPlaceTrustsTornRecord)
 }
 
 /// Whether `tx` must commit in place from the start: its target was the
@@ -184,7 +169,7 @@ pub(crate) fn wanted(tx: &Transaction<'_>) -> bool {
 /// the target exists (`had_target`: the transaction opened one) and is
 /// busy (a mount point the opened file's `fstat` did not show, as on
 /// kernels before 5.8).
-pub(crate) fn after_rename_error(file: &TxFile, had_target: bool, error: &io::Error) -> bool {
+pub(crate) fn after_rename_error(file: &Handle, had_target: bool, error: &io::Error) -> bool {
     file.inner.options.in_place_fallback
         && had_target
         && error.kind() == io::ErrorKind::ResourceBusy
@@ -236,7 +221,7 @@ pub(crate) fn commit(tx: &mut Transaction<'_>) -> Result<(), Error> {
 /// has been copied yet: the record is removed again (best effort; one left
 /// behind torn is removed by recovery, one left whole is rolled forward,
 /// both before the target is read again).
-fn write_record(file: &TxFile, record: &Record) -> Result<(), Error> {
+fn write_record(file: &Handle, record: &Record) -> Result<(), Error> {
     let inner = &*file.inner;
     let name = record_name(file);
     let path = record_path(file);
@@ -268,7 +253,7 @@ fn write_record(file: &TxFile, record: &Record) -> Result<(), Error> {
 /// Step 3: copies `len` bytes from `read_at` over the target, cuts it to
 /// that length and syncs it.
 fn copy(
-    file: &TxFile,
+    file: &Handle,
     record: &Record,
     read_at: impl Fn(&mut [u8], u64) -> io::Result<usize>,
 ) -> Result<(), Error> {
@@ -305,7 +290,7 @@ fn copy(
 
 /// Step 4: the record goes (durably: the target is complete), then the
 /// staged file.
-fn cleanup(file: &TxFile, record: &Record) -> Result<(), Error> {
+fn cleanup(file: &Handle, record: &Record) -> Result<(), Error> {
     let inner = &*file.inner;
     remove_if_present(&**inner.dir, &record_name(file), &record_path(file))?;
     inner
@@ -348,7 +333,7 @@ enum Pending {
 }
 
 /// Looks for a record of this target.
-fn pending(file: &TxFile) -> Result<Pending, Error> {
+fn pending(file: &Handle) -> Result<Pending, Error> {
     let inner = &*file.inner;
     let name = record_name(file);
     let path = record_path(file);
@@ -383,11 +368,19 @@ fn pending(file: &TxFile) -> Result<Pending, Error> {
     let mut bytes = Vec::new();
     read_all(|buf, at| handle.read_at(buf, at), &mut bytes, meta.size)
         .map_err(|e| Error::io(Op::Read, &path, e))?;
-    let Ok(record) = decode(&bytes, check_crc(file)) else {
+    #[cfg(txfile_mutants)]
+    let decoded = if trusts_torn(file) {
+        lenient::decode(&bytes)
+    } else {
+        decode(&bytes)
+    };
+    #[cfg(not(txfile_mutants))]
+    let decoded = decode(&bytes);
+    let Ok(record) = decoded else {
         return Ok(Pending::Torn);
     };
     let own = record.target == inner.name && names::is_temp_of(&inner.temp_prefix, &record.staged);
-    Ok(if own || !check_crc(file) {
+    Ok(if own || trusts_torn(file) {
         Pending::Record(record)
     } else {
         Pending::Torn
@@ -397,7 +390,7 @@ fn pending(file: &TxFile) -> Result<Pending, Error> {
 /// Finishes (or, for a torn record, forgets) an in-place commit a crash or
 /// an error interrupted. Called under the exclusive lock, before the sweep
 /// (which would remove the staged file as stale).
-pub(crate) fn recover(file: &TxFile) -> Result<(), Error> {
+pub(crate) fn recover(file: &Handle) -> Result<(), Error> {
     let inner = &*file.inner;
     match pending(file)? {
         Pending::None => Ok(()),
@@ -411,7 +404,7 @@ pub(crate) fn recover(file: &TxFile) -> Result<(), Error> {
                 .map_err(|e| Error::io(Op::Open, &staged_path, e))?
             {
                 Some(staged) => {
-                    if check_crc(file) {
+                    if !trusts_torn(file) {
                         verify(|buf, at| staged.read_at(buf, at), &record)
                             .map_err(|e| Error::io(Op::Read, &staged_path, e))?;
                     }
@@ -448,10 +441,10 @@ fn verify(
     Ok(())
 }
 
-/// [`TxFile::read`] of a target that is the root of a mount: under the
+/// [`TxFile::read`](crate::TxFile::read) of a target that is the root of a mount: under the
 /// shared lock, so that no copy is under way; from the staged file if a
 /// writer died after the commit point.
-pub(crate) fn read(file: &TxFile) -> Result<Option<Vec<u8>>, Error> {
+pub(crate) fn read(file: &Handle) -> Result<Option<Vec<u8>>, Error> {
     let wait = Wait::within(file.inner.options.timeout);
     let shared = match file.lock(Mode::Shared, wait) {
         Ok(Some(shared)) => Some(shared),
@@ -507,31 +500,25 @@ mod tests {
 
     #[test]
     fn round_trips() {
-        assert_eq!(decode(&encode(&sample()), true), Ok(sample()));
+        assert_eq!(decode(&encode(&sample())), Ok(sample()));
     }
 
     #[test]
     fn every_truncation_and_bit_flip_is_torn() {
         let bytes = encode(&sample());
-        for len in 0..bytes.len() {
-            assert!(decode(&bytes[..len], true).is_err(), "truncated to {len}");
-        }
-        for i in 0..bytes.len() {
-            for bit in 0..8 {
-                let mut bad = bytes.clone();
-                bad[i] ^= 1 << bit;
-                assert!(decode(&bad, true).is_err(), "bit {bit} of byte {i}");
-            }
-        }
+        crate::frame::tests::every_truncation_and_bit_flip_is_refused(&bytes, decode);
         let mut long = bytes.clone();
         long.push(0);
-        assert_eq!(decode(&long, true), Err(Torn("trailing bytes")));
+        assert_eq!(decode(&long), Err(Rejected("trailing bytes")));
     }
 
+    #[cfg(txfile_mutants)]
     #[test]
     fn the_trusting_mutant_reads_a_torn_tail_as_zeros() {
         let bytes = encode(&sample());
-        let torn = decode(&bytes[..bytes.len() - 16], false).expect("lenient");
-        assert_eq!(torn.len, 0);
+        let torn = &bytes[..bytes.len() - 16];
+        assert_eq!(decode(torn), Err(Rejected("truncated")));
+        let trusted = super::lenient::decode(torn).expect("lenient");
+        assert_eq!((trusted.target.as_str(), trusted.len), ("config", 0));
     }
 }

@@ -46,6 +46,11 @@
 //! directory, target name and staged name, each a u16 length and UTF-8
 //! bytes, then the CRC-32 of the record's bytes (u32); finally the CRC-32 of
 //! everything in the entry before it (u32).
+//!
+//! A record's directory is absolute, or `.` ([`HERE`]): the directory the
+//! journal is found in, which a batch within one directory records instead
+//! of a path, so that its journal stays true when the directory is renamed
+//! (see `docs/crash-model.md`, "Batches whose directory was renamed").
 
 use std::collections::BTreeMap;
 use std::io;
@@ -53,10 +58,12 @@ use std::io;
 use camino::{Utf8Path, Utf8PathBuf};
 
 use crate::error::Op;
+use crate::frame::{Cursor, Rejected, put_text, seal};
 use crate::fs::{DirHandle, Fs, Kind, Meta, WriteFile, remove_if_present};
 use crate::guard::{Mode, Wait};
+use crate::handle::Handle;
 use crate::mutants::{Mutant, active};
-use crate::{Error, Options, TxFile};
+use crate::{Error, Options};
 
 const MAGIC: &[u8] = b"TXFJ\x02";
 /// Entries start at multiples of this (a page and a filesystem block on
@@ -69,7 +76,14 @@ pub(crate) const MAX_RECORDS: usize = 4096;
 const MAX_DIR: usize = 4096;
 const MAX_NAME: usize = 255;
 
+/// A record's directory that stands for the directory the journal is
+/// found in: a batch whose members all share one directory records it so,
+/// and no path at all, so that its journal stays true when the directory
+/// (or a parent) is renamed, before the commit or after a crash.
+pub(crate) const HERE: &str = ".";
+
 /// One member of a committed batch: `dir/staged` replaces `dir/target`.
+/// `dir` is absolute, or [`HERE`].
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub(crate) struct Record {
     pub(crate) dir: Utf8PathBuf,
@@ -78,16 +92,29 @@ pub(crate) struct Record {
 }
 
 impl Record {
-    pub(crate) fn target_path(&self) -> Utf8PathBuf {
-        self.dir.join(&self.target)
+    /// Whether the member is in the directory the journal is found in.
+    pub(crate) fn is_here(&self) -> bool {
+        self.dir == HERE
     }
 
-    pub(crate) fn staged_path(&self) -> Utf8PathBuf {
-        self.dir.join(&self.staged)
+    /// The member's directory, [`HERE`] read as `journal_dir`: the path of
+    /// the directory the journal was found in, as the handle that found it
+    /// names it (for messages, and to match records with handles).
+    fn dir_in(&self, journal_dir: &Utf8Path) -> Utf8PathBuf {
+        if self.is_here() {
+            journal_dir.to_owned()
+        } else {
+            self.dir.clone()
+        }
     }
 
-    pub(crate) fn journal_path(&self) -> Utf8PathBuf {
-        self.dir.join(crate::names::journal_name(&self.target))
+    pub(crate) fn target_path(&self, journal_dir: &Utf8Path) -> Utf8PathBuf {
+        self.dir_in(journal_dir).join(&self.target)
+    }
+
+    pub(crate) fn journal_path(&self, journal_dir: &Utf8Path) -> Utf8PathBuf {
+        self.dir_in(journal_dir)
+            .join(crate::names::journal_name(&self.target))
     }
 }
 
@@ -98,14 +125,11 @@ fn encode_entry(kind: u8, records: &[Record]) -> Vec<u8> {
     for record in records {
         let start = out.len();
         for field in [record.dir.as_str(), &record.target, &record.staged] {
-            out.extend((field.len() as u16).to_le_bytes());
-            out.extend(field.as_bytes());
+            put_text(&mut out, field);
         }
-        let crc = crc32fast::hash(&out[start..]);
-        out.extend(crc.to_le_bytes());
+        seal(&mut out, start);
     }
-    let crc = crc32fast::hash(&out);
-    out.extend(crc.to_le_bytes());
+    seal(&mut out, 0);
     out
 }
 
@@ -119,11 +143,6 @@ pub(crate) fn encode_void() -> Vec<u8> {
     encode_entry(VOID, &[])
 }
 
-/// Why a journal's bytes are not acted on: torn by a crash, not an entry at
-/// all, or an entry txfile could not have written for this member (forged).
-#[derive(Debug, PartialEq, Eq)]
-pub(crate) struct Rejected(pub(crate) &'static str);
-
 /// A journal's decision, from its last entry that decodes.
 #[derive(Debug, PartialEq, Eq)]
 pub(crate) enum Decision {
@@ -136,63 +155,21 @@ pub(crate) enum Decision {
     Rejected(&'static str),
 }
 
-struct Cursor<'a> {
-    bytes: &'a [u8],
-    at: usize,
-}
-
-impl<'a> Cursor<'a> {
-    fn take(&mut self, n: usize) -> Result<&'a [u8], Rejected> {
-        let end = self
-            .at
-            .checked_add(n)
-            .filter(|&end| end <= self.bytes.len());
-        let end = end.ok_or(Rejected("truncated"))?;
-        let out = &self.bytes[self.at..end];
-        self.at = end;
-        Ok(out)
-    }
-
-    fn u16(&mut self) -> Result<usize, Rejected> {
-        let b = self.take(2)?;
-        Ok(usize::from(u16::from_le_bytes([b[0], b[1]])))
-    }
-
-    fn u32(&mut self) -> Result<u32, Rejected> {
-        let b = self.take(4)?;
-        Ok(u32::from_le_bytes([b[0], b[1], b[2], b[3]]))
-    }
-
-    fn text(&mut self, max: usize) -> Result<&'a str, Rejected> {
-        let len = self.u16()?;
-        if len == 0 || len > max {
-            return Err(Rejected("bad field length"));
-        }
-        std::str::from_utf8(self.take(len)?).map_err(|_| Rejected("field is not UTF-8"))
-    }
-}
-
 /// Decodes the entry at the start of `bytes` (what follows it is not
 /// looked at): `Some(records)` for a commit entry, `None` for a void one,
 /// and the entry's length. Any damage at all is `Rejected`.
 fn decode_entry(bytes: &[u8]) -> Result<Entry, Rejected> {
-    let mut cursor = Cursor { bytes, at: 0 };
+    let mut cursor = Cursor::new(bytes);
     let (kind, count) = header(&mut cursor)?;
     let mut records = Vec::new();
     for _ in 0..count {
-        let start = cursor.at;
+        let start = cursor.at();
         let fields = fields(&mut cursor)?;
-        let crc = crc32fast::hash(&bytes[start..cursor.at]);
-        if cursor.u32()? != crc {
-            return Err(Rejected("record checksum mismatch"));
-        }
+        cursor.sealed(start, "record checksum mismatch")?;
         records.push(record(fields)?);
     }
-    let body = cursor.at;
-    if cursor.u32()? != crc32fast::hash(&bytes[..body]) {
-        return Err(Rejected("journal checksum mismatch"));
-    }
-    entry(kind, records, cursor.at)
+    cursor.sealed(0, "journal checksum mismatch")?;
+    entry(kind, records, cursor.at())
 }
 
 /// A decoded entry: its records (`None`: a void entry) and its length.
@@ -200,10 +177,8 @@ type Entry = (Option<Vec<Record>>, usize);
 
 /// The entry's magic, kind and record count.
 fn header(cursor: &mut Cursor<'_>) -> Result<(u8, usize), Rejected> {
-    if cursor.take(MAGIC.len())? != MAGIC {
-        return Err(Rejected("bad magic"));
-    }
-    let kind = cursor.take(1)?[0];
+    cursor.magic(MAGIC)?;
+    let kind = cursor.u8()?;
     let count = cursor.u32()? as usize;
     match kind {
         COMMIT if (1..=MAX_RECORDS).contains(&count) => Ok((kind, count)),
@@ -228,8 +203,8 @@ fn record((dir, target, staged): (&str, &str, &str)) -> Result<Record, Rejected>
             return Err(Rejected("bad file name"));
         }
     }
-    // `C:\dir` on Windows, `/dir` on Unix.
-    if !Utf8Path::new(dir).is_absolute() {
+    // `C:\dir` on Windows, `/dir` on Unix; or the journal's own directory.
+    if dir != HERE && !Utf8Path::new(dir).is_absolute() {
         return Err(Rejected("directory is not absolute"));
     }
     Ok(Record {
@@ -298,7 +273,7 @@ mod lenient {
     use super::{Cursor, Decision, Entry, Rejected, entry, fields, header, record};
 
     pub(super) fn decode_entry(bytes: &[u8]) -> Result<Entry, Rejected> {
-        let mut cursor = Cursor { bytes, at: 0 };
+        let mut cursor = Cursor::new(bytes);
         let (kind, count) = header(&mut cursor)?;
         let mut records = Vec::new();
         for _ in 0..count {
@@ -308,7 +283,7 @@ mod lenient {
             let _stored_crc = cursor.u32();
             records.push(record(fields)?);
         }
-        entry(kind, records, cursor.at)
+        entry(kind, records, cursor.at())
     }
 
     pub(super) fn decide(bytes: &[u8]) -> Decision {
@@ -352,7 +327,7 @@ impl Journal {
     /// What recovery of `member` must do, from the journal as read: a
     /// commit entry that could not have been written for this member counts
     /// as torn.
-    fn decide(&self, member: &TxFile) -> Decision {
+    fn decide(&self, member: &Handle) -> Decision {
         #[cfg(txfile_mutants)]
         let decision = if active(
             member.inner.options.mutant,
@@ -379,7 +354,7 @@ impl Journal {
     /// changes nothing for anyone who reads it; what it changes is that the
     /// disk now says so too, whatever became of earlier writes whose fsync
     /// failed.
-    fn settle(&mut self, member: &TxFile, decision: &Decision) -> Result<(), Error> {
+    fn settle(&mut self, member: &Handle, decision: &Decision) -> Result<(), Error> {
         let path = &member.inner.journal_path;
         let entry = match decision {
             Decision::Commit(records) => encode(records),
@@ -411,10 +386,10 @@ impl Journal {
 /// in that target's directory. Anyone who can write the directory could
 /// otherwise plant a journal with valid checksums that makes recovery
 /// rename arbitrary files.
-fn plausible(file: &TxFile, records: Vec<Record>) -> Result<Vec<Record>, Rejected> {
+fn plausible(file: &Handle, records: Vec<Record>) -> Result<Vec<Record>, Rejected> {
     if !records
         .iter()
-        .any(|record| record.target_path() == file.inner.path)
+        .any(|record| record.target_path(&file.inner.dir_path) == file.inner.path)
     {
         return Err(Rejected(
             "the journal does not name the member it was found beside",
@@ -467,10 +442,10 @@ pub(crate) fn classify(fs: &dyn Fs, meta: &Meta) -> Found {
 /// (A member whose name is already gone was renamed and synced before
 /// roll forward removed it.)
 fn proven_records(
-    file: &TxFile,
+    file: &Handle,
     journal: &Meta,
     records: Vec<Record>,
-    members: &[TxFile],
+    members: &[Handle],
 ) -> Result<Vec<Record>, Error> {
     if active(file.inner.options.mutant, Mutant::TrustForeignJournal) {
         return Ok(records);
@@ -478,17 +453,22 @@ fn proven_records(
     let fs = file.inner.fs.as_ref();
     let mut proven = Vec::with_capacity(records.len());
     for record in records {
-        let path = record.journal_path();
+        let path = record.journal_path(&file.inner.dir_path);
         // Through the directory the member's handle holds when there is
         // one (this member's own, and every member once they are opened
-        // for roll forward: what is proven is then what is renamed); a
-        // record's path otherwise.
-        let target = record.target_path();
+        // for roll forward: what is proven is then what is renamed); this
+        // journal's own directory for a record of it; a record's path
+        // otherwise.
+        let target = record.target_path(&file.inner.dir_path);
         let member = std::iter::once(file)
             .chain(members)
             .find(|member| member.inner.path == target);
         let name = match member {
             Some(member) => member.inner.dir.lstat(&member.inner.journal_name),
+            None if record.is_here() => file
+                .inner
+                .dir
+                .lstat(&crate::names::journal_name(&record.target)),
             None => fs.lstat(&path),
         }
         .map_err(|e| Error::io(Op::Stat, &path, e))?;
@@ -503,7 +483,7 @@ fn proven_records(
 /// any lock held; takes the locks it needs. Returns without having removed
 /// the journal only when someone else changed it meanwhile (the caller
 /// looks again: a file that is not provably txfile's is then left alone).
-pub(crate) fn recover(file: &TxFile) -> Result<(), Error> {
+pub(crate) fn recover(file: &Handle) -> Result<(), Error> {
     let inner = &*file.inner;
     let fs = inner.fs.as_ref();
     let journal_path = &inner.journal_path;
@@ -563,22 +543,27 @@ pub(crate) fn recover(file: &TxFile) -> Result<(), Error> {
     // Committed: finish it with every proven member's lock, taken in the
     // batch order so that recovery cannot deadlock with a batch, then read
     // the journal again: it may have been recovered meanwhile. Members
-    // other than this one use their default guards, as the batch did.
+    // other than this one use their default guards, as the batch did; a
+    // member of this journal's own directory is opened through this
+    // handle's descriptor, where the journal was found.
     let mut options: Options = inner.options.clone();
     options.fs = Some(std::sync::Arc::clone(&inner.fs));
     options.guard_path = None;
     let members = records
         .iter()
         .map(|record| {
-            if record.target_path() == inner.path {
+            let target = record.target_path(&inner.dir_path);
+            if target == inner.path {
                 Ok(file.clone())
+            } else if record.is_here() {
+                file.sibling(&record.target, options.clone())
             } else {
-                TxFile::with_options(record.target_path().as_std_path(), options.clone())
+                Handle::open(target.as_std_path(), options.clone())
             }
         })
         .collect::<Result<Vec<_>, _>>()?;
-    let _locks = TxFile::lock_all(
-        &members,
+    let _locks = Handle::lock_all(
+        &members.iter().collect::<Vec<_>>(),
         Mode::Exclusive,
         Wait::Forever,
         Some(std::thread::current().id()),
@@ -607,19 +592,31 @@ pub(crate) fn recover(file: &TxFile) -> Result<(), Error> {
     remove_if_present(&**inner.dir, &inner.journal_name, journal_path)
 }
 
+/// Whether a batch commit that includes `file`'s target left a journal:
+/// one `lstat`, the only cost batches add to single-file transactions.
+pub(crate) fn pending(file: &Handle) -> Result<bool, Error> {
+    let inner = &*file.inner;
+    let found = inner
+        .dir
+        .lstat(&inner.journal_name)
+        .map_err(|e| Error::io(Op::Stat, &inner.journal_path, e))?;
+    // A file txfile could not have written is no journal: left alone.
+    Ok(found.is_some_and(|meta| classify(inner.fs.as_ref(), &meta) != Found::Foreign))
+}
+
 /// Renames every staged file still present over its target, makes that
 /// durable, then removes every name of the journal. `members` are the
 /// records' members, in the records' order: each rename and removal goes
 /// through its member's directory.
-pub(crate) fn roll_forward(records: &[Record], members: &[TxFile]) -> Result<(), Error> {
+pub(crate) fn roll_forward(records: &[Record], members: &[Handle]) -> Result<(), Error> {
     for (record, member) in records.iter().zip(members) {
         match member.inner.dir.rename(&record.staged, &record.target) {
             Ok(()) => {}
             Err(e) if e.kind() == io::ErrorKind::NotFound => {} // renamed before the crash
             Err(source) => {
                 return Err(Error::Rename {
-                    from: record.staged_path(),
-                    to: record.target_path(),
+                    from: member.inner.dir_path.join(&record.staged),
+                    to: member.inner.path.clone(),
                     source,
                 });
             }
@@ -634,7 +631,7 @@ pub(crate) fn roll_forward(records: &[Record], members: &[TxFile]) -> Result<(),
 }
 
 /// fsyncs each distinct directory of `members` once.
-pub(crate) fn sync_dirs(members: &[TxFile]) -> Result<(), Error> {
+pub(crate) fn sync_dirs(members: &[Handle]) -> Result<(), Error> {
     let mut dirs = BTreeMap::new();
     for member in members {
         dirs.entry(member.inner.dir.dev_ino()).or_insert(member);
@@ -787,16 +784,26 @@ mod tests {
 
     #[test]
     fn every_truncation_and_bit_flip_is_torn() {
-        let bytes = encode(&sample());
-        for len in 0..bytes.len() {
-            assert!(decode(&bytes[..len]).is_err(), "truncated to {len}");
-        }
-        for i in 0..bytes.len() {
-            for bit in 0..8 {
-                let mut bad = bytes.clone();
-                bad[i] ^= 1 << bit;
-                assert!(decode(&bad).is_err(), "bit {bit} of byte {i}");
-            }
+        crate::frame::tests::every_truncation_and_bit_flip_is_refused(&encode(&sample()), decode);
+    }
+
+    #[test]
+    fn the_journals_own_directory_is_the_one_relative_directory() {
+        let here = vec![Record {
+            dir: HERE.into(),
+            target: "a".into(),
+            staged: ".a.XXXXXXXX.txtmp".into(),
+        }];
+        assert_eq!(decode(&encode(&here)), Ok(here.clone()));
+        assert_eq!(here[0].target_path("/now".into()), "/now/a");
+        for dir in ["..", "./d", "d", "./"] {
+            let mut other = here.clone();
+            other[0].dir = dir.into();
+            assert_eq!(
+                decode(&encode(&other)),
+                Err(Rejected("directory is not absolute")),
+                "{dir}"
+            );
         }
     }
 

@@ -49,7 +49,7 @@ impl Options {
     /// # Ok::<(), Box<dyn std::error::Error>>(())
     /// ```
     pub fn recover(&self, dir: impl AsRef<Path>) -> Result<usize, Error> {
-        let dir = crate::txfile::utf8_path(dir.as_ref())?;
+        let dir = crate::handle::utf8_path(dir.as_ref())?;
         let fs = self
             .fs
             .clone()

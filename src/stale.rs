@@ -20,13 +20,14 @@
 
 use std::io;
 
+use crate::handle::Handle;
 use crate::mutants::{Mutant, active};
 use crate::state::OldFile;
-use crate::{Error, Op, TxFile};
+use crate::{Error, Op};
 
 /// Opens the target's current version, making sure first, on NFS, that
 /// its name is not resolved from a stale cache.
-pub(crate) fn open_current(file: &TxFile) -> Result<Option<OldFile>, Error> {
+pub(crate) fn open_current(file: &Handle) -> Result<Option<OldFile>, Error> {
     let inner = &*file.inner;
     if inner.on_nfs && !active(inner.options.mutant, Mutant::NoNfsRevalidate) {
         inner

@@ -12,14 +12,15 @@ use camino::{Utf8Path, Utf8PathBuf};
 use crate::error::Op;
 use crate::fs::{Meta, ReadFile, WriteFile, read_all, write_all};
 use crate::guard::Locked;
-use crate::{Error, TxFile, names};
+use crate::handle::Handle;
+use crate::{Error, names};
 
 /// New contents up to this size stay in memory until commit, so a small
 /// no-op commit creates no file at all; beyond it they stream to the
 /// temporary file through a buffer of this size, so memory stays constant.
 pub(crate) const BUFFER: usize = 64 * 1024;
 
-/// One locked read-modify-write of a [`TxFile`]'s target.
+/// One locked read-modify-write of a [`TxFile`](crate::TxFile)'s target.
 ///
 /// Read the old contents with [`old_bytes`](Transaction::old_bytes) or
 /// [`old_reader`](Transaction::old_reader), write the new contents through
@@ -46,7 +47,7 @@ pub(crate) const BUFFER: usize = 64 * 1024;
 /// ```
 #[must_use = "a transaction changes nothing until it is committed; dropping it rolls back"]
 pub struct Transaction<'a> {
-    pub(crate) file: &'a TxFile,
+    pub(crate) file: &'a Handle,
     pub(crate) locked: Option<Locked>,
     pub(crate) old: Option<OldFile>,
     pub(crate) new: NewContents,
@@ -75,7 +76,7 @@ pub(crate) struct OldFile {
 }
 
 impl OldFile {
-    pub(crate) fn open(file: &TxFile) -> Result<Option<OldFile>, Error> {
+    pub(crate) fn open(file: &Handle) -> Result<Option<OldFile>, Error> {
         let inner = &*file.inner;
         let Some(handle) = inner
             .dir
@@ -179,7 +180,7 @@ impl NewContents {
 
     pub(crate) fn write_all(
         &mut self,
-        file: &TxFile,
+        file: &Handle,
         mut locked: Option<&mut Locked>,
         data: &[u8],
     ) -> Result<(), Error> {
@@ -200,7 +201,7 @@ impl NewContents {
     /// Moves buffered bytes to the temporary file, creating it if needed.
     pub(crate) fn flush(
         &mut self,
-        file: &TxFile,
+        file: &Handle,
         locked: Option<&mut Locked>,
     ) -> Result<(), Error> {
         if self.buf.is_empty() && self.temp.is_some() {
@@ -215,7 +216,7 @@ impl NewContents {
 
     fn write_through(
         &mut self,
-        file: &TxFile,
+        file: &Handle,
         locked: Option<&mut Locked>,
         data: &[u8],
     ) -> Result<(), Error> {
@@ -229,7 +230,7 @@ impl NewContents {
 
     fn write_to_temp(
         &mut self,
-        file: &TxFile,
+        file: &Handle,
         locked: Option<&mut Locked>,
         data: &[u8],
     ) -> Result<(), Error> {
@@ -250,7 +251,7 @@ impl NewContents {
         write_all(temp.file.as_mut(), data).map_err(|e| Error::io(Op::Write, &temp.path, e))
     }
 
-    pub(crate) fn failed_error(&self, file: &TxFile) -> Error {
+    pub(crate) fn failed_error(&self, file: &Handle) -> Error {
         let path = self.temp.as_ref().map_or(&file.inner.path, |t| &t.path);
         Error::io(
             Op::Write,
@@ -261,7 +262,7 @@ impl NewContents {
 
     /// Removes the temporary file, if any; errors are left to the next
     /// sweep. Returns whether no temporary file is left.
-    pub(crate) fn discard(&mut self, file: &TxFile) -> bool {
+    pub(crate) fn discard(&mut self, file: &Handle) -> bool {
         match self.temp.take() {
             Some(temp) => {
                 drop(temp.file);
@@ -280,7 +281,7 @@ impl NewContents {
 /// and only creation applies the umask. A target with an ACL has its ACL
 /// mask in its group bits, not the owning group's rights: its temporary
 /// file starts with the owner's bits only, until the ACL is copied.
-pub(crate) fn create_temp(file: &TxFile, existing: Option<&Existing>) -> Result<Temp, Error> {
+pub(crate) fn create_temp(file: &Handle, existing: Option<&Existing>) -> Result<Temp, Error> {
     let inner = &*file.inner;
     let xattrs = match existing {
         Some(existing) => existing

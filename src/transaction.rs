@@ -9,12 +9,28 @@ use camino::{Utf8Path, Utf8PathBuf};
 use crate::error::Op;
 use crate::fs::ReadFile;
 use crate::guard::Locked;
+use crate::handle::Handle;
 pub use crate::state::Transaction;
 use crate::state::{BUFFER, NewContents, OldFile};
-use crate::{Error, TxFile, commit};
+use crate::{Error, commit};
 
 impl<'a> Transaction<'a> {
-    pub(crate) fn new(file: &'a TxFile, locked: Locked, old: Option<OldFile>) -> Self {
+    /// With the lock held and no journal pending: recover an interrupted
+    /// in-place commit and sweep if the guard asks for it, then open the
+    /// old version.
+    pub(crate) fn prepare(file: &'a Handle, mut locked: Locked) -> Result<Self, Error> {
+        if locked.needs_sweep() {
+            // Before the sweep, which would take an interrupted in-place
+            // commit's staged file for a stale temporary file.
+            crate::inplace::recover(file)?;
+            file.sweep(&locked)?;
+            locked.swept();
+        }
+        let old = crate::stale::retry(|| crate::stale::open_current(file))?;
+        Ok(Transaction::new(file, locked, old))
+    }
+
+    fn new(file: &'a Handle, locked: Locked, old: Option<OldFile>) -> Self {
         Transaction {
             file,
             locked: Some(locked),
@@ -134,7 +150,7 @@ impl<'a> Transaction<'a> {
     /// # Errors
     ///
     /// [`Error::Conflict`] when a program not using txfile changed the target
-    /// since [`begin`](TxFile::begin) (its version is kept); [`Error::Io`]
+    /// since [`begin`](crate::TxFile::begin) (its version is kept); [`Error::Io`]
     /// with [`Op::Lock`] in a forked child that inherited the transaction
     /// (it is the parent's); [`Error::Io`] or
     /// [`Error::Rename`] when a step fails. After any error before the rename

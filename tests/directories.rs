@@ -98,6 +98,38 @@ fn a_batch_follows_its_directory_when_it_is_renamed() {
     assert!(!root.join("a").exists() && !root.join("c").exists());
 }
 
+/// A batch across directories names each directory in its journal by the
+/// path it has at the commit (renamed since open: found from the
+/// descriptor). When a member's directory has no path any more (removed),
+/// the batch is refused before anything is written: the error names the
+/// directory, and no member, journal or temporary file changes.
+#[cfg(target_os = "linux")]
+#[test]
+fn a_batch_across_directories_is_refused_when_a_directory_is_gone() {
+    let (_guard, root) = tempdir();
+    std::fs::create_dir(root.join("a")).expect("mkdir");
+    std::fs::create_dir(root.join("c")).expect("mkdir");
+    std::fs::write(root.join("a/x"), "old").expect("x");
+    let x = TxFile::open(root.join("a/x")).expect("open x");
+    let z = TxFile::open(root.join("c/z")).expect("open z");
+    let batch = Batch::new([x, z]).expect("batch");
+    let mut tx = batch.begin().expect("begin");
+    for member in tx.members_mut() {
+        member.write_all(b"new").expect("write");
+    }
+    std::fs::remove_dir_all(root.join("c")).expect("rm -r c");
+
+    let err = tx.commit().expect_err("nowhere to name `c`");
+    assert_eq!(err.kind(), std::io::ErrorKind::NotFound, "{err}");
+    let shown = format!("{err:?}");
+    assert!(
+        shown.contains(root.join("c").as_str()) && shown.contains("renamed or removed"),
+        "{shown}"
+    );
+    assert_eq!(std::fs::read(root.join("a/x")).expect("x"), b"old");
+    assert_eq!(names(&root.join("a")), ["x", "x.lock"]);
+}
+
 /// Files in the one directory the test fills.
 const HANDLES: usize = 900;
 /// The soft limit on open descriptors the child runs under: the common
@@ -168,4 +200,121 @@ fn nine_hundred_handles() {
         assert_eq!(file.read().expect("read"), Some(i.to_string().into_bytes()));
     }
     assert_eq!(names(&dir).len(), 2 * HANDLES, "targets and guards only");
+}
+
+/// A batch journal names each member's directory, for recovery after a
+/// crash. Committed after the members' directory was renamed, it must name
+/// the directory where the members are now (for a batch within one
+/// directory: that directory, whatever its path), or recovery from the new
+/// path rolls back members a crash had not yet renamed while others were:
+/// a half-committed batch. On the simulated machine, with a power loss
+/// right after the first member's rename, every state the loss can leave
+/// must recover all new or all old.
+#[cfg(feature = "sim")]
+mod batch_after_a_directory_rename {
+    use std::io::Write;
+
+    use txfile::sim::{Enumeration, OpKind, SimFs};
+    use txfile::{Batch, Options};
+
+    /// Opens `members` on `sim`, renames each directory of `moves`, commits
+    /// a batch writing `new` into every member with a power loss right
+    /// after its first rename, and returns the machine, crashed.
+    fn crash_mid_batch(sim: &SimFs, members: &[&str], moves: &[(&str, &str)]) -> SimFs {
+        let files: Vec<_> = members
+            .iter()
+            .map(|path| {
+                Options::new()
+                    .filesystem(sim)
+                    .open(path)
+                    .expect("open a member")
+            })
+            .collect();
+        for (from, to) in moves {
+            sim.rename_dir(from, to).expect("mv");
+        }
+        let batch = Batch::new(files).expect("batch");
+        let mut tx = batch.begin().expect("begin");
+        for member in tx.members_mut() {
+            member.write_all(b"new").expect("write");
+        }
+        let crasher = sim.clone();
+        sim.after_next(OpKind::Rename, move || crasher.crash_now());
+        assert!(tx.commit().is_err(), "the power went mid-commit");
+        assert!(sim.is_crashed());
+        sim.clone()
+    }
+
+    /// Recovers every state through handles opened at the members' new
+    /// paths, and checks each: all old or all new, and no journal left.
+    fn check_every_state(crashed: &SimFs, now: &[&str]) {
+        let mut states = 0;
+        let mut rolled_forward = 0;
+        for state in crashed
+            .crash_states(&Enumeration::new())
+            .expect("within the bound")
+        {
+            states += 1;
+            let files: Vec<_> = now
+                .iter()
+                .map(|path| {
+                    Options::new()
+                        .filesystem(&state)
+                        .open(path)
+                        .expect("reopen")
+                })
+                .collect();
+            for file in &files {
+                file.begin().expect("begin recovers").rollback();
+            }
+            let seen: Vec<_> = files
+                .iter()
+                .map(|file| file.read().expect("read"))
+                .collect();
+            let all = |v: &[u8]| seen.iter().all(|s| s.as_deref() == Some(v));
+            assert!(
+                all(b"old") || all(b"new"),
+                "state {states}: a half-committed batch: {:?}",
+                seen.iter()
+                    .map(|s| s.as_deref().map(String::from_utf8_lossy))
+                    .collect::<Vec<_>>()
+            );
+            rolled_forward += usize::from(all(b"new"));
+            for path in now {
+                let dir = camino::Utf8Path::new(path).parent().expect("dir");
+                let names = state.list_dir(dir).expect("list");
+                assert!(
+                    !names
+                        .iter()
+                        .any(|n| n.ends_with(".txjournal") || n.ends_with(".txtmp")),
+                    "state {states}: left behind in {dir}: {names:?}"
+                );
+            }
+        }
+        assert!(
+            states > 0 && rolled_forward > 0,
+            "{states} states, {rolled_forward} rolled forward"
+        );
+    }
+
+    #[test]
+    fn within_one_directory() {
+        let sim = SimFs::new();
+        sim.create_dir_all("/D/a").expect("mkdir");
+        sim.write_file("/D/a/x", b"old").expect("x");
+        sim.write_file("/D/a/y", b"old").expect("y");
+        let crashed = crash_mid_batch(&sim, &["/D/a/x", "/D/a/y"], &[("/D/a", "/D/b")]);
+        check_every_state(&crashed, &["/D/b/x", "/D/b/y"]);
+    }
+
+    #[test]
+    fn across_directories() {
+        let sim = SimFs::new();
+        sim.create_dir_all("/D/a").expect("mkdir");
+        sim.create_dir_all("/D/c").expect("mkdir");
+        sim.write_file("/D/a/x", b"old").expect("x");
+        sim.write_file("/D/c/z", b"old").expect("z");
+        let crashed = crash_mid_batch(&sim, &["/D/a/x", "/D/c/z"], &[("/D/a", "/D/b")]);
+        check_every_state(&crashed, &["/D/b/x", "/D/c/z"]);
+    }
 }

@@ -100,7 +100,7 @@ impl RecordSpec {
                 target,
                 random,
             } => {
-                let dirs = ["/", "/d", "/e/f", "/srv/data é"];
+                let dirs = ["/", "/d", "/e/f", "/srv/data é", "."];
                 let targets = ["a", "a.b", "index", "data ü", ".hidden", "..."];
                 let dir = dirs[usize::from(*dir) % dirs.len()].to_owned();
                 let target = targets[usize::from(*target) % targets.len()].to_owned();
@@ -160,8 +160,9 @@ pub fn valid(records: &[Record]) -> bool {
     };
     (1..=MAX_RECORDS).contains(&records.len())
         && records.iter().all(|(dir, target, staged)| {
-            (1..=MAX_DIR).contains(&dir.len())
-                && dir.starts_with('/')
+            // An absolute directory, or `.`: the directory the journal is
+            // found in (a batch within one directory).
+            (dir == "." || ((1..=MAX_DIR).contains(&dir.len()) && dir.starts_with('/')))
                 && name_ok(target)
                 && name_ok(staged)
         })
@@ -499,10 +500,16 @@ mod tests {
         assert!(!valid(&[("d".into(), "a".into(), "b".into())]));
         assert!(!valid(&[("/d".into(), "..".into(), "b".into())]));
         assert!(!valid(&[("/d".into(), "a".into(), "x".repeat(256))]));
+        // `.`, the journal's own directory, is the one relative directory.
+        assert!(valid(&[(".".into(), "a".into(), "b".into())]));
+        assert!(!valid(&[("..".into(), "a".into(), "b".into())]));
+        assert!(!valid(&[("./d".into(), "a".into(), "b".into())]));
         for records in [
             vec![("d".to_string(), "a".to_string(), "b".to_string())],
             vec![("/d".into(), "a/b".into(), "c".into())],
             vec![("/d".into(), "a".into(), String::new())],
+            vec![("..".into(), "a".into(), "b".into())],
+            vec![("./d".into(), "a".into(), "b".into())],
         ] {
             assert!(decode_journal(&encode_journal(&records)).is_err());
         }

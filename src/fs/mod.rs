@@ -136,6 +136,13 @@ pub(crate) trait DirHandle: Send + Sync + Debug + Any {
     /// later open looks up under it is not resolved from a stale cache).
     /// Local filesystems have nothing to do.
     fn revalidate(&self) -> io::Result<()>;
+    /// The directory's path now, checked to name this very directory: the
+    /// path it was opened by if that still does, else where the platform
+    /// can tell from the descriptor that it went (renamed since). An error
+    /// of kind `NotFound` when neither names it (the platform cannot tell,
+    /// or it was removed). Not a counted operation of the protocol: it
+    /// changes nothing.
+    fn current_path(&self) -> io::Result<Utf8PathBuf>;
     /// `lstat` of `name` in this directory: `Ok(None)` when nothing is there.
     fn lstat(&self, name: &Name) -> io::Result<Option<Meta>>;
     /// `stat` of `name` (follows a symbolic link): `Ok(None)` when nothing

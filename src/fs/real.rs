@@ -179,6 +179,25 @@ impl DirHandle for RealDir {
         sys::revalidate(&self.file)
     }
 
+    fn current_path(&self) -> io::Result<Utf8PathBuf> {
+        let me = sys::fstat(&self.file)?;
+        let names_me = |path: &Utf8Path| {
+            sys::open_dir(path)
+                .and_then(|dir| sys::fstat(&dir))
+                .is_ok_and(|meta| meta.same_inode(&me))
+        };
+        if names_me(&self.path) {
+            return Ok(self.path.clone());
+        }
+        match sys::dir_path_now(&self.file) {
+            Some(path) if names_me(&path) => Ok(path),
+            _ => Err(io::Error::new(
+                io::ErrorKind::NotFound,
+                "the directory is no longer at the path it was opened by, and where it went cannot be found",
+            )),
+        }
+    }
+
     fn lstat(&self, name: &Name) -> io::Result<Option<Meta>> {
         not_found_to_none(sys::stat_at(&self.file, name, false))
     }

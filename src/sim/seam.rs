@@ -429,6 +429,20 @@ impl DirHandle for SimDir {
         Ok(())
     }
 
+    /// As on Linux: the path it was opened by if that still names it, else
+    /// where it is now (found from the root, as `/proc/self/fd` would say).
+    /// Not an operation: it changes nothing.
+    fn current_path(&self) -> io::Result<Utf8PathBuf> {
+        let state = self.fs.state();
+        if state.disk.lookup(&self.path).ok().flatten() == Some(self.ino) {
+            return Ok(self.path.clone());
+        }
+        state
+            .disk
+            .path_of_dir(self.ino)
+            .ok_or_else(|| io::Error::new(io::ErrorKind::NotFound, "the directory was removed"))
+    }
+
     fn lstat(&self, name: &Name) -> io::Result<Option<Meta>> {
         self.stat(OpKind::Lstat, name)
     }

@@ -5,7 +5,7 @@
 use std::collections::BTreeMap;
 use std::io;
 
-use camino::{Utf8Component, Utf8Path};
+use camino::{Utf8Component, Utf8Path, Utf8PathBuf};
 
 use super::fault::Planned;
 use super::{OpKind, Operation};
@@ -258,6 +258,24 @@ impl Disk {
 
     pub(super) fn inode_mut(&mut self, ino: u64) -> io::Result<&mut Inode> {
         self.inodes.get_mut(&ino).ok_or_else(stale)
+    }
+
+    /// A path that names directory `ino` in the volatile view, found from
+    /// the root (what `/proc/self/fd` tells of a descriptor on Linux).
+    pub(super) fn path_of_dir(&self, ino: u64) -> Option<Utf8PathBuf> {
+        let mut pending = vec![(ROOT, Utf8PathBuf::from("/"))];
+        while let Some((dir, path)) = pending.pop() {
+            if dir == ino {
+                return Some(path);
+            }
+            let Ok(node) = self.dir(dir) else { continue };
+            for (name, &child) in &node.volatile {
+                if matches!(self.inode(child).map(|i| &i.node), Ok(Node::Dir(_))) {
+                    pending.push((child, path.join(name)));
+                }
+            }
+        }
+        None
     }
 
     pub(super) fn dir(&self, ino: u64) -> io::Result<&DirNode> {

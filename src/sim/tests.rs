@@ -507,18 +507,18 @@ fn handles_on_one_directory_share_its_handle() {
     };
     let a = open(&sim, "/d/a");
     let b = open(&sim, "/d/b");
-    assert!(Arc::ptr_eq(&a.inner.dir, &b.inner.dir));
-    assert!(Arc::ptr_eq(&a.inner.dir, &a.inner.guard_dir));
-    let dir = a.inner.dir.dev_ino();
+    assert!(Arc::ptr_eq(&a.handle.inner.dir, &b.handle.inner.dir));
+    assert!(Arc::ptr_eq(&a.handle.inner.dir, &a.handle.inner.guard_dir));
+    let dir = a.handle.inner.dir.dev_ino();
     let c = crate::Options::new()
         .filesystem(&sim)
         .guard_path("/d/c.guard")
         .open("/d/c")
         .expect("open c");
-    assert!(Arc::ptr_eq(&a.inner.dir, &c.inner.guard_dir));
+    assert!(Arc::ptr_eq(&a.handle.inner.dir, &c.handle.inner.guard_dir));
     let other = sim.process();
     let theirs = open(&other, "/d/a");
-    assert!(!Arc::ptr_eq(&a.inner.dir, &theirs.inner.dir));
+    assert!(!Arc::ptr_eq(&a.handle.inner.dir, &theirs.handle.inner.dir));
     drop((a, c));
     assert!(SharedDir::is_registered(Fs::id(&sim), dir));
     drop(b);

@@ -17,3 +17,11 @@ pub(crate) use windows::*;
 mod unsupported;
 #[cfg(not(any(unix, windows)))]
 pub(crate) use unsupported::*;
+
+/// Where the directory open as `dir` is now, as far as the platform can
+/// tell from the descriptor alone (Linux: the `/proc/self/fd` link); the
+/// caller checks that the answer names `dir`. `None` where it cannot tell.
+#[cfg(not(target_os = "linux"))]
+pub(crate) fn dir_path_now(_dir: &std::fs::File) -> Option<camino::Utf8PathBuf> {
+    None
+}

@@ -5,7 +5,7 @@ use std::io;
 use std::os::unix::fs::{MetadataExt, OpenOptionsExt, PermissionsExt};
 use std::sync::Arc;
 
-use camino::Utf8Path;
+use camino::{Utf8Path, Utf8PathBuf};
 use rustix::fs::{AtFlags, FlockOperation, OFlags};
 
 use crate::fs::{GuardPerms, Kind, LockStyle, Meta, Refused, Xattr};
@@ -345,6 +345,20 @@ pub(crate) fn stat_at(dir: &File, name: &str, follow: bool) -> io::Result<Meta> 
 /// `fstat`.
 pub(crate) fn fstat(file: &File) -> io::Result<Meta> {
     Ok(meta_of(&rustix::fs::fstat(file)?))
+}
+
+/// Where the directory open as `dir` is now: the target of its
+/// `/proc/self/fd` link (the kernel's path of the descriptor, which
+/// follows renames). `None` without `/proc`, for a directory that was
+/// removed (" (deleted)") or one outside this process's root, and for a
+/// path that is not UTF-8. The caller checks that it names `dir`.
+#[cfg(target_os = "linux")]
+pub(crate) fn dir_path_now(dir: &File) -> Option<Utf8PathBuf> {
+    use std::os::fd::AsRawFd;
+    let link = std::fs::read_link(format!("/proc/self/fd/{}", dir.as_raw_fd())).ok()?;
+    Utf8PathBuf::from_path_buf(link)
+        .ok()
+        .filter(|path| path.is_absolute())
 }
 
 /// `renameat` within one directory.
