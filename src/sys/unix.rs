@@ -5,7 +5,9 @@ use std::io;
 use std::os::unix::fs::{MetadataExt, OpenOptionsExt, PermissionsExt};
 use std::sync::Arc;
 
-use camino::{Utf8Path, Utf8PathBuf};
+use camino::Utf8Path;
+#[cfg(target_os = "linux")]
+use camino::Utf8PathBuf;
 use rustix::fs::{AtFlags, FlockOperation, OFlags};
 
 use crate::fs::{GuardPerms, Kind, LockStyle, Meta, Refused, Xattr};
