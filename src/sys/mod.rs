@@ -3,6 +3,8 @@
 //! Unix and Windows are supported. Elsewhere the crate compiles, and every
 //! operation returns [`std::io::ErrorKind::Unsupported`].
 
+#[cfg(any(unix, windows))]
+mod held;
 #[cfg(unix)]
 mod unix;
 #[cfg(unix)]

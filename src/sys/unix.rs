@@ -595,9 +595,9 @@ pub(crate) struct OsLock {
 #[derive(Debug)]
 enum Held {
     /// Unlocks in fd-lock's guard when dropped.
-    Flock { _guard: flock::FlockHeld },
+    Flock { _guard: super::held::Exclusive },
     /// Unlocks in fd-lock's guard when dropped.
-    FlockShared { _guard: flock::FlockSharedHeld },
+    FlockShared { _guard: super::held::Shared },
     /// Unlocked by `Held::drop`.
     Posix(Arc<File>),
 }
@@ -612,60 +612,6 @@ impl Drop for Held {
     }
 }
 
-mod flock {
-    //! fd-lock's write guard borrows its `RwLock`; a transaction must own both,
-    //! so they live together in one self-referential struct.
-    use super::*;
-
-    #[ouroboros::self_referencing]
-    pub(super) struct FlockHeld {
-        lock: fd_lock::RwLock<Arc<File>>,
-        #[borrows(mut lock)]
-        #[covariant]
-        guard: fd_lock::RwLockWriteGuard<'this, Arc<File>>,
-    }
-
-    impl std::fmt::Debug for FlockHeld {
-        fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-            f.write_str("FlockHeld")
-        }
-    }
-
-    #[ouroboros::self_referencing]
-    pub(super) struct FlockSharedHeld {
-        lock: fd_lock::RwLock<Arc<File>>,
-        #[borrows(lock)]
-        #[covariant]
-        guard: fd_lock::RwLockReadGuard<'this, Arc<File>>,
-    }
-
-    impl std::fmt::Debug for FlockSharedHeld {
-        fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-            f.write_str("FlockSharedHeld")
-        }
-    }
-
-    pub(super) fn lock_shared(file: Arc<File>, wait: bool) -> io::Result<FlockSharedHeld> {
-        FlockSharedHeldTryBuilder {
-            lock: fd_lock::RwLock::new(file),
-            guard_builder: |lock: &fd_lock::RwLock<Arc<File>>| {
-                if wait { lock.read() } else { lock.try_read() }
-            },
-        }
-        .try_build()
-    }
-
-    pub(super) fn lock(file: Arc<File>, wait: bool) -> io::Result<FlockHeld> {
-        FlockHeldTryBuilder {
-            lock: fd_lock::RwLock::new(file),
-            guard_builder: |lock: &mut fd_lock::RwLock<Arc<File>>| {
-                if wait { lock.write() } else { lock.try_write() }
-            },
-        }
-        .try_build()
-    }
-}
-
 /// Takes a shared or exclusive lock of one kind on `file`. With `wait` false, returns
 /// `Ok(None)` at once when a conflicting holder has it; with `wait` true,
 /// blocks until it is free.
@@ -676,11 +622,10 @@ pub(crate) fn lock(
     wait: bool,
 ) -> io::Result<Option<OsLock>> {
     let result = match kind {
-        LockStyle::Flock if shared => flock::lock_shared(Arc::clone(file), wait)
+        LockStyle::Flock if shared => super::held::shared(Arc::clone(file), wait)
             .map(|guard| Held::FlockShared { _guard: guard }),
-        LockStyle::Flock => {
-            flock::lock(Arc::clone(file), wait).map(|guard| Held::Flock { _guard: guard })
-        }
+        LockStyle::Flock => super::held::exclusive(Arc::clone(file), wait)
+            .map(|guard| Held::Flock { _guard: guard }),
         LockStyle::Posix => {
             let op = match (shared, wait) {
                 (false, true) => FlockOperation::LockExclusive,

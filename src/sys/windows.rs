@@ -755,63 +755,9 @@ pub(crate) struct OsLock {
 #[derive(Debug)]
 enum Held {
     /// Unlocks in fd-lock's guard when dropped.
-    Exclusive { _guard: lockfile::Exclusive },
+    Exclusive { _guard: super::held::Exclusive },
     /// Unlocks in fd-lock's guard when dropped.
-    Shared { _guard: lockfile::Shared },
-}
-
-mod lockfile {
-    //! fd-lock's guards borrow their `RwLock`; a transaction must own both,
-    //! so they live together in one self-referential struct.
-    use super::*;
-
-    #[ouroboros::self_referencing]
-    pub(super) struct Exclusive {
-        lock: fd_lock::RwLock<Arc<File>>,
-        #[borrows(mut lock)]
-        #[covariant]
-        guard: fd_lock::RwLockWriteGuard<'this, Arc<File>>,
-    }
-
-    impl std::fmt::Debug for Exclusive {
-        fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-            f.write_str("LockFileEx(exclusive)")
-        }
-    }
-
-    #[ouroboros::self_referencing]
-    pub(super) struct Shared {
-        lock: fd_lock::RwLock<Arc<File>>,
-        #[borrows(lock)]
-        #[covariant]
-        guard: fd_lock::RwLockReadGuard<'this, Arc<File>>,
-    }
-
-    impl std::fmt::Debug for Shared {
-        fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-            f.write_str("LockFileEx(shared)")
-        }
-    }
-
-    pub(super) fn shared(file: Arc<File>, wait: bool) -> io::Result<Shared> {
-        SharedTryBuilder {
-            lock: fd_lock::RwLock::new(file),
-            guard_builder: |lock: &fd_lock::RwLock<Arc<File>>| {
-                if wait { lock.read() } else { lock.try_read() }
-            },
-        }
-        .try_build()
-    }
-
-    pub(super) fn exclusive(file: Arc<File>, wait: bool) -> io::Result<Exclusive> {
-        ExclusiveTryBuilder {
-            lock: fd_lock::RwLock::new(file),
-            guard_builder: |lock: &mut fd_lock::RwLock<Arc<File>>| {
-                if wait { lock.write() } else { lock.try_write() }
-            },
-        }
-        .try_build()
-    }
+    Shared { _guard: super::held::Shared },
 }
 
 /// Takes `LockFileEx` on the guard, shared or exclusive (the style does not
@@ -825,9 +771,10 @@ pub(crate) fn lock(
     wait: bool,
 ) -> io::Result<Option<OsLock>> {
     let result = if shared {
-        lockfile::shared(Arc::clone(file), wait).map(|guard| Held::Shared { _guard: guard })
+        super::held::shared(Arc::clone(file), wait).map(|guard| Held::Shared { _guard: guard })
     } else {
-        lockfile::exclusive(Arc::clone(file), wait).map(|guard| Held::Exclusive { _guard: guard })
+        super::held::exclusive(Arc::clone(file), wait)
+            .map(|guard| Held::Exclusive { _guard: guard })
     };
     match result {
         Ok(held) => Ok(Some(OsLock { _held: held })),
